@@ -1,0 +1,1 @@
+"""Experiment configs: each module's `get_config(arg)` returns a `ConfigDict`; its docstring gives the command."""

@@ -1,0 +1,24 @@
+"""DEX on the SSR-Net backbone: one 101-way softmax stage and the expectation Σ_i p_i·i (V = 101), no Δ/η heads.
+
+Same backbone, fusion block, data and recipe as `ssrnet.py`, so the two differ only in the readout:
+  ssr-jax train --config configs/dex.py --workdir runs/dex
+  ssr-jax train --config configs/dex.py:demo --workdir runs/dex_demo
+
+Measured on the 2-core CPU (jax 0.10.2), synthetic data:
+  demo: see README (MAE, CA(3), CA(5), wall time).
+"""
+from configs import base
+from ssr_jax.config_lib import parse_arg
+
+
+def get_config(arg=None):
+    arg = parse_arg(arg, smoke=False, demo=False)
+    config = base.get_config()
+    config.model.family = "dex"
+    config.model.stages = (101,)
+    config.model.p_activation = "softmax"
+    config.model.lambda_local = 0.0
+    config.model.lambda_d = 0.0
+    config.model.with_delta = False
+    config.model.with_eta = False
+    return base.shrink(config, smoke=arg.smoke, demo=arg.demo)

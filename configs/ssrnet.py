@@ -1,0 +1,18 @@
+"""SSR-Net (3,3,3) with the Keras reference's recipe; `arg` picks a schedule.
+
+  ssr-jax train --config configs/ssrnet.py --workdir runs/ssrnet            # 90 epochs, 10,000 synthetic faces
+  ssr-jax train --config configs/ssrnet.py:demo --workdir runs/ssr_demo      # `make demo`'s schedule
+  ssr-jax train --config configs/ssrnet.py:smoke --workdir /tmp/smoke        # tests: a few seconds
+  ssr-jax train --config configs/ssrnet.py --workdir runs/ssr555 --config.model.stages=5,5,5
+
+Measured on the 2-core CPU (jax 0.10.2), synthetic data:
+  demo: see README (MAE, CA(3), CA(5), wall time).
+"""
+from configs import base
+from ssr_jax.config_lib import parse_arg
+
+
+def get_config(arg=None):
+    arg = parse_arg(arg, smoke=False, demo=False)
+    config = base.get_config()
+    return base.shrink(config, smoke=arg.smoke, demo=arg.demo)

@@ -1,0 +1,3 @@
+from ssr_jax.cli import main
+
+main()

@@ -1,0 +1,107 @@
+"""The one Orbax wrapper: synchronous, kill-safe save and restore of training-state pytrees.
+
+On a local disk Orbax 0.12.8 writes step N into `<directory>/N.orbax-checkpoint-tmp` (no unique suffix) and renames
+it to `N` only once it is complete, so a run killed at any moment leaves finished step directories plus at most one
+tmp directory, which Orbax never lists as a step. `save` deletes such leftovers before writing (Orbax alone would
+only replace one when the same step is saved again, with a warning, and keep the others forever).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+# Orbax's name for the single unnamed item (checkpoint_manager.DEFAULT_ITEM_NAME). Registering its handler up front
+# lets a fresh manager read a step's metadata before any restore; without it the metadata is None.
+_ITEM = "default"
+
+
+def _manager(directory, *, keep: int | None = None) -> ocp.CheckpointManager:
+    """A synchronous manager. Writers pass `keep`; readers don't, so they neither create nor clean anything."""
+    registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+    registry.add(_ITEM, ocp.args.StandardSave)
+    registry.add(_ITEM, ocp.args.StandardRestore)
+    writer = keep is not None
+    options = ocp.CheckpointManagerOptions(
+        create=writer,
+        cleanup_tmp_directories=writer,
+        enable_async_checkpointing=False,  # save() returns only once the step is finalised; no thread outlives it
+        # max_to_keep is documented as deprecated in 0.12.x; LatestN is the same rule under the current API.
+        preservation_policy=ocp.checkpoint_managers.LatestN(n=keep) if writer else None,
+    )
+    return ocp.CheckpointManager(os.fspath(directory), options=options, handler_registry=registry)
+
+
+def save(directory: str | os.PathLike, step: int, state: Any, *, keep: int = 2) -> None:
+    """Saves `state` (pytree of arrays) as checkpoint `step` under `directory`, synchronously (returns when on disk
+    and finalised), keeps the newest `keep` checkpoints.
+
+    Raises orbax's StepAlreadyExistsError (a ValueError) if `step` is already saved: overwriting in place would
+    leave a window with no complete copy of that step.
+    """
+    if keep < 1:  # LatestN(0) would delete the checkpoint just written
+        raise ValueError(f"keep must be >= 1, got {keep}")
+    with _manager(directory, keep=keep) as manager:
+        # force: bypass the save-interval policy, which would silently skip steps; the caller decides when to save.
+        manager.save(step, args=ocp.args.StandardSave(state), force=True)
+
+
+def latest_step(directory: str | os.PathLike) -> int | None:
+    """Newest complete checkpoint step, None if there is none (directory missing or empty)."""
+    if not os.path.isdir(directory):
+        return None
+    with _manager(directory) as manager:
+        return manager.latest_step()
+
+
+def _abstract(leaf: Any) -> jax.ShapeDtypeStruct:
+    # Orbax places a leaf without a sharding where it was saved and fails when that device is missing (e.g. saved on
+    # GPU, restored on CPU: "Topology mismatch"), so such leaves go to the default device.
+    sharding = getattr(leaf, "sharding", None) or jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding)
+
+
+def _stored_shape(leaf: jax.ShapeDtypeStruct) -> tuple[int, ...]:
+    # A typed PRNG key is stored as its key data, which has the key's trailing shape (e.g. (2,) for threefry).
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        return jax.eval_shape(jax.random.key_data, leaf).shape
+    return tuple(leaf.shape)
+
+
+def _mismatch(saved: dict, wanted: dict) -> str | None:
+    """First difference between two {"a/b/c": leaf} dicts, in the target's leaf order; None if they agree."""
+    for path, leaf in wanted.items():
+        if path not in saved:
+            return f"{path}: missing from the checkpoint"
+        if tuple(saved[path].shape) != _stored_shape(leaf):
+            return f"{path}: checkpoint has shape {tuple(saved[path].shape)}, model expects {_stored_shape(leaf)}"
+    extra = sorted(saved.keys() - wanted.keys())
+    return f"{extra[0]}: in the checkpoint but not in the model" if extra else None
+
+
+def restore(directory: str | os.PathLike, target: Any, step: int | None = None) -> Any:
+    """Restores checkpoint `step` (default: latest) into the structure, shapes and dtypes of `target` (a pytree of
+    arrays or of jax.ShapeDtypeStruct, e.g. from jax.eval_shape). Returns a pytree of the same structure as target
+    with jax arrays. Raises FileNotFoundError with a clear message if no checkpoint exists, and a ValueError naming
+    the first differing leaf path (e.g. "params/stage_1/delta/kernel: checkpoint has shape (161, 1), model expects
+    (91, 1)") when the checkpoint does not match the target structure/shape.
+
+    Dtypes are not checked: Orbax casts each leaf to the target's dtype.
+    """
+    steps = []
+    if os.path.isdir(directory):
+        with _manager(directory) as manager:
+            steps = manager.all_steps()
+            step = max(steps, default=None) if step is None else step
+            if step in steps:
+                abstract = jax.tree.map(_abstract, target)
+                # Compare first: Orbax's own shape error comes wrapped in TensorStore specs and asyncio tracebacks.
+                saved = ocp.tree.to_flat_dict(manager.metadata(step).item_metadata.tree, sep="/")
+                problem = _mismatch(saved, ocp.tree.to_flat_dict(abstract, sep="/"))
+                if problem:
+                    raise ValueError(f"checkpoint {step} in {os.fspath(directory)} does not fit the target: {problem}")
+                return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    wanted = "no checkpoint" if step is None else f"no checkpoint {step}"
+    raise FileNotFoundError(f"{wanted} to restore in {os.fspath(directory)} (complete steps: {sorted(steps)})")

@@ -1,0 +1,127 @@
+"""Loading, overriding and validating experiment configs (ml_collections `ConfigDict`s from `get_config(arg)`).
+
+Every check here runs before anything is compiled, and each failure is one line that names the field and the fix.
+"""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import pathlib
+from typing import Any, Mapping
+
+import ml_collections
+
+from ssr_jax.models import FAMILIES
+from ssr_jax.models.ssrnet import CONV_IMPLEMENTATIONS
+
+MAX_STAGES = 4
+MIN_IMAGE_SIZE = 38
+P_ACTIVATIONS = ("relu", "softmax")
+DATASETS = ("synthetic",)
+AGE_DISTRIBUTIONS = ("uniform", "morph")
+
+
+class ConfigError(ValueError):
+    """A config key or value that cannot work; the message names the field and how to fix it."""
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+    """big_vision-style `get_config` argument: "smoke,epochs=3" → {smoke: True, epochs: 3} over `defaults`."""
+    values = dict(defaults)
+    for item in filter(None, (arg or "").split(",")):
+        name, _, raw = item.partition("=")
+        if name not in defaults:
+            raise ConfigError(f"unknown config argument {name!r}; known: {', '.join(sorted(defaults))}")
+        if not raw:
+            values[name] = True
+            continue
+        try:
+            values[name] = type(defaults[name])(ast.literal_eval(raw))
+        except (ValueError, SyntaxError):
+            values[name] = raw
+    return ml_collections.ConfigDict(values)
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+    """`path/to/config.py[:arg]` → `get_config(arg)`, as `ml_collections.config_flags` does."""
+    path, _, arg = spec.partition(":")
+    file = pathlib.Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass e.g. --config configs/ssrnet.py")
+    module_spec = importlib.util.spec_from_file_location(f"ssr_jax_config_{file.stem}", file)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg or None) if arg else module.get_config()
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:
+    """Copy of `config` with dotted-key overrides ({"model.stages": (5, 5, 5)}); unknown keys are an error."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = config
+        for depth, name in enumerate(parents):
+            if name not in node or not isinstance(node[name], ml_collections.ConfigDict):
+                raise ConfigError(f"unknown config key {'.'.join(parents[:depth + 1])!r} (in override {dotted!r})")
+            node = node[name]
+        if leaf not in node:
+            known = ", ".join(sorted(node.keys()))
+            raise ConfigError(f"unknown config key {dotted!r}; keys here are: {known}")
+        current = node[leaf]
+        if isinstance(current, tuple) and not isinstance(value, tuple):
+            value = tuple(value) if isinstance(value, list) else (value,)
+        node[leaf] = value
+    return config
+
+
+def _fail(field: str, value: Any, fix: str) -> None:
+    raise ConfigError(f"{field}={value!r}: {fix}")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Checks every value a run depends on; raises `ConfigError` on the first bad one."""
+    model, data, train, optim = config.model, config.data, config.train, config.optim
+    if model.family not in FAMILIES:
+        _fail("model.family", model.family, f"must be one of {FAMILIES}")
+    stages = model.stages
+    if (
+        not isinstance(stages, (tuple, list))
+        or not 1 <= len(stages) <= MAX_STAGES
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in stages)
+    ):
+        _fail("model.stages", stages, f"needs 1 to {MAX_STAGES} positive integers, e.g. --config.model.stages=3,3,3")
+    if model.family == "dex" and len(stages) != 1:
+        _fail("model.stages", stages, "DEX has one softmax stage, e.g. --config.model.stages='(101,)'")
+    if not model.v > 0:
+        _fail("model.v", model.v, "the age range V must be positive (the reference uses 101)")
+    for name in ("lambda_local", "lambda_d"):
+        if not 0.0 <= model[name] <= 1.0:
+            _fail(f"model.{name}", model[name], "must lie in [0, 1] (0 switches the term off, 1 is the reference)")
+    if model.p_activation not in P_ACTIVATIONS:
+        _fail("model.p_activation", model.p_activation, f"must be one of {P_ACTIVATIONS}")
+    if model.conv not in CONV_IMPLEMENTATIONS:
+        _fail("model.conv", model.conv, f"must be one of {tuple(CONV_IMPLEMENTATIONS)}")
+    if not 0.0 <= model.dropout_rate < 1.0:
+        _fail("model.dropout_rate", model.dropout_rate, "must lie in [0, 1)")
+    if data.name not in DATASETS:
+        _fail("data.name", data.name, f"must be one of {DATASETS}")
+    if data.age_distribution not in AGE_DISTRIBUTIONS:
+        _fail("data.age_distribution", data.age_distribution, f"must be one of {AGE_DISTRIBUTIONS}")
+    if not 0 <= data.age_min <= data.age_max <= 100:
+        _fail("data.age_min/age_max", (data.age_min, data.age_max), "need 0 <= age_min <= age_max <= 100")
+    if not data.image_size >= MIN_IMAGE_SIZE:
+        _fail("data.image_size", data.image_size,
+              f"the four 3×3 VALID convs and three poolings need at least {MIN_IMAGE_SIZE} pixels (reference: 64)")
+    for name in ("num_train", "num_test"):
+        if not data[name] >= 1:
+            _fail(f"data.{name}", data[name], "needs at least one example")
+    for name in ("batch_size", "epochs", "eval_batch_size", "checkpoint_every"):
+        if not (isinstance(train[name], int) and train[name] >= 1):
+            _fail(f"train.{name}", train[name], "must be a positive integer")
+    if train.batch_size > data.num_train:
+        _fail("train.batch_size", train.batch_size,
+              f"is larger than the training split ({data.num_train} examples); lower it or raise data.num_train")
+    if not optim.learning_rate > 0:
+        _fail("optim.learning_rate", optim.learning_rate, "must be positive (the reference uses 1e-3)")
+    if not all(0.0 < f < 1.0 for f in optim.decay_fractions):
+        _fail("optim.decay_fractions", optim.decay_fractions, "each must lie in (0, 1), e.g. (1/3, 2/3)")

@@ -1,0 +1,64 @@
+"""Model construction from `config.model`, the age readout, and parameter accounting.
+
+Families:
+  ssr — SSR-Net with the soft stagewise readout (`ssr_jax.ssr.ssr_age`).
+  dex — the same backbone with one softmax stage (usually 101 bins) and the DEX expectation readout, no Δ/η heads.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ssr_jax.models.ssrnet import SSRNet
+from ssr_jax.ssr import dex_age, ssr_age
+
+FAMILIES = ("ssr", "dex")
+
+
+def create_model(model_config) -> SSRNet:
+    """The Flax module for `config.model` (family, stages, heads, BatchNorm and dropout settings)."""
+    is_dex = model_config.family == "dex"
+    return SSRNet(
+        stages=tuple(model_config.stages),
+        p_activation="softmax" if is_dex else model_config.p_activation,
+        with_delta=not is_dex and model_config.with_delta,
+        with_eta=not is_dex and model_config.with_eta,
+        dropout_rate=model_config.dropout_rate,
+        bn_momentum=model_config.bn_momentum,
+        bn_epsilon=model_config.bn_epsilon,
+        conv=model_config.conv,
+    )
+
+
+def predict_age(model_config, heads: dict, *, lambda_local, lambda_d) -> jnp.ndarray:
+    """Ages `[batch]` from the model's heads; λ may be traced (a vmapped sweep axis)."""
+    if model_config.family == "dex":
+        return dex_age(heads["p"][0], v=model_config.v)
+    return ssr_age(
+        heads["p"],
+        heads["eta"],
+        heads["delta"],
+        stages=tuple(model_config.stages),
+        v=model_config.v,
+        lambda_local=lambda_local,
+        lambda_d=lambda_d,
+    )
+
+
+def abstract_variables(model_config, image_size: int) -> Any:
+    """Shapes and dtypes of `{'params', 'batch_stats'}` without allocating or running anything."""
+    model = create_model(model_config)
+    images = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
+    return jax.eval_shape(lambda rng, x: model.init(rng, x, train=False), jax.random.key(0), images)
+
+
+def count_parameters(variables) -> dict[str, int]:
+    """`trainable` (params), `batch_stats` (BatchNorm moving statistics), `total` and float32 `bytes`."""
+    count = lambda tree: int(sum(np.prod(leaf.shape, dtype=int) for leaf in jax.tree.leaves(tree)))  # noqa: E731
+    trainable = count(variables.get("params", {}))
+    batch_stats = count(variables.get("batch_stats", {}))
+    total = trainable + batch_stats
+    return {"trainable": trainable, "batch_stats": batch_stats, "total": total, "bytes": 4 * total}

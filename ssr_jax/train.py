@@ -1,0 +1,336 @@
+"""Training that stays on the device: `make_train(config, splits)` → pure, jitted `init` / `train_epoch` /
+`evaluate` / `train`, and `train_and_evaluate(config, workdir)`, the resumable run behind `ssr-jax train`.
+
+The split's uint8 arrays are put on the device once; an epoch is one compiled `lax.scan` over shuffled batches
+(indices drawn from `fold_in(key, epoch)`, dropout keys from `fold_in(epoch_key, step)`, so no RNG is carried and a
+resumed run replays exactly). Everything that is only a value — seed, λ_local, λ_d, learning rate — enters through
+`key` and the `hparams` pytree, never as a Python constant, so `jax.vmap(trainer.train)` trains a sweep group in
+one program (purejaxrl's `make_train`).
+"""
+from __future__ import annotations
+
+import collections
+import math
+import pathlib
+import statistics
+import sys
+import time
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+
+from ssr_jax import checkpoint, config_lib, workdir as workdir_lib
+from ssr_jax.data import load_splits
+from ssr_jax.evaluate import evaluate_batches, pad_to_batches, predict_the_mean_mae
+from ssr_jax.models import abstract_variables, count_parameters, create_model, predict_age
+
+Splits = tuple[dict[str, np.ndarray], dict[str, np.ndarray]]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# State, hyper-parameters and optimizer
+# ----------------------------------------------------------------------------------------------------------------
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array  # int32 scalar: optimizer steps taken
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+
+
+def hparams_from_config(config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
+    """The values a sweep may put on a vmapped axis, as float32 scalars."""
+    return {
+        "learning_rate": jnp.float32(config.optim.learning_rate),
+        "lambda_local": jnp.float32(config.model.lambda_local),
+        "lambda_d": jnp.float32(config.model.lambda_d),
+    }
+
+
+def learning_rate_schedule(optim_config, learning_rate, *, epochs: int, steps_per_epoch: int):
+    """count → learning_rate × decay_factor^(boundaries passed); boundaries at the start of epochs
+    round(fraction × epochs) (the reference: ×0.1 at epochs 30 and 60 of 90)."""
+    boundaries = jnp.array(
+        [round(fraction * epochs) * steps_per_epoch for fraction in optim_config.decay_fractions], jnp.int32
+    )
+    return lambda count: learning_rate * optim_config.decay_factor ** jnp.sum(count >= boundaries)
+
+
+def make_optimizer(optim_config, learning_rate: jax.Array, *, epochs: int, steps_per_epoch: int):
+    """Adam with the step-decay schedule.
+
+    Built inside the traced functions from a (possibly traced) `learning_rate`; the optimizer state's structure does
+    not depend on it, so members with different rates share one program.
+    """
+    schedule = learning_rate_schedule(optim_config, learning_rate, epochs=epochs, steps_per_epoch=steps_per_epoch)
+    return optax.adam(schedule, b1=optim_config.b1, b2=optim_config.b2, eps=optim_config.eps)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# make_train
+# ----------------------------------------------------------------------------------------------------------------
+class Trainer:
+    """Compiled entry points bound to device-resident data; each is a pure function of its arguments.
+
+    init(key, hparams) -> TrainState
+    train_epoch(state, key, hparams) -> (state, {"train_loss"})      # `state` is donated
+    evaluate(state, hparams) -> {"mae", "ca3", "ca5", "count"}       # exact, over the whole test split
+    train(key, hparams) -> (state, per-epoch metrics [epochs])       # the whole run as one program
+
+    `pure` holds the unjitted functions with the data as an explicit last argument (for vmapped groups);
+    `trace_counts` counts how often each was traced, i.e. compiled.
+    """
+
+    def __init__(self, pure: dict[str, Callable], data: dict, *, steps_per_epoch: int, images_per_epoch: int,
+                 trace_counts: collections.Counter):
+        self.pure, self.data = pure, data
+        self.steps_per_epoch, self.images_per_epoch = steps_per_epoch, images_per_epoch
+        self.trace_counts = trace_counts
+        self.init = jax.jit(pure["init"])
+        self._train_epoch = jax.jit(pure["train_epoch"], donate_argnums=(0,))
+        self._evaluate = jax.jit(pure["evaluate"])
+        self._train = jax.jit(pure["train"])
+
+    def compile(self, state: TrainState, key: jax.Array, hparams: dict) -> float:
+        """Compiles `train_epoch` and `evaluate` ahead of time; returns the seconds it took."""
+        start = time.perf_counter()
+        self._train_epoch = self._train_epoch.lower(state, key, hparams, self.data).compile()
+        self._evaluate = self._evaluate.lower(state, hparams, self.data).compile()
+        return time.perf_counter() - start
+
+    def train_epoch(self, state, key, hparams):
+        return self._train_epoch(state, key, hparams, self.data)
+
+    def evaluate(self, state, hparams):
+        return self._evaluate(state, hparams, self.data)
+
+    def train(self, key, hparams):
+        return self._train(key, hparams, self.data)
+
+
+def make_train(config: ml_collections.ConfigDict, splits: Splits) -> Trainer:
+    """Python-side set-up once (model, data on the device); returns the jitted training functions."""
+    train_split, test_split = splits
+    num_train = len(train_split["age"])
+    batch_size, epochs = config.train.batch_size, config.train.epochs
+    if batch_size > num_train:
+        raise config_lib.ConfigError(
+            f"train.batch_size={batch_size}: larger than the training split ({num_train} examples); lower it"
+        )
+    steps_per_epoch = num_train // batch_size  # as Keras' steps_per_epoch = floor(N / batch)
+    model = create_model(config.model)
+    trace_counts = collections.Counter()
+    image_shape = train_split["image"].shape[1:]
+
+    def apply(variables, images, hparams, **kwargs):
+        heads = model.apply(variables, images.astype(jnp.float32), **kwargs)
+        heads, mutated = heads if isinstance(heads, tuple) else (heads, None)
+        ages = predict_age(config.model, heads, lambda_local=hparams["lambda_local"], lambda_d=hparams["lambda_d"])
+        return ages, mutated
+
+    def optimizer(hparams):
+        return make_optimizer(
+            config.optim, hparams["learning_rate"], epochs=epochs, steps_per_epoch=steps_per_epoch
+        )
+
+    def init(key, hparams):
+        variables = model.init(jax.random.fold_in(key, 0), jnp.zeros((1, *image_shape), jnp.float32), train=False)
+        params = variables["params"]
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            batch_stats=variables["batch_stats"],
+            opt_state=optimizer(hparams).init(params),
+        )
+
+    def loss_fn(params, batch_stats, images, ages, dropout_key, hparams):
+        predicted, mutated = apply(
+            {"params": params, "batch_stats": batch_stats}, images, hparams,
+            train=True, rngs={"dropout": dropout_key}, mutable=["batch_stats"],
+        )
+        return jnp.mean(jnp.abs(predicted - ages)), mutated["batch_stats"]
+
+    def train_epoch(state, key, hparams, data):
+        trace_counts["train_epoch"] += 1
+        tx = optimizer(hparams)
+        epoch_key = jax.random.fold_in(jax.random.fold_in(key, 1), state.step // steps_per_epoch)
+        order = jax.random.permutation(epoch_key, num_train)[: steps_per_epoch * batch_size]
+
+        def step(state, batch_indices):
+            images = data["train"]["image"][batch_indices]
+            ages = data["train"]["age"][batch_indices]
+            dropout_key = jax.random.fold_in(epoch_key, state.step)
+            (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                state.params, state.batch_stats, images, ages, dropout_key, hparams
+            )
+            updates, opt_state = tx.update(grads, state.opt_state, state.params)
+            new_state = TrainState(
+                step=state.step + 1,
+                params=optax.apply_updates(state.params, updates),
+                batch_stats=batch_stats,
+                opt_state=opt_state,
+            )
+            return new_state, loss
+
+        state, losses = jax.lax.scan(step, state, order.reshape(steps_per_epoch, batch_size))
+        return state, {"train_loss": jnp.mean(losses)}
+
+    def evaluate(state, hparams, data):
+        trace_counts["evaluate"] += 1
+        variables = {"params": state.params, "batch_stats": state.batch_stats}
+        return evaluate_batches(lambda images: apply(variables, images, hparams, train=False)[0], data["test"])
+
+    def train(key, hparams, data):
+        def epoch(state, _):
+            state, metrics = train_epoch(state, key, hparams, data)
+            return state, {**metrics, **evaluate(state, hparams, data)}
+
+        return jax.lax.scan(epoch, init(key, hparams), None, length=epochs)
+
+    data = jax.device_put({
+        "train": {"image": train_split["image"], "age": train_split["age"].astype(np.float32)},
+        "test": pad_to_batches(test_split["image"], test_split["age"], config.train.eval_batch_size),
+    })
+    return Trainer(
+        {"init": init, "train_epoch": train_epoch, "evaluate": evaluate, "train": train},
+        data,
+        steps_per_epoch=steps_per_epoch,
+        images_per_epoch=steps_per_epoch * batch_size,
+        trace_counts=trace_counts,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# train_and_evaluate: one resumable run in a workdir
+# ----------------------------------------------------------------------------------------------------------------
+def _epoch_line(epoch: int, epochs: int, metrics: dict) -> str:
+    return (
+        f"epoch {epoch}/{epochs}  loss {metrics['train_loss']:.3f}  val MAE {metrics['mae']:.3f}  "
+        f"CA(3) {metrics['ca3']:.3f}  CA(5) {metrics['ca5']:.3f}  {metrics['images_per_s']:.0f} img/s"
+    )
+
+
+def _jsonable(obj):
+    """Tuples become lists, as JSON makes them anyway, so a recorded config compares equal to a live one."""
+    if isinstance(obj, dict):
+        return {key: _jsonable(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(value) for value in obj]
+    return obj
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str | pathlib.Path,
+    *,
+    overrides: dict | None = None,
+    splits: Splits | None = None,
+    progress: bool | None = None,
+) -> dict:
+    """Trains `config` in `workdir` (config.json, metrics.jsonl, summary.json, checkpoint/); returns the summary.
+
+    A finished workdir is reported and left alone; an interrupted one resumes from its last checkpoint and ends
+    with the numbers an uninterrupted run gives. `splits` replaces the dataset named by `config.data`.
+    """
+    config_lib.validate(config)
+    workdir = workdir_lib.prepare(workdir)
+    summary_path = workdir / "summary.json"
+    if summary_path.exists():
+        summary = workdir_lib.read_json(summary_path)
+        print(f"{workdir}: already finished ({summary['status']}, MAE {summary['mae']:.3f}); nothing to do")
+        return summary
+
+    config_path = workdir / "config.json"
+    resolved = _jsonable(config.to_dict())
+    if config_path.exists():
+        if workdir_lib.read_json(config_path)["config"] != resolved:
+            raise config_lib.ConfigError(
+                f"{workdir} holds a run of another config; resume with the same config or pick a new --workdir"
+            )
+    else:
+        record = {"config": resolved, "overrides": _jsonable(dict(overrides or {})), **workdir_lib.provenance()}
+        workdir_lib.write_json(config_path, record)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Input pipeline and compiled functions
+    # ------------------------------------------------------------------------------------------------------------
+    splits = splits if splits is not None else load_splits(config.data)
+    trainer = make_train(config, splits)
+    hparams = hparams_from_config(config)
+    key = jax.random.key(config.seed)
+    params = count_parameters(abstract_variables(config.model, config.data.image_size))
+    state = trainer.init(key, hparams)
+    compile_s = trainer.compile(state, key, hparams)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Load checkpoint
+    # ------------------------------------------------------------------------------------------------------------
+    ckpt_dir = workdir / "checkpoint"
+    if checkpoint.latest_step(ckpt_dir) is not None:
+        state = checkpoint.restore(ckpt_dir, state)
+    start_epoch = int(state.step) // trainer.steps_per_epoch
+    # Epochs logged after the checkpoint (a kill between the two writes) are replayed, so drop their rows.
+    history = [row for row in workdir_lib.read_jsonl(workdir / "metrics.jsonl") if row["epoch"] <= start_epoch]
+    schedule = learning_rate_schedule(
+        config.optim, config.optim.learning_rate, epochs=config.train.epochs, steps_per_epoch=trainer.steps_per_epoch
+    )
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Train loop
+    # ------------------------------------------------------------------------------------------------------------
+    epochs = config.train.epochs
+    show_bar = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm.tqdm(total=epochs, initial=start_epoch, desc=workdir.name, disable=not show_bar, leave=False)
+    status, wall_start, epoch_seconds = "ok", time.perf_counter(), []
+    for epoch in range(start_epoch + 1, epochs + 1):
+        learning_rate = float(schedule(state.step))
+        epoch_start = time.perf_counter()
+        state, train_metrics = trainer.train_epoch(state, key, hparams)
+        train_loss = float(train_metrics["train_loss"])  # blocks until the epoch is done
+        epoch_seconds.append(time.perf_counter() - epoch_start)
+        eval_metrics = jax.device_get(trainer.evaluate(state, hparams))
+        row = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            **{name: float(eval_metrics[name]) for name in ("mae", "ca3", "ca5")},
+            "learning_rate": learning_rate,
+            "images_per_s": trainer.images_per_epoch / epoch_seconds[-1],
+            "epoch_s": epoch_seconds[-1],
+        }
+        history.append(row)
+        workdir_lib.write_jsonl(workdir / "metrics.jsonl", history)
+        if not (math.isfinite(train_loss) and math.isfinite(row["mae"])):
+            status = "diverged"
+            break
+        if epoch % config.train.checkpoint_every == 0 or epoch == epochs:
+            checkpoint.save(ckpt_dir, int(state.step), state)
+        bar.update(1)
+        bar.set_postfix(loss=f"{train_loss:.3f}", val_mae=f"{row['mae']:.3f}", img_s=f"{row['images_per_s']:.0f}")
+        if not show_bar:
+            print(f"{workdir.name}: {_epoch_line(epoch, epochs, row)}", flush=True)
+    bar.close()
+
+    final = history[-1]
+    summary = {
+        "status": status,
+        **{name: final[name] for name in ("mae", "ca3", "ca5")},
+        "epochs": final["epoch"],
+        "params": params["total"],
+        "trainable_params": params["trainable"],
+        "model_bytes": params["bytes"],
+        "mean_predictor_mae": predict_the_mean_mae(splits[0]["age"], splits[1]["age"]),
+        "num_train": int(len(splits[0]["age"])),
+        "num_test": int(len(splits[1]["age"])),
+        "wall_s": compile_s + time.perf_counter() - wall_start,
+        "compile_s": compile_s,
+        "images_per_s": trainer.images_per_epoch / statistics.median(epoch_seconds) if epoch_seconds else None,
+        "resumed_from_epoch": start_epoch,
+    }
+    workdir_lib.write_json(summary_path, summary)
+    return summary
