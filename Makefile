@@ -1,0 +1,23 @@
+# Two entry points: `make demo` (the main job) and `make test`. Each creates .venv and installs the project first
+# when needed, so either works alone on a fresh clone.
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: demo test install clean
+
+$(INSTALLED): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+demo: $(INSTALLED)
+	$(VENV)/bin/ssr-jax demo --workdir runs/demo
+
+test: $(INSTALLED)
+	$(PYTHON) -m pytest -q
+
+clean:
+	rm -rf $(VENV) .jax_cache runs/demo
