@@ -305,7 +305,10 @@ def train_and_evaluate(
         }
         history.append(row)
         workdir_lib.write_jsonl(workdir / "metrics.jsonl", history)
-        if not (math.isfinite(train_loss) and math.isfinite(row["mae"])):
+        # Only a non-finite training loss is divergence: an infinite validation MAE can be honest early on, when
+        # BatchNorm's running statistics (momentum 0.99) still lag and a Δ saturates at −1 (the reference's
+        # 1/(1 + Δ) has no guard).
+        if not math.isfinite(train_loss):
             status = "diverged"
             break
         if epoch % config.train.checkpoint_every == 0 or epoch == epochs:

@@ -1,0 +1,83 @@
+"""Bad input fails in one line that names the field and the fix, before anything compiles or is written."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from configs import dex, ssrnet
+from ssr_jax import config_lib
+from ssr_jax.train import train_and_evaluate
+from ssr_jax.workdir import WorkdirError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"model.stages": ()}, "model.stages"),
+    ({"model.stages": (3, 0, 3)}, "model.stages"),
+    ({"model.stages": (3, 2.5)}, "model.stages"),
+    ({"model.stages": (3, 3, 3, 3, 3)}, "model.stages"),
+    ({"model.v": 0.0}, "model.v"),
+    ({"model.lambda_local": -0.1}, "model.lambda_local"),
+    ({"model.lambda_d": 1.5}, "model.lambda_d"),
+    ({"model.p_activation": "sigmoid"}, "model.p_activation"),
+    ({"train.batch_size": 65}, "train.batch_size"),  # the smoke split has 64 examples
+    ({"data.name": "morph3"}, "data.name"),
+    ({"optim.learning_rate": 0.0}, "optim.learning_rate"),
+])
+def test_bad_values_name_the_field(overrides, field, tmp_path):
+    config = config_lib.apply_overrides(ssrnet.get_config("smoke"), overrides)
+    with pytest.raises(config_lib.ConfigError, match=field) as error:
+        train_and_evaluate(config, tmp_path / "run")
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "run").exists()  # validated before the workdir was even created
+
+
+def test_dex_needs_one_stage():
+    config = config_lib.apply_overrides(dex.get_config(), {"model.stages": (10, 10)})
+    with pytest.raises(config_lib.ConfigError, match="DEX has one softmax stage"):
+        config_lib.validate(config)
+
+
+def test_unknown_keys_are_rejected():
+    with pytest.raises(config_lib.ConfigError, match="unknown config key 'model.stagez'"):
+        config_lib.apply_overrides(ssrnet.get_config(), {"model.stagez": (3, 3)})
+    with pytest.raises(config_lib.ConfigError, match="unknown config argument 'smok'"):
+        ssrnet.get_config("smok")
+
+
+def test_unwritable_workdir(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if os.access(locked, os.W_OK):  # root ignores permission bits; a path under a regular file fails for anyone
+        locked = tmp_path / "file"
+        locked.write_text("")
+    with pytest.raises(WorkdirError, match="not writable.*pass a writable --workdir"):
+        train_and_evaluate(ssrnet.get_config("smoke"), locked / "run")
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "ssr_jax", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config.model.stagez=3"], "unknown config key 'stagez'"),
+    (["--config.model.stages=0,3"], "model.stages=(0, 3): needs 1 to 4 positive integers"),
+    (["--config.train.batch_size=many"], "--config.train.batch_size=many"),
+])
+def test_cli_errors_are_one_line(args, message):
+    result = run_cli("info", "--config", "configs/ssrnet.py", *args)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+
+
+def test_cli_info_json():
+    import json
+
+    result = run_cli("info", "--config", "configs/ssrnet.py", "--config.model.stages=5,5,5", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"trainable": 42_215, "batch_stats": 384, "total": 42_599,
+                                         "bytes": 170_396}

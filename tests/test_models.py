@@ -1,0 +1,89 @@
+"""SSR-Net's structure: the reference's parameter counts, the tap rule for any K, and the switches."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import dex, ssrnet
+from ssr_jax.models import abstract_variables, count_parameters, create_model
+from ssr_jax.models.ssrnet import BLOCK_POOL_FOR_TAP, TAPS_FOR_NUM_STAGES
+
+
+def model_config(stages=(3, 3, 3), **changes):
+    config = ssrnet.get_config().model
+    config.stages = stages
+    config.update(changes)
+    return config
+
+
+# Totals from ssrnet-facts.md §1.4 (reference block structure; the (3,3,3) split is read off the released .h5).
+@pytest.mark.parametrize("stages, total", [
+    ((3, 3, 3), 40_915), ((5, 5, 5), 42_599), ((2, 2, 2), 40_127), ((4, 4, 4), 41_739), ((27,), 50_653),
+    ((101,), 131_609),
+])
+def test_parameter_totals_match_the_reference(stages, total):
+    counts = count_parameters(abstract_variables(model_config(stages), 64))
+    assert counts["total"] == total
+    assert counts["batch_stats"] == 384
+    assert counts["bytes"] == 4 * total
+
+
+def test_reference_split_of_trainable_and_statistics():
+    counts = count_parameters(abstract_variables(model_config(), 64))
+    assert (counts["trainable"], counts["batch_stats"]) == (40_531, 384)
+
+
+def test_switching_off_heads_removes_exactly_their_parameters():
+    full = count_parameters(abstract_variables(model_config(), 64))["total"]
+    no_delta = count_parameters(abstract_variables(model_config(with_delta=False), 64))["total"]
+    no_eta = count_parameters(abstract_variables(model_config(with_eta=False), 64))["total"]
+    # Δ: Dense(160→1) + 2 × Dense(90→1); η: Dense(6→3) per stage.
+    assert full - no_delta == 161 + 91 + 91
+    assert full - no_eta == 3 * 21
+
+
+def test_dex_is_one_softmax_stage_without_dynamic_range():
+    config = dex.get_config().model
+    variables = abstract_variables(config, 64)
+    stage = variables["params"]["stage1"]
+    assert "delta" not in stage and "eta" not in stage
+    assert stage["p"]["kernel"].shape == (202, 101)
+    assert "stage2" not in variables["params"]
+
+
+@pytest.mark.parametrize("num_stages", [1, 2, 3, 4])
+def test_tap_rule_and_head_shapes(num_stages):
+    stages = (3,) * num_stages
+    config = model_config(stages)
+    variables = abstract_variables(config, 64)
+    # Fused vector length: 160 for the 4×4 conv4 tap, 90 for pooled 3×3 taps.
+    for k, tap in enumerate(TAPS_FOR_NUM_STAGES[num_stages], start=1):
+        fused = variables["params"][f"stage{k}"]["s_mix"]["kernel"].shape[0]
+        assert fused == (160 if BLOCK_POOL_FOR_TAP[tap] == 1 else 90)
+    model = create_model(config)
+    images = jnp.zeros((2, 64, 64, 3))
+    heads = jax.eval_shape(lambda v: model.apply(v, images, train=False), variables)
+    assert [p.shape for p in heads["p"]] == [(2, 3)] * num_stages
+    assert [d.shape for d in heads["delta"]] == [(2,)] * num_stages
+
+
+def test_keras_batchnorm_and_initialisers():
+    model = create_model(model_config())
+    assert (model.bn_momentum, model.bn_epsilon) == (0.99, 1e-3)
+    variables = jax.jit(lambda key: model.init(key, jnp.zeros((1, 64, 64, 3)), train=False))(jax.random.key(0))
+    conv = variables["params"]["x_stream"]["conv2"]
+    assert float(jnp.abs(conv["bias"]).max()) == 0.0
+    # Glorot uniform: |w| ≤ sqrt(6 / (fan_in + fan_out)) with fan_in = 3·3·32, fan_out = 3·3·32.
+    limit = np.sqrt(6.0 / (288 + 288))
+    assert float(jnp.abs(conv["kernel"]).max()) <= limit
+    assert float(jnp.abs(conv["kernel"]).max()) > 0.9 * limit
+
+
+def test_patch_convolution_matches_xla_convolution():
+    images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3)), jnp.float32)
+    fast, reference = create_model(model_config(conv="patches")), create_model(model_config(conv="xla"))
+    variables = jax.jit(lambda key: fast.init(key, images[:1], train=False))(jax.random.key(1))
+    # Compare the heads: at random initialisation 1 + Δ can be near 0, which makes ages themselves ill-conditioned.
+    heads = [jax.tree.leaves(m.apply(variables, images, train=False)) for m in (fast, reference)]
+    for got, want in zip(*heads):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)

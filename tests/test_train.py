@@ -1,0 +1,129 @@
+"""Device-resident training: losses fall, one compile per config, the whole-run program and vmapped members agree
+with the epoch loop, run files appear, and a SIGKILLed run resumes to the uninterrupted result."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import ssrnet
+from ssr_jax import config_lib
+from ssr_jax.data import load_splits
+from ssr_jax.train import hparams_from_config, make_train, train_and_evaluate
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    config = ssrnet.get_config("smoke")
+    return config, load_splits(config.data)
+
+
+def test_loss_falls_and_the_epoch_compiles_once():
+    config = config_lib.apply_overrides(
+        ssrnet.get_config("smoke"), {"data.num_train": 256, "train.batch_size": 32, "train.epochs": 4}
+    )
+    trainer = make_train(config, load_splits(config.data))
+    assert trainer.data["train"]["image"].dtype == jnp.uint8  # the split lives on the device as uint8
+    hparams, key = hparams_from_config(config), jax.random.key(0)
+    state = trainer.init(key, hparams)
+    losses = []
+    for _ in range(4):
+        state, metrics = trainer.train_epoch(state, key, hparams)
+        losses.append(float(metrics["train_loss"]))
+    assert int(state.step) == 4 * 8
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert trainer.trace_counts["train_epoch"] == 1
+    # A new λ is a new value, not a new program.
+    state, _ = trainer.train_epoch(state, key, {**hparams, "lambda_d": jnp.float32(0.5)})
+    assert trainer.trace_counts["train_epoch"] == 1
+
+
+def test_whole_run_program_equals_the_epoch_loop(smoke):
+    config, splits = smoke
+    trainer = make_train(config, splits)
+    hparams, key = hparams_from_config(config), jax.random.key(3)
+    _, history = trainer.train(key, hparams)
+    state = trainer.init(key, hparams)
+    for epoch in range(config.train.epochs):
+        state, metrics = trainer.train_epoch(state, key, hparams)
+        np.testing.assert_allclose(float(metrics["train_loss"]), float(history["train_loss"][epoch]), rtol=1e-5)
+    np.testing.assert_allclose(float(trainer.evaluate(state, hparams)["mae"]), float(history["mae"][-1]),
+                               rtol=1e-5)
+
+
+def test_values_ride_a_vmapped_axis(smoke):
+    config, splits = smoke
+    trainer = make_train(config, splits)
+    keys = jax.random.split(jax.random.key(0), 2)
+    members = {
+        "learning_rate": jnp.array([1e-3, 3e-4], jnp.float32),
+        "lambda_local": jnp.array([1.0, 0.0], jnp.float32),
+        "lambda_d": jnp.array([1.0, 0.25], jnp.float32),
+    }
+    train_group = jax.jit(jax.vmap(trainer.pure["train"], in_axes=(0, 0, None)))
+    _, group_history = train_group(keys, members, trainer.data)
+    # The members really differ (different seeds, rates and switches)...
+    assert abs(float(group_history["mae"][0, -1]) - float(group_history["mae"][1, -1])) > 0.1
+    for index in range(2):
+        _, history = trainer.train(keys[index], jax.tree.map(lambda x: x[index], members))
+        # ...and each equals its own run, up to the summation order of batched matrix products.
+        np.testing.assert_allclose(np.asarray(group_history["mae"][index]), np.asarray(history["mae"]),
+                                   rtol=2e-3)
+
+
+def test_run_directory_files_and_rerun(tmp_path, smoke, capsys):
+    config, splits = smoke
+    summary = train_and_evaluate(config, tmp_path / "run", splits=splits, overrides={"seed": 0})
+    run = tmp_path / "run"
+    record = json.loads((run / "config.json").read_text())
+    assert record["config"]["model"]["stages"] == [3, 3, 3] and record["overrides"] == {"seed": 0}
+    assert record["packages"]["jax"] and "git_commit" in record
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [1, 2]
+    assert {"train_loss", "mae", "ca3", "ca5", "learning_rate", "images_per_s"} <= set(rows[0])
+    on_disk = json.loads((run / "summary.json").read_text())
+    assert on_disk["status"] == "ok" and on_disk["params"] == 40_915 and on_disk["mae"] == rows[-1]["mae"]
+    for key in ("ca3", "ca5", "wall_s", "compile_s", "images_per_s", "mean_predictor_mae"):
+        assert on_disk[key] is not None
+    assert sorted(os.listdir(run / "checkpoint")) == ["4", "8"]  # 64 examples / batch 16 = 4 steps per epoch
+    assert not [name for name in os.listdir(run) if name.startswith(".")]  # no temporary files left behind
+    capsys.readouterr()
+    assert train_and_evaluate(config, run, splits=splits) == summary
+    assert "already finished" in capsys.readouterr().out
+
+
+def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path):
+    overrides = {"data.num_train": 400, "train.batch_size": 20, "train.epochs": 4}
+    flags = [f"--config.{key}={value}" for key, value in overrides.items()]
+    command = [sys.executable, "-m", "ssr_jax", "train", "--config", "configs/ssrnet.py:smoke",
+               "--workdir", str(tmp_path / "killed"), *flags]
+    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": os.path.join(REPO, ".jax_cache"),
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PLATFORMS": "cpu"}
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first_checkpoint = tmp_path / "killed" / "checkpoint" / "20"
+    deadline = time.time() + 180
+    while not first_checkpoint.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (tmp_path / "killed" / "summary.json").exists()
+
+    resumed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
+    assert summary["resumed_from_epoch"] >= 1
+
+    config = config_lib.apply_overrides(ssrnet.get_config("smoke"), overrides)
+    uninterrupted = train_and_evaluate(config, tmp_path / "straight")
+    np.testing.assert_allclose(summary["mae"], uninterrupted["mae"], rtol=1e-5)
+    rows = lambda run: [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    assert [r["epoch"] for r in rows("killed")] == [1, 2, 3, 4]
+    np.testing.assert_allclose([r["mae"] for r in rows("killed")], [r["mae"] for r in rows("straight")], rtol=1e-5)
