@@ -114,9 +114,13 @@ class Trainer:
         return self._train(key, hparams, self.data)
 
 
-def make_train(config: ml_collections.ConfigDict, splits: Splits) -> Trainer:
-    """Python-side set-up once (model, data on the device); returns the jitted training functions."""
-    train_split, test_split = splits
+def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None) -> Trainer:
+    """Python-side set-up once (model, data on the device); returns the jitted training functions.
+
+    `splits` (train, test) as `{"image": uint8 [N, H, W, 3], "age": int [N]}` host arrays; by default the dataset
+    named by `config.data`.
+    """
+    train_split, test_split = splits if splits is not None else load_splits(config.data)
     num_train = len(train_split["age"])
     batch_size, epochs = config.train.batch_size, config.train.epochs
     if batch_size > num_train:
@@ -128,11 +132,8 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits) -> Trainer:
     trace_counts = collections.Counter()
     image_shape = train_split["image"].shape[1:]
 
-    def apply(variables, images, hparams, **kwargs):
-        heads = model.apply(variables, images.astype(jnp.float32), **kwargs)
-        heads, mutated = heads if isinstance(heads, tuple) else (heads, None)
-        ages = predict_age(config.model, heads, lambda_local=hparams["lambda_local"], lambda_d=hparams["lambda_d"])
-        return ages, mutated
+    def readout(heads, hparams):
+        return predict_age(config.model, heads, lambda_local=hparams["lambda_local"], lambda_d=hparams["lambda_d"])
 
     def optimizer(hparams):
         return make_optimizer(
@@ -150,11 +151,11 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits) -> Trainer:
         )
 
     def loss_fn(params, batch_stats, images, ages, dropout_key, hparams):
-        predicted, mutated = apply(
-            {"params": params, "batch_stats": batch_stats}, images, hparams,
+        heads, mutated = model.apply(
+            {"params": params, "batch_stats": batch_stats}, images.astype(jnp.float32),
             train=True, rngs={"dropout": dropout_key}, mutable=["batch_stats"],
         )
-        return jnp.mean(jnp.abs(predicted - ages)), mutated["batch_stats"]
+        return jnp.mean(jnp.abs(readout(heads, hparams) - ages)), mutated["batch_stats"]
 
     def train_epoch(state, key, hparams, data):
         trace_counts["train_epoch"] += 1
@@ -184,7 +185,11 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits) -> Trainer:
     def evaluate(state, hparams, data):
         trace_counts["evaluate"] += 1
         variables = {"params": state.params, "batch_stats": state.batch_stats}
-        return evaluate_batches(lambda images: apply(variables, images, hparams, train=False)[0], data["test"])
+
+        def predict(images):
+            return readout(model.apply(variables, images.astype(jnp.float32), train=False), hparams)
+
+        return evaluate_batches(predict, data["test"])
 
     def train(key, hparams, data):
         def epoch(state, _):
