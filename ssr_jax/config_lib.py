@@ -125,3 +125,30 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _fail("optim.learning_rate", optim.learning_rate, "must be positive (the reference uses 1e-3)")
     if not all(0.0 < f < 1.0 for f in optim.decay_fractions):
         _fail("optim.decay_fractions", optim.decay_fractions, "each must lie in (0, 1), e.g. (1/3, 2/3)")
+
+
+
+def jsonable(value):
+    """Nested dicts, lists and tuples as JSON will hold them (tuples become lists)."""
+    if isinstance(value, dict):
+        return {key: jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(item) for item in value]
+    return value
+
+
+def to_json(config: ml_collections.ConfigDict) -> dict:
+    """The config as JSON-ready nested dicts."""
+    return jsonable(config.to_dict())
+
+
+def from_json(record: dict) -> ml_collections.ConfigDict:
+    """Inverse of `to_json`: every list in a recorded config was a tuple (stages, decay fractions)."""
+    def convert(value):
+        if isinstance(value, dict):
+            return {key: convert(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return tuple(convert(item) for item in value)
+        return value
+
+    return ml_collections.ConfigDict(convert(record))

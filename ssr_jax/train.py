@@ -72,6 +72,18 @@ def make_optimizer(optim_config, learning_rate: jax.Array, *, epochs: int, steps
     return optax.adam(schedule, b1=optim_config.b1, b2=optim_config.b2, eps=optim_config.eps)
 
 
+def train_state_from_variables(config, variables: dict, hparams: dict) -> TrainState:
+    """A step-0 state around `{"params", "batch_stats"}` (a fresh init or imported weights)."""
+    # The Adam state's structure does not depend on the schedule, so any steps_per_epoch builds the same tree.
+    tx = make_optimizer(config.optim, hparams["learning_rate"], epochs=config.train.epochs, steps_per_epoch=1)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=variables["params"],
+        batch_stats=variables["batch_stats"],
+        opt_state=tx.init(variables["params"]),
+    )
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # make_train
 # ----------------------------------------------------------------------------------------------------------------
@@ -142,13 +154,7 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None) 
 
     def init(key, hparams):
         variables = model.init(jax.random.fold_in(key, 0), jnp.zeros((1, *image_shape), jnp.float32), train=False)
-        params = variables["params"]
-        return TrainState(
-            step=jnp.zeros((), jnp.int32),
-            params=params,
-            batch_stats=variables["batch_stats"],
-            opt_state=optimizer(hparams).init(params),
-        )
+        return train_state_from_variables(config, variables, hparams)
 
     def loss_fn(params, batch_stats, images, ages, dropout_key, hparams):
         heads, mutated = model.apply(
@@ -221,15 +227,6 @@ def _epoch_line(epoch: int, epochs: int, metrics: dict) -> str:
     )
 
 
-def _jsonable(obj):
-    """Tuples become lists, as JSON makes them anyway, so a recorded config compares equal to a live one."""
-    if isinstance(obj, dict):
-        return {key: _jsonable(value) for key, value in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(value) for value in obj]
-    return obj
-
-
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str | pathlib.Path,
@@ -252,14 +249,14 @@ def train_and_evaluate(
         return summary
 
     config_path = workdir / "config.json"
-    resolved = _jsonable(config.to_dict())
+    resolved = config_lib.to_json(config)
     if config_path.exists():
         if workdir_lib.read_json(config_path)["config"] != resolved:
             raise config_lib.ConfigError(
                 f"{workdir} holds a run of another config; resume with the same config or pick a new --workdir"
             )
     else:
-        record = {"config": resolved, "overrides": _jsonable(dict(overrides or {})), **workdir_lib.provenance()}
+        record = {"config": resolved, "overrides": config_lib.jsonable(dict(overrides or {})), **workdir_lib.provenance()}
         workdir_lib.write_json(config_path, record)
 
     # ------------------------------------------------------------------------------------------------------------

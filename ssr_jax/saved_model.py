@@ -1,0 +1,47 @@
+"""A model directory: `config.json` + `checkpoint/` (a `TrainState`), as every training run writes it.
+
+Training runs, `convert-keras` and later `init_from` all share this layout, so `load` serves predict, evaluate,
+inspect and fine-tuning alike, whatever produced the weights.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Any
+
+import jax
+import ml_collections
+
+from ssr_jax import checkpoint, config_lib, workdir as workdir_lib
+from ssr_jax.models import abstract_variables
+from ssr_jax.train import hparams_from_config, train_state_from_variables
+
+
+def save(directory: str | os.PathLike, config: ml_collections.ConfigDict, variables: dict,
+         *, source: dict[str, Any] | None = None) -> pathlib.Path:
+    """Writes `variables` (`{"params", "batch_stats"}`) as a step-0 model directory for `config`."""
+    config_lib.validate(config)
+    directory = workdir_lib.prepare(directory)
+    record = {"config": config_lib.to_json(config), "overrides": {}, "source": source or {},
+              **workdir_lib.provenance()}
+    workdir_lib.write_json(directory / "config.json", record)
+    state = train_state_from_variables(config, variables, hparams_from_config(config))
+    checkpoint.save(directory / "checkpoint", 0, state)
+    return directory
+
+
+def load(directory: str | os.PathLike) -> tuple[ml_collections.ConfigDict, dict]:
+    """(config, `{"params", "batch_stats"}`) from the newest checkpoint of a run or converted model directory."""
+    directory = pathlib.Path(directory)
+    config_file = directory / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(
+            f"{directory} is not a model directory (no config.json); pass a training workdir or a convert-keras output"
+        )
+    config = config_lib.from_json(workdir_lib.read_json(config_file)["config"])
+    abstract_state = jax.eval_shape(
+        lambda variables: train_state_from_variables(config, variables, hparams_from_config(config)),
+        abstract_variables(config.model, config.data.image_size),
+    )
+    state = checkpoint.restore(directory / "checkpoint", abstract_state)
+    return config, {"params": state.params, "batch_stats": state.batch_stats}
