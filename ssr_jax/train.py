@@ -44,6 +44,11 @@ class TrainState:
     opt_state: Any
 
 
+# Config fields that are only values: they ride the vmapped member axis (the seed through the member's key, the
+# rest through `hparams`). Every other field changes shapes or Python-side structure and defines the program.
+VALUE_FIELDS = ("seed", "model.lambda_local", "model.lambda_d", "optim.learning_rate")
+
+
 def hparams_from_config(config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
     """The values a sweep may put on a vmapped axis, as float32 scalars."""
     return {
@@ -51,6 +56,18 @@ def hparams_from_config(config: ml_collections.ConfigDict) -> dict[str, jax.Arra
         "lambda_local": jnp.float32(config.model.lambda_local),
         "lambda_d": jnp.float32(config.model.lambda_d),
     }
+
+
+def program_signature(config: ml_collections.ConfigDict) -> dict:
+    """The config without its value fields: configs with equal signatures train as one vmapped program."""
+    signature = config_lib.to_json(config)
+    for dotted in VALUE_FIELDS:
+        *parents, leaf = dotted.split(".")
+        node = signature
+        for name in parents:
+            node = node[name]
+        node.pop(leaf)
+    return signature
 
 
 def learning_rate_schedule(optim_config, learning_rate, *, epochs: int, steps_per_epoch: int):
@@ -88,14 +105,17 @@ def train_state_from_variables(config, variables: dict, hparams: dict) -> TrainS
 # make_train
 # ----------------------------------------------------------------------------------------------------------------
 class Trainer:
-    """Compiled entry points bound to device-resident data; each is a pure function of its arguments.
+    """Compiled entry points bound to device-resident data.
 
-    init(key, hparams) -> TrainState
-    train_epoch(state, key, hparams) -> (state, {"train_loss"})      # `state` is donated
-    evaluate(state, hparams) -> {"mae", "ca3", "ca5", "count"}       # exact, over the whole test split
-    train(key, hparams) -> (state, per-epoch metrics [epochs])       # the whole run as one program
+    The jitted methods work on a leading *member* axis (a single run is a group of one): `keys` `[M]`, every
+    `hparams` leaf `[M]`, every state leaf `[M, ...]`, every metric `[M]`.
 
-    `pure` holds the unjitted functions with the data as an explicit last argument (for vmapped groups);
+      init(keys, hparams) -> TrainState
+      train_epoch(state, keys, hparams) -> (state, {"train_loss"})       # `state` is donated
+      evaluate(state, hparams) -> {"mae", "ca3", "ca5", "count"}         # exact, over the whole test split
+      train(key, hparams) -> (state, per-epoch metrics)                  # one member, the whole run as one program
+
+    `pure` holds the single-member functions with the data as an explicit last argument (purejaxrl's `train`);
     `trace_counts` counts how often each was traced, i.e. compiled.
     """
 
@@ -104,20 +124,20 @@ class Trainer:
         self.pure, self.data = pure, data
         self.steps_per_epoch, self.images_per_epoch = steps_per_epoch, images_per_epoch
         self.trace_counts = trace_counts
-        self.init = jax.jit(pure["init"])
-        self._train_epoch = jax.jit(pure["train_epoch"], donate_argnums=(0,))
-        self._evaluate = jax.jit(pure["evaluate"])
+        self.init = jax.jit(jax.vmap(pure["init"]))
+        self._train_epoch = jax.jit(jax.vmap(pure["train_epoch"], in_axes=(0, 0, 0, None)), donate_argnums=(0,))
+        self._evaluate = jax.jit(jax.vmap(pure["evaluate"], in_axes=(0, 0, None)))
         self._train = jax.jit(pure["train"])
 
-    def compile(self, state: TrainState, key: jax.Array, hparams: dict) -> float:
+    def compile(self, state: TrainState, keys: jax.Array, hparams: dict) -> float:
         """Compiles `train_epoch` and `evaluate` ahead of time; returns the seconds it took."""
         start = time.perf_counter()
-        self._train_epoch = self._train_epoch.lower(state, key, hparams, self.data).compile()
+        self._train_epoch = self._train_epoch.lower(state, keys, hparams, self.data).compile()
         self._evaluate = self._evaluate.lower(state, hparams, self.data).compile()
         return time.perf_counter() - start
 
-    def train_epoch(self, state, key, hparams):
-        return self._train_epoch(state, key, hparams, self.data)
+    def train_epoch(self, state, keys, hparams):
+        return self._train_epoch(state, keys, hparams, self.data)
 
     def evaluate(self, state, hparams):
         return self._evaluate(state, hparams, self.data)
@@ -217,14 +237,150 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None) 
     )
 
 
+def stack_members(configs: list[ml_collections.ConfigDict]) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Member keys `[M]` and hparams `{name: [M]}` for configs that share one program."""
+    keys = jnp.stack([jax.random.key(config.seed) for config in configs])
+    hparams = jax.tree.map(lambda *values: jnp.stack(values), *[hparams_from_config(c) for c in configs])
+    return keys, hparams
+
+
 # ----------------------------------------------------------------------------------------------------------------
-# train_and_evaluate: one resumable run in a workdir
+# Resumable runs: a group of members trained together, each with its own run directory
 # ----------------------------------------------------------------------------------------------------------------
-def _epoch_line(epoch: int, epochs: int, metrics: dict) -> str:
-    return (
-        f"epoch {epoch}/{epochs}  loss {metrics['train_loss']:.3f}  val MAE {metrics['mae']:.3f}  "
-        f"CA(3) {metrics['ca3']:.3f}  CA(5) {metrics['ca5']:.3f}  {metrics['images_per_s']:.0f} img/s"
-    )
+def _record_config(run_dir: pathlib.Path, config, overrides: dict | None) -> None:
+    """Writes config.json, or checks that an existing one describes the same run."""
+    path, resolved = run_dir / "config.json", config_lib.to_json(config)
+    if path.exists():
+        if workdir_lib.read_json(path)["config"] != resolved:
+            raise config_lib.ConfigError(
+                f"{run_dir} holds a run of another config; resume with the same config or pick a new --workdir"
+            )
+        return
+    record = {"config": resolved, "overrides": config_lib.jsonable(dict(overrides or {})), **workdir_lib.provenance()}
+    workdir_lib.write_json(path, record)
+
+
+def _epoch_line(name: str, epoch: int, epochs: int, rows: list[dict], seconds: float, images: int) -> str:
+    maes = sorted(row["mae"] for row in rows)
+    mae = f"val MAE {maes[0]:.3f}" if len(maes) == 1 else (
+        f"val MAE min {maes[0]:.3f} median {maes[len(maes) // 2]:.3f} max {maes[-1]:.3f}")
+    loss = sum(row["train_loss"] for row in rows) / len(rows)
+    ca = f"  CA(3) {rows[0]['ca3']:.3f}  CA(5) {rows[0]['ca5']:.3f}" if len(rows) == 1 else ""
+    return f"{name}: epoch {epoch}/{epochs}  loss {loss:.3f}  {mae}{ca}  {images / seconds:.0f} img/s"
+
+
+def train_members(
+    configs: list[ml_collections.ConfigDict],
+    run_dirs: list[pathlib.Path],
+    state_dir: pathlib.Path,
+    *,
+    overrides: list[dict] | None = None,
+    splits: Splits | None = None,
+    progress: tqdm.tqdm | None = None,
+    name: str | None = None,
+) -> list[dict]:
+    """Trains configs that share one program (equal `program_signature`) as one vmapped group.
+
+    Each member gets config.json, metrics.jsonl and summary.json in its run directory; the stacked state is
+    checkpointed every `train.checkpoint_every` epochs in `state_dir/checkpoint`, and a rerun resumes from it. A
+    member whose training loss turns non-finite is recorded as `diverged`; the others train on. Returns the
+    summaries in member order. `progress` is advanced by one per member and epoch.
+    """
+    if len({repr(program_signature(c)) for c in configs}) != 1:
+        raise ValueError("train_members needs configs that differ only in " + ", ".join(VALUE_FIELDS))
+    config, members = configs[0], len(configs)
+    overrides = overrides or [{} for _ in configs]
+    for run_dir, member_config, member_overrides in zip(run_dirs, configs, overrides):
+        _record_config(run_dir, member_config, member_overrides)
+
+    # Input pipeline and compiled functions ---------------------------------------------------------------------
+    splits = splits if splits is not None else load_splits(config.data)
+    trainer = make_train(config, splits)
+    keys, hparams = stack_members(configs)
+    params = count_parameters(abstract_variables(config.model, config.data.image_size))
+    state = trainer.init(keys, hparams)
+    compile_s = trainer.compile(state, keys, hparams)
+
+    # Load checkpoint -------------------------------------------------------------------------------------------
+    ckpt_dir = state_dir / "checkpoint"
+    if checkpoint.latest_step(ckpt_dir) is not None:
+        state = checkpoint.restore(ckpt_dir, state)
+    start_epoch = int(state.step[0]) // trainer.steps_per_epoch
+    # Epochs logged after the checkpoint (a kill between the two writes) are replayed, so drop their rows.
+    histories = [[row for row in workdir_lib.read_jsonl(run_dir / "metrics.jsonl") if row["epoch"] <= start_epoch]
+                 for run_dir in run_dirs]
+    diverged = [any(not math.isfinite(row["train_loss"]) for row in history) for history in histories]
+    schedules = [learning_rate_schedule(c.optim, c.optim.learning_rate, epochs=c.train.epochs,
+                                        steps_per_epoch=trainer.steps_per_epoch) for c in configs]
+
+    # Train loop ------------------------------------------------------------------------------------------------
+    epochs, name = config.train.epochs, name or run_dirs[0].name
+    wall_start, epoch_seconds = time.perf_counter(), []
+    for epoch in range(start_epoch + 1, epochs + 1):
+        if all(diverged):
+            break
+        learning_rates = [float(schedule(int(state.step[0]))) for schedule in schedules]
+        epoch_start = time.perf_counter()
+        state, train_metrics = trainer.train_epoch(state, keys, hparams)
+        train_losses = jax.device_get(train_metrics["train_loss"])  # blocks until the epoch is done
+        epoch_seconds.append(time.perf_counter() - epoch_start)
+        eval_metrics = jax.device_get(trainer.evaluate(state, hparams))
+        rows = []
+        for member in range(members):
+            if diverged[member]:
+                continue
+            row = {
+                "epoch": epoch,
+                "train_loss": float(train_losses[member]),
+                **{metric: float(eval_metrics[metric][member]) for metric in ("mae", "ca3", "ca5")},
+                "learning_rate": learning_rates[member],
+                "images_per_s": trainer.images_per_epoch * members / epoch_seconds[-1],
+                "epoch_s": epoch_seconds[-1],
+            }
+            rows.append(row)
+            histories[member].append(row)
+            workdir_lib.write_jsonl(run_dirs[member] / "metrics.jsonl", histories[member])
+            # Only a non-finite training loss is divergence: an infinite validation MAE can be honest early on,
+            # when BatchNorm's running statistics (momentum 0.99) still lag and a Δ saturates at −1 (the
+            # reference's 1/(1 + Δ) has no guard).
+            diverged[member] = not math.isfinite(row["train_loss"])
+        if epoch % config.train.checkpoint_every == 0 or epoch == epochs:
+            checkpoint.save(ckpt_dir, int(state.step[0]), state)
+        line = _epoch_line(name, epoch, epochs, rows, epoch_seconds[-1], trainer.images_per_epoch * members)
+        if progress is not None and not progress.disable:
+            progress.update(members)
+            progress.set_postfix_str(line.split(": ", 1)[1], refresh=False)
+        else:
+            print(line, flush=True)
+
+    # Summaries -------------------------------------------------------------------------------------------------
+    wall_s = compile_s + time.perf_counter() - wall_start
+    summaries = []
+    for member, run_dir in enumerate(run_dirs):
+        final = histories[member][-1]
+        summary = {
+            "status": "diverged" if diverged[member] else "ok",
+            **{metric: final[metric] for metric in ("mae", "ca3", "ca5")},
+            "epochs": final["epoch"],
+            "params": params["total"],
+            "trainable_params": params["trainable"],
+            "model_bytes": params["bytes"],
+            "mean_predictor_mae": predict_the_mean_mae(splits[0]["age"], splits[1]["age"]),
+            "num_train": int(len(splits[0]["age"])),
+            "num_test": int(len(splits[1]["age"])),
+            "wall_s": wall_s,
+            "compile_s": compile_s,
+            "images_per_s": trainer.images_per_epoch * members / statistics.median(epoch_seconds)
+            if epoch_seconds else None,
+            "group_members": members,
+            "resumed_from_epoch": start_epoch,
+        }
+        if run_dir != state_dir:  # a member of a group keeps its own final weights, loadable like any run
+            member_state = jax.tree.map(lambda leaf: leaf[member], state)
+            checkpoint.save(run_dir / "checkpoint", int(member_state.step), member_state)
+        workdir_lib.write_json(run_dir / "summary.json", summary)
+        summaries.append(summary)
+    return summaries
 
 
 def train_and_evaluate(
@@ -247,95 +403,8 @@ def train_and_evaluate(
         summary = workdir_lib.read_json(summary_path)
         print(f"{workdir}: already finished ({summary['status']}, MAE {summary['mae']:.3f}); nothing to do")
         return summary
-
-    config_path = workdir / "config.json"
-    resolved = config_lib.to_json(config)
-    if config_path.exists():
-        if workdir_lib.read_json(config_path)["config"] != resolved:
-            raise config_lib.ConfigError(
-                f"{workdir} holds a run of another config; resume with the same config or pick a new --workdir"
-            )
-    else:
-        record = {"config": resolved, "overrides": config_lib.jsonable(dict(overrides or {})), **workdir_lib.provenance()}
-        workdir_lib.write_json(config_path, record)
-
-    # ------------------------------------------------------------------------------------------------------------
-    # Input pipeline and compiled functions
-    # ------------------------------------------------------------------------------------------------------------
-    splits = splits if splits is not None else load_splits(config.data)
-    trainer = make_train(config, splits)
-    hparams = hparams_from_config(config)
-    key = jax.random.key(config.seed)
-    params = count_parameters(abstract_variables(config.model, config.data.image_size))
-    state = trainer.init(key, hparams)
-    compile_s = trainer.compile(state, key, hparams)
-
-    # ------------------------------------------------------------------------------------------------------------
-    # Load checkpoint
-    # ------------------------------------------------------------------------------------------------------------
-    ckpt_dir = workdir / "checkpoint"
-    if checkpoint.latest_step(ckpt_dir) is not None:
-        state = checkpoint.restore(ckpt_dir, state)
-    start_epoch = int(state.step) // trainer.steps_per_epoch
-    # Epochs logged after the checkpoint (a kill between the two writes) are replayed, so drop their rows.
-    history = [row for row in workdir_lib.read_jsonl(workdir / "metrics.jsonl") if row["epoch"] <= start_epoch]
-    schedule = learning_rate_schedule(
-        config.optim, config.optim.learning_rate, epochs=config.train.epochs, steps_per_epoch=trainer.steps_per_epoch
-    )
-
-    # ------------------------------------------------------------------------------------------------------------
-    # Train loop
-    # ------------------------------------------------------------------------------------------------------------
-    epochs = config.train.epochs
     show_bar = sys.stderr.isatty() if progress is None else progress
-    bar = tqdm.tqdm(total=epochs, initial=start_epoch, desc=workdir.name, disable=not show_bar, leave=False)
-    status, wall_start, epoch_seconds = "ok", time.perf_counter(), []
-    for epoch in range(start_epoch + 1, epochs + 1):
-        learning_rate = float(schedule(state.step))
-        epoch_start = time.perf_counter()
-        state, train_metrics = trainer.train_epoch(state, key, hparams)
-        train_loss = float(train_metrics["train_loss"])  # blocks until the epoch is done
-        epoch_seconds.append(time.perf_counter() - epoch_start)
-        eval_metrics = jax.device_get(trainer.evaluate(state, hparams))
-        row = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            **{name: float(eval_metrics[name]) for name in ("mae", "ca3", "ca5")},
-            "learning_rate": learning_rate,
-            "images_per_s": trainer.images_per_epoch / epoch_seconds[-1],
-            "epoch_s": epoch_seconds[-1],
-        }
-        history.append(row)
-        workdir_lib.write_jsonl(workdir / "metrics.jsonl", history)
-        # Only a non-finite training loss is divergence: an infinite validation MAE can be honest early on, when
-        # BatchNorm's running statistics (momentum 0.99) still lag and a Δ saturates at −1 (the reference's
-        # 1/(1 + Δ) has no guard).
-        if not math.isfinite(train_loss):
-            status = "diverged"
-            break
-        if epoch % config.train.checkpoint_every == 0 or epoch == epochs:
-            checkpoint.save(ckpt_dir, int(state.step), state)
-        bar.update(1)
-        bar.set_postfix(loss=f"{train_loss:.3f}", val_mae=f"{row['mae']:.3f}", img_s=f"{row['images_per_s']:.0f}")
-        if not show_bar:
-            print(f"{workdir.name}: {_epoch_line(epoch, epochs, row)}", flush=True)
-    bar.close()
-
-    final = history[-1]
-    summary = {
-        "status": status,
-        **{name: final[name] for name in ("mae", "ca3", "ca5")},
-        "epochs": final["epoch"],
-        "params": params["total"],
-        "trainable_params": params["trainable"],
-        "model_bytes": params["bytes"],
-        "mean_predictor_mae": predict_the_mean_mae(splits[0]["age"], splits[1]["age"]),
-        "num_train": int(len(splits[0]["age"])),
-        "num_test": int(len(splits[1]["age"])),
-        "wall_s": compile_s + time.perf_counter() - wall_start,
-        "compile_s": compile_s,
-        "images_per_s": trainer.images_per_epoch / statistics.median(epoch_seconds) if epoch_seconds else None,
-        "resumed_from_epoch": start_epoch,
-    }
-    workdir_lib.write_json(summary_path, summary)
+    with tqdm.tqdm(total=config.train.epochs, desc=workdir.name, disable=not show_bar, leave=False) as bar:
+        (summary,) = train_members([config], [workdir], workdir, overrides=[overrides or {}], splits=splits,
+                                   progress=bar)
     return summary
