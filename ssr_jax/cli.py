@@ -3,6 +3,8 @@
   ssr-jax train --config configs/ssrnet.py[:arg] --workdir DIR [--config.model.stages=5,5,5 ...]
   ssr-jax info  --config configs/ssrnet.py[:arg] [--config.x=...] [--json]
   ssr-jax demo  [--workdir runs/demo]
+  ssr-jax sweep EXPERIMENT[:arg] --workdir DIR [--seeds N] [--dry_run] [--shard i/n] [--max_members M]
+  ssr-jax report DIR [--format md,latex,csv] [--out DIR] [--plot] [--baseline CONFIG]
 
 Config files and `--config.x=value` overrides are parsed by ml_collections' `config_flags`, as in the Flax examples.
 A bad config, override or workdir ends the command with one line on stderr and exit status 2, before anything
@@ -20,6 +22,14 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, `path.py[:arg]`.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (train) or output directory (demo).")
 _JSON = flags.DEFINE_bool("json", False, "info: print one JSON object instead of a table.")
+_SEEDS = flags.DEFINE_integer("seeds", None, "sweep: seeds per configuration (default: the experiment's).")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "sweep: print the runs and their groups, train nothing.")
+_SHARD = flags.DEFINE_string("shard", None, "sweep: run only the deterministic subset i/n.")
+_MAX_MEMBERS = flags.DEFINE_integer("max_members", 32, "sweep: most members trained together in one program.")
+_FORMAT = flags.DEFINE_list("format", ["md", "latex", "csv"], "report: table formats.")
+_OUT = flags.DEFINE_string("out", None, "report: output directory (default DIR/report).")
+_PLOT = flags.DEFINE_bool("plot", False, "report: also draw the figures (PNG).")
+_BASELINE = flags.DEFINE_string("baseline", None, "report: config label (or part of one) for the ΔMAE column.")
 
 
 def _exit_with(message: str):
@@ -37,7 +47,8 @@ def _config_and_overrides():
     return config, config_flags.get_override_values(flags.FLAGS["config"])
 
 
-def _train():
+def _train(args):
+    _no_positional(args)
     from ssr_jax.train import train_and_evaluate
 
     if not _WORKDIR.value:
@@ -47,7 +58,8 @@ def _train():
     print(json.dumps(summary, indent=2, sort_keys=True))
 
 
-def _info():
+def _info(args):
+    _no_positional(args)
     from ssr_jax.models import abstract_variables, count_parameters
 
     config, _ = _config_and_overrides()
@@ -64,13 +76,47 @@ def _info():
     print(f"bytes       {counts['bytes']:,} (float32)")
 
 
-def _demo():
+def _demo(args):
+    _no_positional(args)
     from ssr_jax import demo
 
     demo.main(_WORKDIR.value or "runs/demo")
 
 
-COMMANDS = {"train": _train, "info": _info, "demo": _demo}
+def _sweep(args):
+    from ssr_jax import sweep
+
+    if len(args) != 1:
+        _exit_with("sweep takes one experiment, e.g. ssr-jax sweep experiments/dynamic_range.py:smoke --workdir DIR")
+    if not _WORKDIR.value and not _DRY_RUN.value:
+        _exit_with("--workdir is required, e.g. --workdir runs/dynamic_range")
+    sweep.run_sweep(args[0], _WORKDIR.value, seeds=_SEEDS.value, shard_spec=_SHARD.value,
+                    max_members=_MAX_MEMBERS.value, dry_run=_DRY_RUN.value)
+
+
+def _report(args):
+    from ssr_jax import report
+
+    if len(args) != 1:
+        _exit_with("report takes one sweep directory, e.g. ssr-jax report runs/dynamic_range")
+    try:
+        written = report.write_tables(args[0], _OUT.value, formats=_FORMAT.value, baseline=_BASELINE.value,
+                                      plot=_PLOT.value)
+    except (FileNotFoundError, ValueError) as error:
+        _exit_with(str(error))
+    if "results.md" in written:
+        print(written["results.md"].read_text())
+    if "pivot.md" in written:
+        print(written["pivot.md"].read_text())
+    print("written: " + ", ".join(str(path) for path in written.values()))
+
+
+def _no_positional(args):
+    if args:
+        _exit_with(f"unexpected arguments {args}; see `ssr-jax --help`")
+
+
+COMMANDS = {"train": _train, "info": _info, "demo": _demo, "sweep": _sweep, "report": _report}
 
 
 def _config_file(argv) -> str | None:
@@ -104,11 +150,9 @@ def _as_absl_main(command):
         from ssr_jax.config_lib import ConfigError
         from ssr_jax.workdir import WorkdirError
 
-        if len(argv) > 1:
-            _exit_with(f"unexpected arguments {argv[1:]}; see `ssr-jax --help`")
         logging.set_verbosity(logging.WARNING)
         try:
-            command()
+            command(argv[1:])
         except (ConfigError, WorkdirError) as error:
             _exit_with(str(error))
 

@@ -152,3 +152,16 @@ def from_json(record: dict) -> ml_collections.ConfigDict:
         return value
 
     return ml_collections.ConfigDict(convert(record))
+
+
+def differences(base: ml_collections.ConfigDict, other: ml_collections.ConfigDict) -> dict[str, Any]:
+    """Dotted-key overrides that turn `base` into `other` (e.g. SSR-Net's config into DEX's)."""
+    def flatten(node, prefix=""):
+        for key, value in node.items():
+            if isinstance(value, ml_collections.ConfigDict):
+                yield from flatten(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+
+    base_values = dict(flatten(base))
+    return {key: value for key, value in flatten(other) if base_values.get(key) != value}

@@ -247,7 +247,7 @@ def stack_members(configs: list[ml_collections.ConfigDict]) -> tuple[jax.Array, 
 # ----------------------------------------------------------------------------------------------------------------
 # Resumable runs: a group of members trained together, each with its own run directory
 # ----------------------------------------------------------------------------------------------------------------
-def _record_config(run_dir: pathlib.Path, config, overrides: dict | None) -> None:
+def record_config(run_dir: pathlib.Path, config, overrides: dict | None) -> None:
     """Writes config.json, or checks that an existing one describes the same run."""
     path, resolved = run_dir / "config.json", config_lib.to_json(config)
     if path.exists():
@@ -291,7 +291,7 @@ def train_members(
     config, members = configs[0], len(configs)
     overrides = overrides or [{} for _ in configs]
     for run_dir, member_config, member_overrides in zip(run_dirs, configs, overrides):
-        _record_config(run_dir, member_config, member_overrides)
+        record_config(run_dir, member_config, member_overrides)
 
     # Input pipeline and compiled functions ---------------------------------------------------------------------
     splits = splits if splits is not None else load_splits(config.data)
@@ -372,6 +372,7 @@ def train_members(
             "compile_s": compile_s,
             "images_per_s": trainer.images_per_epoch * members / statistics.median(epoch_seconds)
             if epoch_seconds else None,
+            "group": name,
             "group_members": members,
             "resumed_from_epoch": start_epoch,
         }

@@ -1,0 +1,24 @@
+"""DEX (101-way softmax expectation) against SSR-Net (3,3,3), same backbone and recipe, several seeds.
+
+  ssr-jax sweep experiments/dex_vs_ssr.py --workdir runs/dex_vs_ssr --seeds 3
+  ssr-jax sweep experiments/dex_vs_ssr.py:smoke --workdir /tmp/dex_vs_ssr
+  ssr-jax report runs/dex_vs_ssr --baseline family=ssr
+
+Two programs (the heads differ), each training its seeds as one vmapped group.
+"""
+from configs import dex, ssrnet
+from ssr_jax import config_lib
+from ssr_jax.config_lib import parse_arg
+
+DEFAULT_SEEDS = 3
+# DEX as overrides of SSR-Net: family, stages (101,), softmax p, no Δ/η heads — read off configs/dex.py.
+DEX = config_lib.differences(ssrnet.get_config(), dex.get_config())
+
+
+def get_config(arg=None):
+    arg = parse_arg(arg, smoke=False)
+    return ssrnet.get_config("smoke" if arg.smoke else None)
+
+
+def get_sweep(arg=None):
+    return [{"model.family": "ssr"}, DEX]

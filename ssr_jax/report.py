@@ -1,0 +1,182 @@
+"""Result tables (Markdown, LaTeX, CSV) and figures from a sweep's recorded results only.
+
+Input is `DIR/results.jsonl` (one row per finished run, written by `ssr-jax sweep`); learning curves also read the
+runs' own `metrics.jsonl`. A *config* is a run's overrides without its seed; each table row aggregates a config's
+seeds: mean ± sample standard deviation and n over runs with status "ok" (diverged and failed runs are counted in
+their own columns, never averaged).
+
+Outputs (in `--out`, default `DIR/report/`):
+  results.md / results.tex / results.csv   one row per config
+  pivot.md / pivot.tex / pivot.csv         2-D sweeps (two numeric override keys): mean MAE, rows × columns
+  heatmap.png, mae_vs_params.png, learning_curves.png    with --plot
+"""
+from __future__ import annotations
+
+import pathlib
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ssr_jax import workdir as workdir_lib
+
+METRICS = (("mae", "MAE", "min"), ("ca3", "CA(3)", "max"), ("ca5", "CA(5)", "max"))
+FORMATS = ("md", "latex", "csv")
+
+
+def config_label(overrides: dict) -> str:
+    """`{"model.lambda_d": 0.5, "seed": 1}` → `lambda_d=0.5` (seed dropped, keys shortened to their last part)."""
+    items = sorted((key, value) for key, value in overrides.items() if key != "seed")
+    if not items:
+        return "base"
+    return ", ".join(f"{key.rsplit('.', 1)[-1]}={_value(value)}" for key, value in items)
+
+
+def _value(value) -> str:
+    return f"({', '.join(map(str, value))})" if isinstance(value, (list, tuple)) else str(value)
+
+
+def load_results(sweep_dir: str | pathlib.Path) -> pd.DataFrame:
+    path = pathlib.Path(sweep_dir) / "results.jsonl"
+    rows = workdir_lib.read_jsonl(path)
+    if not rows:
+        raise FileNotFoundError(f"no finished runs in {path}; run `ssr-jax sweep EXPERIMENT --workdir {sweep_dir}`")
+    frame = pd.DataFrame(rows)
+    frame["config"] = frame["overrides"].map(config_label)
+    return frame
+
+
+def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per config (first-appearance order): metric means, stds, n, and the runs' static figures."""
+    ok = frame[frame["status"] == "ok"]
+    grouped = ok.groupby("config", sort=False)
+    table = pd.DataFrame(index=pd.Index(frame["config"].unique(), name="config"))
+    for metric, _, _ in METRICS:
+        table[f"{metric}_mean"] = grouped[metric].mean()
+        table[f"{metric}_std"] = grouped[metric].std(ddof=1)
+    table["n"] = grouped.size().reindex(table.index, fill_value=0).astype(int)
+    for status in ("diverged", "failed"):
+        table[status] = (frame["status"] == status).groupby(frame["config"]).sum().reindex(table.index).astype(int)
+    static = frame.groupby("config", sort=False)
+    table["params"] = static["params"].first() if "params" in frame else np.nan
+    table["size_kb"] = static["model_bytes"].first() / 1024 if "model_bytes" in frame else np.nan
+    table["train_s"] = grouped["wall_s"].mean()
+    return table
+
+
+def with_baseline(table: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
+    """Adds `delta_mae` = MAE − the baseline config's MAE; `baseline` is a config label or a substring of one."""
+    if baseline is None:
+        return table
+    matches = [label for label in table.index if label == baseline] or [l for l in table.index if baseline in l]
+    if len(matches) != 1:
+        raise ValueError(f"--baseline {baseline!r} matches {len(matches)} configs; pick one of {list(table.index)}")
+    table = table.copy()
+    table["delta_mae"] = table["mae_mean"] - table.loc[matches[0], "mae_mean"]
+    return table
+
+
+def _mean_std(mean: float, std: float, digits: int, plus_minus: str) -> str:
+    if pd.isna(mean):
+        return "–"
+    return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f} {plus_minus} {std:.{digits}f}"
+
+
+def display_table(table: pd.DataFrame, *, plus_minus: str = "±") -> pd.DataFrame:
+    """Strings for Markdown / LaTeX: "mean ± std" per metric, counts and sizes."""
+    shown = pd.DataFrame(index=table.index)
+    for metric, title, _ in METRICS:
+        digits = 2 if metric == "mae" else 3
+        shown[title] = [_mean_std(m, s, digits, plus_minus)
+                        for m, s in zip(table[f"{metric}_mean"], table[f"{metric}_std"])]
+    if "delta_mae" in table:
+        shown["ΔMAE"] = [f"{value:+.2f}" if pd.notna(value) else "–" for value in table["delta_mae"]]
+    shown["n"] = table["n"].astype(str)
+    if (table["diverged"] + table["failed"]).any():
+        shown["diverged"] = table["diverged"].astype(str)
+        shown["failed"] = table["failed"].astype(str)
+    shown["params"] = [f"{int(p):,}" if pd.notna(p) else "–" for p in table["params"]]
+    shown["size (KB)"] = [f"{s:.1f}" if pd.notna(s) else "–" for s in table["size_kb"]]
+    shown["train (s)"] = [f"{t:.0f}" if pd.notna(t) else "–" for t in table["train_s"]]
+    return shown
+
+
+def best_configs(table: pd.DataFrame) -> dict[str, object]:
+    """The config with the best mean per metric (lowest MAE, highest CA)."""
+    best = {}
+    for metric, title, direction in METRICS:
+        column = table[f"{metric}_mean"].dropna()
+        if not column.empty:
+            best[title] = column.idxmin() if direction == "min" else column.idxmax()
+    return best
+
+
+def to_latex(table: pd.DataFrame) -> str:
+    """booktabs rules, the best value of each metric column in bold, LaTeX-escaped labels."""
+    shown = display_table(table, plus_minus=r"$\pm$").rename(columns={"ΔMAE": r"$\Delta$MAE"}).reset_index()
+    positions = {label: position for position, label in enumerate(shown["config"])}
+    styler = shown.style.hide(axis="index").format(escape="latex", subset=["config"])
+    for title, label in best_configs(table).items():
+        styler = styler.apply(
+            lambda column, row=positions[label]: ["textbf:--rwrap;" if i == row else "" for i in column.index],
+            subset=[title],
+        )
+    return styler.to_latex(hrules=True, column_format="l" + "r" * (len(shown.columns) - 1))
+
+
+def numeric_pivot(frame: pd.DataFrame) -> pd.DataFrame | None:
+    """Mean MAE as rows × columns when exactly two override keys vary and both are numbers (the λ grid)."""
+    overrides = pd.DataFrame(frame["overrides"].tolist()).drop(columns=["seed"], errors="ignore")
+    varying = [key for key in overrides if overrides[key].nunique() > 1]
+    if len(varying) != 2 or not all(pd.api.types.is_numeric_dtype(overrides[key]) for key in varying):
+        return None
+    rows, columns = varying if "lambda_local" in varying[0] or "lambda_d" not in varying[0] else varying[::-1]
+    data = overrides[[rows, columns]].assign(mae=frame["mae"].where(frame["status"] == "ok"))
+    pivot = data.pivot_table(index=rows, columns=columns, values="mae", aggfunc="mean")
+    pivot.index.name, pivot.columns.name = rows.rsplit(".", 1)[-1], columns.rsplit(".", 1)[-1]
+    return pivot
+
+
+def _pivot_display(pivot: pd.DataFrame) -> pd.DataFrame:
+    """The pivot with its row key as the first column, headed "rows \\ columns", and compact value labels."""
+    shown = pivot.copy()
+    shown.index = [f"{value:g}" for value in pivot.index]
+    shown.columns = [f"{value:g}" for value in pivot.columns]
+    return shown.rename_axis(f"{pivot.index.name} \\ {pivot.columns.name}").reset_index()
+
+
+def write_tables(sweep_dir, out_dir=None, *, formats: Sequence[str] = FORMATS, baseline: str | None = None,
+                 plot: bool = False) -> dict[str, pathlib.Path]:
+    """Writes the report files; returns {name: path}."""
+    unknown = set(formats) - set(FORMATS)
+    if unknown:
+        raise ValueError(f"--format: unknown {sorted(unknown)}; choose from {','.join(FORMATS)}")
+    frame = load_results(sweep_dir)
+    table = with_baseline(aggregate(frame), baseline)
+    out = workdir_lib.prepare(out_dir or pathlib.Path(sweep_dir) / "report")
+    written = {}
+
+    def emit(name: str, text: str):
+        workdir_lib.write_text_atomic(out / name, text)
+        written[name] = out / name
+
+    if "md" in formats:
+        emit("results.md", display_table(table).to_markdown() + "\n")
+    if "latex" in formats:
+        emit("results.tex", to_latex(table))
+    if "csv" in formats:
+        emit("results.csv", table.to_csv(float_format="%.6g"))
+    pivot = numeric_pivot(frame)
+    if pivot is not None:
+        if "md" in formats:
+            emit("pivot.md", _pivot_display(pivot).to_markdown(index=False, floatfmt=".2f") + "\n")
+        if "latex" in formats:
+            styler = _pivot_display(pivot).style.hide(axis="index").format(precision=2)
+            emit("pivot.tex", styler.format_index(escape="latex", axis=1).to_latex(hrules=True))
+        if "csv" in formats:
+            emit("pivot.csv", pivot.to_csv(float_format="%.6g"))
+    if plot:
+        from ssr_jax import plots
+
+        written.update(plots.write_figures(sweep_dir, frame, table, pivot, out))
+    return written

@@ -1,0 +1,255 @@
+"""Sweeps: expand an experiment into runs, validate them all, group them by program, train each group vmapped.
+
+An experiment file (`experiments/*.py`) defines `get_config(arg)` (the base config) and `get_sweep(arg)` (a list of
+dotted-key override dicts, built with `sweep` / `product` / `zipit`). Each override dict × seed is a *run*, with a
+run id that is a deterministic function of its overrides, so a rerun finds its directory again.
+
+Runs whose configs differ only in values (seed, λ_local, λ_d, learning rate — `train.VALUE_FIELDS`) share one
+compiled program and train together as the members of a vmapped group (purejaxrl's `jit(vmap(train))`); a group
+larger than `max_members` is split into chunks. Layout of a sweep directory:
+
+  DIR/runs/<run_id>/     config.json, metrics.jsonl, summary.json, checkpoint/   (one per run)
+  DIR/groups/<group>/    checkpoint/ of the stacked member state, for resuming the group
+  DIR/results.jsonl      one row per finished run, rebuilt from the run directories after every group
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import itertools
+import json
+import pathlib
+import re
+import sys
+import traceback
+from typing import Any, Iterable, Sequence
+
+import ml_collections
+import tqdm
+
+from ssr_jax import config_lib, workdir as workdir_lib
+from ssr_jax.data import load_splits
+from ssr_jax.train import program_signature, record_config, train_members
+
+FINISHED = ("ok", "diverged")
+DEFAULT_MAX_MEMBERS = 32
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Building sweeps (for experiment files)
+# ----------------------------------------------------------------------------------------------------------------
+def sweep(key: str, values: Iterable[Any]) -> list[dict]:
+    """One axis: `sweep("model.lambda_d", [0, 1])` → `[{"model.lambda_d": 0}, {"model.lambda_d": 1}]`."""
+    return [{key: value} for value in values]
+
+
+def product(*axes: Sequence[dict]) -> list[dict]:
+    """Every combination of the axes' entries (the first axis varies slowest)."""
+    return [{k: v for entry in combination for k, v in entry.items()} for combination in itertools.product(*axes)]
+
+
+def zipit(*axes: Sequence[dict]) -> list[dict]:
+    """Entries taken side by side; the axes must have equal lengths."""
+    if len({len(axis) for axis in axes}) > 1:
+        raise ValueError(f"zipit needs axes of equal length, got {[len(axis) for axis in axes]}")
+    return [{k: v for entry in entries for k, v in entry.items()} for entries in zip(*axes)]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Expanding and validating
+# ----------------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Run:
+    run_id: str
+    overrides: dict  # dotted key → value, including "seed"
+    config: ml_collections.ConfigDict
+    group: str  # id of the compiled program (and member chunk) this run trains in; set by `group_runs`
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+
+def _digest(obj: Any, length: int = 8) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:length]
+
+
+def run_id(overrides: dict) -> str:
+    """Readable and deterministic: `lambda_d=0,lambda_local=0.25,seed=1-3f9a0c1e` (the hash covers all overrides,
+    the readable part is cut at 64 characters)."""
+    parts = [f"{key.rsplit('.', 1)[-1]}={_short(value)}" for key, value in sorted(overrides.items()) if key != "seed"]
+    readable = re.sub(r"[^A-Za-z0-9=.,_+-]", "", ",".join(parts))[:64]
+    seed = f",seed={overrides['seed']}" if "seed" in overrides else ""
+    return f"{readable}{seed}-{_digest(config_lib.jsonable(overrides))}".lstrip(",")
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return "x".join(str(item) for item in value)
+    return str(value)
+
+
+def load_experiment(spec: str):
+    """`experiments/name.py[:arg]` → (module, arg)."""
+    path, _, arg = spec.partition(":")
+    file = pathlib.Path(path)
+    if not file.is_file():
+        raise config_lib.ConfigError(f"experiment file {path} does not exist; e.g. experiments/dynamic_range.py")
+    module_spec = importlib.util.spec_from_file_location(f"ssr_jax_experiment_{file.stem}", file)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    for name in ("get_config", "get_sweep"):
+        if not hasattr(module, name):
+            raise config_lib.ConfigError(f"{path} defines no {name}(arg); an experiment needs get_config and get_sweep")
+    return module, arg or None
+
+
+def expand(spec: str, *, seeds: int | None = None) -> list[Run]:
+    """All runs of an experiment, each validated; raises `ConfigError` naming the first bad override."""
+    module, arg = load_experiment(spec)
+    base = module.get_config(arg)
+    entries = module.get_sweep(arg)
+    seeds = seeds if seeds is not None else getattr(module, "DEFAULT_SEEDS", 1)
+    if seeds < 1:
+        raise config_lib.ConfigError(f"--seeds={seeds}: needs at least one seed")
+    runs, seen = [], set()
+    for entry in entries:
+        if "seed" in entry:
+            raise config_lib.ConfigError(f"{spec}: sweep entry {entry} sets 'seed'; seeds come from --seeds")
+        for seed in range(seeds):
+            overrides = {**entry, "seed": seed}
+            try:
+                config = config_lib.apply_overrides(base, overrides)
+                config_lib.validate(config)
+            except config_lib.ConfigError as error:
+                raise config_lib.ConfigError(f"{spec}: run {overrides}: {error}") from None
+            identifier = run_id(overrides)
+            if identifier in seen:
+                raise config_lib.ConfigError(f"{spec}: the sweep lists {overrides} twice")
+            seen.add(identifier)
+            runs.append(Run(identifier, overrides, config, group=""))
+    return runs
+
+
+def group_runs(runs: Sequence[Run], *, max_members: int = DEFAULT_MAX_MEMBERS) -> list[list[Run]]:
+    """Runs sharing a program signature, split into chunks of at most `max_members`, in a deterministic order.
+
+    A chunk's id names its program and its members, so a chunk with other members never resumes its checkpoint.
+    """
+    by_program: dict[str, list[Run]] = {}
+    for run in sorted(runs, key=lambda run: run.run_id):
+        by_program.setdefault(_digest(program_signature(run.config), 10), []).append(run)
+    groups = []
+    for program, members in sorted(by_program.items()):
+        config = members[0].config
+        label = f"{config.model.family}-{'x'.join(map(str, config.model.stages))}-{program}"
+        for start in range(0, len(members), max_members):
+            chunk = members[start:start + max_members]
+            group = f"{label}-{_digest([run.run_id for run in chunk], 6)}"
+            groups.append([dataclasses.replace(run, group=group) for run in chunk])
+    return groups
+
+
+def shard(runs: Sequence[Run], spec: str | None) -> list[Run]:
+    """`i/n` → the runs whose position in run-id order is ≡ i (mod n); deterministic across machines."""
+    if not spec:
+        return list(runs)
+    match = re.fullmatch(r"(\d+)/(\d+)", spec)
+    if not match or not int(match[1]) < int(match[2]):
+        raise config_lib.ConfigError(f"--shard={spec}: use i/n with 0 <= i < n, e.g. --shard 0/4")
+    index, count = int(match[1]), int(match[2])
+    return [run for position, run in enumerate(sorted(runs, key=lambda r: r.run_id)) if position % count == index]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Running
+# ----------------------------------------------------------------------------------------------------------------
+def _summary(run_dir: pathlib.Path) -> dict | None:
+    path = run_dir / "summary.json"
+    return workdir_lib.read_json(path) if path.exists() else None
+
+
+def write_results(workdir: pathlib.Path) -> list[dict]:
+    """Rebuilds `results.jsonl` from every run directory with a summary (shards may share one workdir)."""
+    rows = []
+    for run_dir in sorted((workdir / "runs").glob("*/")):
+        summary, record = _summary(run_dir), run_dir / "config.json"
+        if summary is None or not record.exists():
+            continue
+        overrides = workdir_lib.read_json(record)["overrides"]
+        rows.append({"run_id": run_dir.name, "overrides": overrides, "seed": overrides.get("seed"), **summary})
+    workdir_lib.write_jsonl(workdir / "results.jsonl", rows)
+    return rows
+
+
+def describe(groups: list[list[Run]]) -> str:
+    """The plan `--dry-run` prints: groups, their members and what varies inside each."""
+    lines = []
+    for members in groups:
+        config = members[0].config
+        lines.append(f"group {members[0].group}: {len(members)} member(s), {config.model.family} "
+                     f"stages={tuple(config.model.stages)}, batch {config.train.batch_size}, "
+                     f"{config.train.epochs} epochs")
+        lines.extend(f"  {run.run_id}" for run in members)
+    return "\n".join(lines)
+
+
+def run_group(members: list[Run], workdir: pathlib.Path, splits, progress) -> None:
+    """Trains one group; an exception marks every member `failed` with its traceback and is not re-raised."""
+    run_dirs = [workdir_lib.prepare(workdir / "runs" / run.run_id) for run in members]
+    for run, run_dir in zip(members, run_dirs):  # first, so that even a group that fails has its runs on record
+        record_config(run_dir, run.config, run.overrides)
+    try:
+        train_members([run.config for run in members], run_dirs, workdir_lib.prepare(workdir / "groups" / members[0].group),
+                      overrides=[run.overrides for run in members], splits=splits, progress=progress,
+                      name=members[0].group)
+    except Exception:  # noqa: BLE001 — one broken group must not stop the sweep
+        trace = traceback.format_exc()
+        print(f"group {members[0].group} failed:\n{trace}", file=sys.stderr, flush=True)
+        for run_dir in run_dirs:
+            workdir_lib.write_json(run_dir / "summary.json", {"status": "failed", "traceback": trace})
+
+
+def run_sweep(spec: str, workdir: str | pathlib.Path, *, seeds: int | None = None, shard_spec: str | None = None,
+              max_members: int = DEFAULT_MAX_MEMBERS, dry_run: bool = False, progress: bool | None = None) -> list[dict]:
+    """Expands, validates, groups and trains an experiment; returns the rows of `results.jsonl`.
+
+    Finished runs (status ok or diverged) are skipped; failed runs are retried; an interrupted group resumes from
+    its checkpoint.
+    """
+    runs = shard(expand(spec, seeds=seeds), shard_spec)
+    groups = group_runs(runs, max_members=max_members)
+    if dry_run:
+        print(f"{len(runs)} runs in {len(groups)} group(s)\n{describe(groups)}")
+        return []
+    workdir = workdir_lib.prepare(workdir)
+    workdir_lib.write_json(workdir / "sweep.json", {"experiment": spec, "seeds": seeds, "shard": shard_spec,
+                                                   "runs": [run.run_id for run in runs]})
+
+    def finished(run: Run) -> bool:
+        summary = _summary(workdir / "runs" / run.run_id)
+        return summary is not None and summary["status"] in FINISHED
+
+    pending = [[run for run in members if not finished(run)] for members in groups]
+    # Regroup what is left: a group whose members all finished disappears, a partly finished one (a new seed
+    # added, say) becomes a new chunk with its own id.
+    pending = group_runs([run for members in pending for run in members], max_members=max_members)
+    total = sum(run.config.train.epochs for run in runs)
+    done = total - sum(run.config.train.epochs for members in pending for run in members)
+    show_bar = sys.stderr.isatty() if progress is None else progress
+    print(f"{len(runs)} runs, {len(runs) - sum(map(len, pending))} already finished, "
+          f"{len(pending)} group(s) to train", flush=True)
+    splits_by_data: dict[str, Any] = {}
+    with tqdm.tqdm(total=total, initial=done, unit="member-epoch", disable=not show_bar) as bar:
+        for index, members in enumerate(pending, start=1):
+            data_config = members[0].config.data
+            key = json.dumps(data_config.to_dict(), sort_keys=True)
+            if key not in splits_by_data:
+                splits_by_data = {key: load_splits(data_config)}  # keep one dataset in memory at a time
+            bar.set_description(f"group {index}/{len(pending)}")
+            if bar.disable:
+                print(f"group {index}/{len(pending)} {members[0].group}: {len(members)} member(s)", flush=True)
+            run_group(members, workdir, splits_by_data[key], bar)
+            write_results(workdir)
+    return write_results(workdir)

@@ -1,0 +1,103 @@
+"""Predicting image files: reading and resizing as the reference does, unreadable files, and the Keras ages."""
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from configs import ssrnet
+from ssr_jax import keras_import, saved_model
+from ssr_jax.models import abstract_variables, create_model, predict_age
+from ssr_jax.predict import load_image, predict_files, resize_bilinear
+
+REFERENCE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference"
+
+
+@pytest.fixture(scope="module")
+def random_model(tmp_path_factory):
+    """(directory, config, variables) of a random SSR-Net (2,2) saved as a model directory."""
+    config = ssrnet.get_config("smoke")
+    config.model.stages = (2, 2)
+    config.model.conv = "xla"  # same parameters; compiles faster than "patches" for a few small batches
+    rng = np.random.default_rng(3)
+    # Drawn with NumPy from the abstract shapes (`init` would compile ~130 small programs on a cold cache):
+    # kernels N(0, 1/fan_in), BN scale 1, other vectors small; bn1's moving variance brings raw 0–255 input to O(1).
+    shapes = abstract_variables(config.model, 64)
+
+    def param(path, leaf):
+        name = path[-1].key
+        if name == "kernel":
+            return rng.standard_normal(leaf.shape, np.float32) / np.sqrt(np.prod(leaf.shape[:-1]))
+        return np.ones(leaf.shape, np.float32) if name == "scale" else 0.1 * rng.standard_normal(leaf.shape, np.float32)
+
+    def statistic(path, leaf):
+        variance = 1e4 if path[1].key == "bn1" else 1.0
+        return np.full(leaf.shape, variance if path[-1].key == "var" else 0.0, np.float32)
+
+    variables = {"params": jax.tree_util.tree_map_with_path(param, shapes["params"]),
+                 "batch_stats": jax.tree_util.tree_map_with_path(statistic, shapes["batch_stats"])}
+    directory = saved_model.save(tmp_path_factory.mktemp("random") / "model", config, variables)
+    return directory, config, variables
+
+
+def reference_ages(config, variables, bgr: np.ndarray) -> np.ndarray:
+    heads = create_model(config.model).apply(variables, jnp.asarray(bgr, jnp.float32), train=False)
+    return np.asarray(predict_age(config.model, heads, lambda_local=1.0, lambda_d=1.0))
+
+
+def test_resize_matches_cv2_inter_linear_on_known_cases():
+    # Shrinking by 2: output centres fall midway between input pixels, so each output is a 2×2 block mean
+    # (Pillow's anti-aliased BILINEAR would blend a 4×4 neighbourhood instead).
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 8, 3)).astype(np.uint8)
+    block_mean = pixels.reshape(4, 2, 4, 2, 3).astype(float).mean(axis=(1, 3))
+    np.testing.assert_array_equal(resize_bilinear(pixels, 4), np.floor(block_mean + 0.5).astype(np.uint8))
+    # Enlarging 2 → 4: sample points −0.25 (clamped to the edge), 0.25, 0.75, 1.25 (clamped).
+    row = np.array([[[0], [100]]], np.uint8).repeat(2, axis=0)
+    np.testing.assert_array_equal(resize_bilinear(row, 4)[0, :, 0], [0, 25, 75, 100])
+
+
+def test_load_image_orders_channels_and_resizes_only_when_needed(tmp_path):
+    rgb = np.random.default_rng(1).integers(0, 256, (64, 64, 3)).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    np.testing.assert_array_equal(load_image(tmp_path / "a.png", 64), rgb[..., ::-1])
+    np.testing.assert_array_equal(load_image(tmp_path / "a.png", 64, colour_order="RGB"), rgb)
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "grey.png")  # greyscale files become three equal channels
+    assert load_image(tmp_path / "grey.png", 64).shape == (64, 64, 3)
+    assert load_image(tmp_path / "a.png", 32).shape == (32, 32, 3)
+
+
+def test_predict_files_matches_the_model_and_reports_unreadable_files(tmp_path, random_model):
+    directory, config, variables = random_model
+    rng = np.random.default_rng(2)
+    rgb = rng.integers(0, 256, (3, 64, 64, 3)).astype(np.uint8)
+    paths = []
+    for i, image in enumerate(rgb):
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+        paths.append(tmp_path / f"{i}.png")
+    # A 128×128 file made of 2×2 blocks shrinks back to exactly image 0.
+    Image.fromarray(rgb[0].repeat(2, axis=0).repeat(2, axis=1)).save(tmp_path / "big.png")
+    (tmp_path / "x.png").write_text("not an image")
+    files = [paths[0], tmp_path / "x.png", paths[1], tmp_path / "missing.png", paths[2], tmp_path / "big.png"]
+
+    results = predict_files(directory, files, batch_size=2)
+    assert [r["file"] for r in results] == [str(f) for f in files]
+    assert "error" in results[1] and "age" not in results[1]
+    assert "error" in results[3] and "missing.png" in results[3]["error"]
+    expected = reference_ages(config, variables, rgb[..., ::-1])
+    ages = [results[i]["age"] for i in (0, 2, 4, 5)]
+    assert np.all(np.isfinite(expected)) and np.ptp(expected) > 0  # a comparison that can fail
+    np.testing.assert_allclose(ages, [*expected, expected[0]], rtol=1e-5, atol=1e-4)
+
+
+def test_released_morph2_weights_give_the_keras_ages_on_the_golden_files(tmp_path):
+    h5 = REFERENCE / "pretrained" / "morph2" / "ssrnet_3_3_3_64_1.0_1.0.h5"
+    golden = REFERENCE / "golden" / "morph2"
+    if not h5.is_file() or not (golden / "keras_ages.json").is_file():
+        pytest.skip(f"reference weights or golden outputs not available under {REFERENCE}")
+    directory = keras_import.convert_keras(h5, tmp_path / "morph2")
+    keras = json.loads((golden / "keras_ages.json").read_text())
+    results = predict_files(directory, [golden / entry["file"] for entry in keras])
+    np.testing.assert_allclose([r["age"] for r in results], [entry["age"] for entry in keras], atol=1e-3, rtol=0)

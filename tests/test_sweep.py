@@ -1,0 +1,172 @@
+"""Sweeps: expansion and validation, grouping by program, vmapped groups against single runs, resumption after
+SIGKILL, a diverging member, a failing group, shards, and the command line end to end."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from ssr_jax import config_lib, sweep, train
+from ssr_jax.sweep import product, zipit
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, "JAX_COMPILATION_CACHE_DIR": os.path.join(REPO, ".jax_cache"),
+       "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PLATFORMS": "cpu"}
+
+
+def experiment(tmp_path, sweep_body, config_changes="", name="experiment.py"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(f"""
+        from configs import ssrnet
+        from ssr_jax.sweep import product, sweep, zipit
+
+        def get_config(arg=None):
+            config = ssrnet.get_config("smoke")
+            {config_changes or "pass"}
+            return config
+
+        def get_sweep(arg=None):
+            return {sweep_body}
+    """))
+    return str(path)
+
+
+def results(workdir):
+    return {row["run_id"]: row for row in map(json.loads, (workdir / "results.jsonl").read_text().splitlines())}
+
+
+def test_sweep_helpers():
+    lambdas = sweep.sweep("model.lambda_d", [0.0, 1.0])
+    assert lambdas == [{"model.lambda_d": 0.0}, {"model.lambda_d": 1.0}]
+    assert product(sweep.sweep("a", [1, 2]), sweep.sweep("b", ["x", "y"])) == [
+        {"a": 1, "b": "x"}, {"a": 1, "b": "y"}, {"a": 2, "b": "x"}, {"a": 2, "b": "y"}]
+    assert zipit(sweep.sweep("a", [1, 2]), sweep.sweep("b", ["x", "y"])) == [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]
+    with pytest.raises(ValueError, match="equal length"):
+        zipit(sweep.sweep("a", [1, 2]), sweep.sweep("b", ["x"]))
+
+
+@pytest.mark.parametrize("body, message", [
+    ('sweep("model.lambda_d", [0.5, 2.0])', r"run \{'model.lambda_d': 2.0, 'seed': 0\}: model.lambda_d=2.0: must lie"),
+    ('sweep("model.stagez", [(3, 3)])', "unknown config key 'model.stagez'"),
+    ('sweep("seed", [1, 2])', "seeds come from --seeds"),
+    ('[{"model.v": 1.0}, {"model.v": 1.0}]', "lists .* twice"),
+])
+def test_every_run_is_validated_before_anything_runs(tmp_path, body, message):
+    with pytest.raises(config_lib.ConfigError, match=message):
+        sweep.run_sweep(experiment(tmp_path, body), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_expansion_run_ids_and_groups():
+    runs = sweep.expand("experiments/dynamic_range.py:smoke", seeds=2)
+    assert len(runs) == 8 and {run.seed for run in runs} == {0, 1}
+    assert [run.run_id for run in runs] == [run.run_id for run in sweep.expand("experiments/dynamic_range.py:smoke",
+                                                                                 seeds=2)]
+    assert runs[0].run_id.startswith("lambda_d=0.0,lambda_local=0.0,seed=0-")
+    assert len({run.run_id for run in runs}) == 8
+    groups = sweep.group_runs(runs)
+    assert len(groups) == 1 and len(groups[0]) == 8  # λ switches and seeds are values: one program
+    chunks = sweep.group_runs(runs, max_members=3)
+    assert [len(chunk) for chunk in chunks] == [3, 3, 2] and len({chunk[0].group for chunk in chunks}) == 3
+    stage_groups = sweep.group_runs(sweep.expand("experiments/stages.py:smoke", seeds=1))
+    assert len(stage_groups) == 8  # every stage layout is its own program
+
+
+def test_shards_partition_the_runs():
+    runs = sweep.expand("experiments/lambda_grid.py:smoke", seeds=1)
+    shards = [sweep.shard(runs, f"{index}/3") for index in range(3)]
+    ids = [run.run_id for part in shards for run in part]
+    assert sorted(ids) == sorted(run.run_id for run in runs) and len(set(ids)) == 25
+    with pytest.raises(config_lib.ConfigError, match="--shard=3/3"):
+        sweep.shard(runs, "3/3")
+
+
+def test_a_group_compiles_once_and_equals_its_members_run_alone(tmp_path, monkeypatch):
+    trainers = []
+    make_train = train.make_train
+    monkeypatch.setattr(train, "make_train", lambda *a, **k: trainers.append(make_train(*a, **k)) or trainers[-1])
+    spec = experiment(tmp_path, 'product(sweep("model.lambda_local", [0.0, 1.0]), sweep("model.lambda_d", [0.0, 1.0]))')
+    rows = sweep.run_sweep(spec, tmp_path / "sweep", seeds=2)
+    assert len(rows) == 8 and {row["status"] for row in rows} == {"ok"}
+    assert len(trainers) == 1 and trainers[0].trace_counts["train_epoch"] == 1
+    assert {row["group_members"] for row in rows} == {8}
+
+    by_id = {row["run_id"]: row for row in rows}
+    for run in sweep.expand(spec, seeds=2)[::3]:
+        alone = train.train_and_evaluate(run.config, tmp_path / "alone" / run.run_id)
+        np.testing.assert_allclose(by_id[run.run_id]["mae"], alone["mae"], rtol=2e-3)
+        member_rows = (tmp_path / "sweep" / "runs" / run.run_id / "metrics.jsonl").read_text().splitlines()
+        alone_rows = (tmp_path / "alone" / run.run_id / "metrics.jsonl").read_text().splitlines()
+        np.testing.assert_allclose([json.loads(r)["train_loss"] for r in member_rows],
+                                   [json.loads(r)["train_loss"] for r in alone_rows], rtol=1e-3)
+    # A rerun finds every run finished and trains nothing.
+    trainers.clear()
+    assert len(sweep.run_sweep(spec, tmp_path / "sweep", seeds=2)) == 8 and not trainers
+
+
+def test_a_diverging_member_does_not_stop_the_others(tmp_path):
+    spec = experiment(tmp_path, 'sweep("optim.learning_rate", [1e-3, 1e4])')
+    rows = {row["overrides"]["optim.learning_rate"]: row for row in sweep.run_sweep(spec, tmp_path / "out")}
+    assert rows[1e4]["status"] == "diverged" and rows[1e-3]["status"] == "ok"
+    assert np.isfinite(rows[1e-3]["mae"]) and rows[1e-3]["epochs"] == 2
+
+
+def test_a_failing_group_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    spec = experiment(tmp_path, 'sweep("model.stages", [(3, 3, 3), (2, 2, 2)])')
+    train_members = sweep.train_members
+
+    def broken_for_two_stages(configs, *args, **kwargs):
+        if tuple(configs[0].model.stages) == (2, 2, 2):
+            raise RuntimeError("simulated out-of-memory")
+        return train_members(configs, *args, **kwargs)
+
+    monkeypatch.setattr(sweep, "train_members", broken_for_two_stages)
+    rows = {tuple(row["overrides"]["model.stages"]): row for row in sweep.run_sweep(spec, tmp_path / "out")}
+    assert rows[(3, 3, 3)]["status"] == "ok"
+    assert rows[(2, 2, 2)]["status"] == "failed" and "simulated out-of-memory" in rows[(2, 2, 2)]["traceback"]
+    monkeypatch.setattr(sweep, "train_members", train_members)
+    rows = {tuple(row["overrides"]["model.stages"]): row for row in sweep.run_sweep(spec, tmp_path / "out")}
+    assert rows[(2, 2, 2)]["status"] == "ok"  # failed runs are retried
+
+
+def test_sigkilled_sweep_resumes_to_the_uninterrupted_result(tmp_path):
+    spec = experiment(tmp_path, 'sweep("model.lambda_d", [0.0, 1.0])',
+                      "config.data.num_train, config.train.batch_size, config.train.epochs = 400, 20, 4")
+    command = [sys.executable, "-m", "ssr_jax", "sweep", spec, "--workdir", str(tmp_path / "killed")]
+    process = subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while process.poll() is None and time.time() < deadline:
+        if list((tmp_path / "killed" / "groups").glob("*/checkpoint/20")):  # epoch 1 of 4 saved
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, "the sweep ended before it could be killed"
+    resumed = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+
+    sweep.run_sweep(spec, tmp_path / "straight")
+    killed, straight = results(tmp_path / "killed"), results(tmp_path / "straight")
+    assert killed.keys() == straight.keys() and len(killed) == 2
+    for run_id, row in killed.items():
+        assert row["resumed_from_epoch"] >= 1 and row["status"] == "ok"
+        np.testing.assert_allclose(row["mae"], straight[run_id]["mae"], rtol=1e-5)
+
+
+def test_command_line_sweep_then_report(tmp_path):
+    workdir = tmp_path / "dynamic_range"
+    swept = subprocess.run([sys.executable, "-m", "ssr_jax", "sweep", "experiments/dynamic_range.py:smoke",
+                            "--workdir", str(workdir), "--seeds", "1"], cwd=REPO, env=ENV, capture_output=True,
+                           text=True, timeout=300)
+    assert swept.returncode == 0, swept.stderr
+    assert len(results(workdir)) == 4
+    reported = subprocess.run([sys.executable, "-m", "ssr_jax", "report", str(workdir), "--plot"], cwd=REPO,
+                              env=ENV, capture_output=True, text=True, timeout=120)
+    assert reported.returncode == 0, reported.stderr
+    assert "lambda_d=0.0, lambda_local=1.0" in reported.stdout
+    for name in ("results.md", "results.tex", "results.csv", "pivot.md", "heatmap.png", "learning_curves.png"):
+        assert (workdir / "report" / name).stat().st_size > 0
