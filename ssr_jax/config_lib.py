@@ -45,13 +45,19 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
 def load_config(spec: str) -> ml_collections.ConfigDict:
     """`path/to/config.py[:arg]` → `get_config(arg)`, as `ml_collections.config_flags` does."""
     path, _, arg = spec.partition(":")
+    module = load_module(path, what="config file", example="--config configs/ssrnet.py")
+    return module.get_config(arg or None) if arg else module.get_config()
+
+
+def load_module(path: str, *, what: str, example: str):
+    """Imports a Python file (a config or an experiment) by path; a missing file is a `ConfigError`."""
     file = pathlib.Path(path)
     if not file.is_file():
-        raise ConfigError(f"config file {path} does not exist; pass e.g. --config configs/ssrnet.py")
-    module_spec = importlib.util.spec_from_file_location(f"ssr_jax_config_{file.stem}", file)
+        raise ConfigError(f"{what} {path} does not exist; pass e.g. {example}")
+    module_spec = importlib.util.spec_from_file_location(f"ssr_jax_{file.stem}", file)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
-    return module.get_config(arg or None) if arg else module.get_config()
+    return module
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import itertools
 import json
 import pathlib
@@ -93,12 +92,7 @@ def _short(value: Any) -> str:
 def load_experiment(spec: str):
     """`experiments/name.py[:arg]` → (module, arg)."""
     path, _, arg = spec.partition(":")
-    file = pathlib.Path(path)
-    if not file.is_file():
-        raise config_lib.ConfigError(f"experiment file {path} does not exist; e.g. experiments/dynamic_range.py")
-    module_spec = importlib.util.spec_from_file_location(f"ssr_jax_experiment_{file.stem}", file)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    module = config_lib.load_module(path, what="experiment file", example="experiments/dynamic_range.py")
     for name in ("get_config", "get_sweep"):
         if not hasattr(module, name):
             raise config_lib.ConfigError(f"{path} defines no {name}(arg); an experiment needs get_config and get_sweep")
