@@ -5,6 +5,12 @@
   ssr-jax demo  [--workdir runs/demo]
   ssr-jax sweep EXPERIMENT[:arg] --workdir DIR [--seeds N] [--dry_run] [--shard i/n] [--max_members M]
   ssr-jax report DIR [--format md,latex,csv] [--out DIR] [--plot] [--baseline CONFIG]
+  ssr-jax convert-keras FILE.h5 --out MODEL_DIR
+  ssr-jax predict MODEL_DIR IMAGE_OR_FOLDER... [--json]
+  ssr-jax evaluate MODEL_DIR --data NAME [--split test] [--data_dir DIR] [--cap N] [--out FILE.json]
+  ssr-jax inspect MODEL_DIR (IMAGE_OR_FOLDER... | --data NAME [--split test]) [--out DIR] [--json]
+
+MODEL_DIR is a training workdir, a sweep run directory or a convert-keras output.
 
 Config files and `--config.x=value` overrides are parsed by ml_collections' `config_flags`, as in the Flax examples.
 A bad config, override or workdir ends the command with one line on stderr and exit status 2, before anything
@@ -21,15 +27,22 @@ from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, `path.py[:arg]`.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (train) or output directory (demo).")
-_JSON = flags.DEFINE_bool("json", False, "info: print one JSON object instead of a table.")
+_JSON = flags.DEFINE_bool("json", False, "info, predict, evaluate, inspect: print JSON instead of a table.")
 _SEEDS = flags.DEFINE_integer("seeds", None, "sweep: seeds per configuration (default: the experiment's).")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "sweep: print the runs and their groups, train nothing.")
 _SHARD = flags.DEFINE_string("shard", None, "sweep: run only the deterministic subset i/n.")
 _MAX_MEMBERS = flags.DEFINE_integer("max_members", 32, "sweep: most members trained together in one program.")
 _FORMAT = flags.DEFINE_list("format", ["md", "latex", "csv"], "report: table formats.")
-_OUT = flags.DEFINE_string("out", None, "report: output directory (default DIR/report).")
+_OUT = flags.DEFINE_string(
+    "out", None, "report, inspect: output directory (default DIR/report, MODEL_DIR/inspect); convert-keras: the new "
+    "model directory; evaluate: the summary file (default MODEL_DIR/evaluations/NAME_SPLIT.json).")
 _PLOT = flags.DEFINE_bool("plot", False, "report: also draw the figures (PNG).")
 _BASELINE = flags.DEFINE_string("baseline", None, "report: config label (or part of one) for the ΔMAE column.")
+_DATA = flags.DEFINE_string("data", None, "evaluate, inspect: dataset name (synthetic or a prepared dataset).")
+_SPLIT = flags.DEFINE_string("split", "test", "evaluate, inspect: dataset split.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "where prepared datasets live (default $SSR_JAX_DATA_DIR or "
+                                "~/ssr_jax_data).")
+_CAP = flags.DEFINE_integer("cap", None, "evaluate, inspect: use only the first N examples of the split.")
 
 
 def _exit_with(message: str):
@@ -111,12 +124,120 @@ def _report(args):
     print("written: " + ", ".join(str(path) for path in written.values()))
 
 
+def _convert_keras(args):
+    from ssr_jax import keras_import
+
+    if len(args) != 1 or not _OUT.value:
+        _exit_with("usage: ssr-jax convert-keras FILE.h5 --out MODEL_DIR")
+    try:
+        directory = keras_import.convert_keras(args[0], _OUT.value)
+    except (FileNotFoundError, ValueError) as error:
+        _exit_with(str(error))
+    print(f"{args[0]} → {directory} (SSR-Net (3,3,3), λ_local = λ_d = 1; expects 64×64 BGR raw 0–255 input)")
+
+
+def _model_dir(args, usage: str) -> str:
+    if not args:
+        _exit_with(f"usage: {usage}")
+    if not os.path.isfile(os.path.join(args[0], "config.json")):
+        _exit_with(f"{args[0]} is not a model directory (no config.json): pass a training workdir, a sweep run "
+                   "directory or a convert-keras output")
+    return args[0]
+
+
+def _predict(args):
+    from ssr_jax import predict
+
+    model_dir = _model_dir(args, "ssr-jax predict MODEL_DIR IMAGE_OR_FOLDER... [--json]")
+    paths = predict.expand_image_paths(args[1:])
+    if not paths:
+        _exit_with("no images given: pass image files or folders of images after MODEL_DIR")
+    results = predict.predict_files(model_dir, paths)
+    if _JSON.value:
+        print(json.dumps(results, indent=2))
+    else:
+        for row in results:
+            print(f"{row['age']:7.2f}  {row['file']}" if "age" in row else f"  error  {row['file']}: {row['error']}")
+    if any("error" in row for row in results):
+        print(f"{sum('error' in row for row in results)} of {len(results)} files could not be read", file=sys.stderr)
+        sys.exit(1)
+
+
+def _dataset_split(model_dir: str) -> dict:
+    """The `--data`/`--split` arrays; a synthetic split is regenerated from the model's own `config.data`."""
+    from ssr_jax import data, saved_model
+
+    config = saved_model.read_config(model_dir)
+    try:
+        return data.load_split(_DATA.value, _SPLIT.value, data_config=config.data, data_dir=_DATA_DIR.value,
+                               cap=_CAP.value)
+    except (FileNotFoundError, ValueError) as error:
+        _exit_with(str(error))
+
+
+def _evaluate(args):
+    from ssr_jax import predict, workdir
+
+    usage = "ssr-jax evaluate MODEL_DIR --data NAME [--split test] [--data_dir DIR] [--out FILE.json]"
+    model_dir = _model_dir(args, usage)
+    if len(args) != 1 or not _DATA.value:
+        _exit_with(f"usage: {usage}")
+    summary = {**predict.evaluate_split(model_dir, _dataset_split(model_dir)),
+               "model_dir": model_dir, "data": _DATA.value, "split": _SPLIT.value}
+    out = _OUT.value or os.path.join(model_dir, "evaluations", f"{_DATA.value}_{_SPLIT.value}.json")
+    workdir.prepare(os.path.dirname(os.path.abspath(out)))
+    workdir.write_json(out, summary)
+    if _JSON.value:
+        print(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        print(f"{model_dir} on {_DATA.value}/{_SPLIT.value} ({summary['num_test']} images): MAE {summary['mae']:.3f}, "
+              f"CA(3) {summary['ca3']:.3f}, CA(5) {summary['ca5']:.3f}")
+        print(f"written: {out}")
+
+
+def _inspect(args):
+    import numpy as np
+
+    from ssr_jax import inspect_model, predict, saved_model, workdir
+
+    usage = "ssr-jax inspect MODEL_DIR (IMAGE_OR_FOLDER... | --data NAME [--split test]) [--out DIR] [--json]"
+    model_dir = _model_dir(args, usage)
+    if bool(args[1:]) == bool(_DATA.value):
+        _exit_with(f"inspect reads either images or --data, not both or neither; usage: {usage}")
+    if _DATA.value:
+        split = _dataset_split(model_dir)
+        images = predict.fit_images(split["image"], saved_model.read_config(model_dir).data.image_size)
+        ages = split["age"]
+    else:
+        results, readable = predict.read_images(predict.expand_image_paths(args[1:]),
+                                                saved_model.read_config(model_dir).data.image_size)
+        for row in results:
+            if "error" in row:
+                print(f"skipped {row['file']}: {row['error']}", file=sys.stderr)
+        if not readable:
+            _exit_with("none of the given images could be read")
+        images, ages = np.stack([image for _, image in readable]), None
+    try:
+        result = inspect_model.inspect(model_dir, images, ages)
+    except ValueError as error:
+        _exit_with(str(error))
+    out = workdir.prepare(_OUT.value or os.path.join(model_dir, "inspect"))
+    workdir.write_json(out / "inspect.json", result)
+    inspect_model.plot(result, out / "inspect.png")
+    if _JSON.value:
+        print(json.dumps({key: value for key, value in result.items() if key != "predictions"}, indent=2))
+    else:
+        print(inspect_model.format_table(result))
+        print(f"\nwritten: {out / 'inspect.json'}, {out / 'inspect.png'}")
+
+
 def _no_positional(args):
     if args:
         _exit_with(f"unexpected arguments {args}; see `ssr-jax --help`")
 
 
-COMMANDS = {"train": _train, "info": _info, "demo": _demo, "sweep": _sweep, "report": _report}
+COMMANDS = {"train": _train, "info": _info, "demo": _demo, "sweep": _sweep, "report": _report,
+            "convert-keras": _convert_keras, "predict": _predict, "evaluate": _evaluate, "inspect": _inspect}
 
 
 def _config_file(argv) -> str | None:

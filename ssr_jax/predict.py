@@ -1,4 +1,5 @@
-"""Ages for image files from a model directory (a training run or a `convert-keras` output).
+"""Inference from a model directory (a training run or a `convert-keras` output): ages for image files, and the
+metrics of a whole dataset split.
 
 Images are read the way the reference prepares its data: decoded to RGB with Pillow, resized to the model's input
 size only when needed, with bilinear interpolation as `cv2.resize` does by default (INTER_LINEAR: half-pixel centres,
@@ -7,6 +8,8 @@ no anti-aliasing), put in BGR order and fed as raw 0–255 floats.
 from __future__ import annotations
 
 import os
+import pathlib
+import time
 from typing import Sequence
 
 import jax
@@ -15,7 +18,8 @@ import numpy as np
 from PIL import Image
 
 from ssr_jax import saved_model
-from ssr_jax.models import create_model, predict_age
+from ssr_jax.evaluate import evaluate_batches, pad_to_batches
+from ssr_jax.models import abstract_variables, count_parameters, create_model, predict_age
 
 COLOUR_ORDERS = ("BGR", "RGB")
 
@@ -65,20 +69,39 @@ def make_predictor(config, variables):
     return predict
 
 
-def predict_files(model_dir: str | os.PathLike, paths: Sequence[str | os.PathLike], batch_size: int = 64) -> list[dict]:
-    """[{"file", "age"}] in input order; a file that cannot be read gives {"file", "error"} and the rest go on."""
-    config, variables = saved_model.load(model_dir)
-    predict = make_predictor(config, variables)
-    size = config.data.image_size
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[pathlib.Path]:
+    """Files as given, folders replaced by their image files (sorted by name) — e.g. the golden-input folders."""
+    expanded = []
+    for path in map(pathlib.Path, paths):
+        if path.is_dir():
+            expanded.extend(sorted(child for child in path.iterdir() if child.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            expanded.append(path)
+    return expanded
+
+
+def read_images(paths: Sequence[str | os.PathLike], image_size: int) -> tuple[list[dict], list[tuple[int, np.ndarray]]]:
+    """(one `{"file"}` or `{"file", "error"}` per path, [(index into it, BGR image)] for the readable ones)."""
     results, readable = [], []
     for path in paths:
         try:
-            image = load_image(path, size)
+            image = load_image(path, image_size)
         except (OSError, ValueError) as error:  # missing or undecodable (PIL's UnidentifiedImageError ⊂ OSError)
             results.append({"file": str(path), "error": f"{type(error).__name__}: {error}"})
             continue
         results.append({"file": str(path)})
         readable.append((len(results) - 1, image))
+    return results, readable
+
+
+def predict_files(model_dir: str | os.PathLike, paths: Sequence[str | os.PathLike], batch_size: int = 64) -> list[dict]:
+    """[{"file", "age"}] in input order; a file that cannot be read gives {"file", "error"} and the rest go on."""
+    config, variables = saved_model.load(model_dir)
+    predict = make_predictor(config, variables)
+    results, readable = read_images(paths, config.data.image_size)
     batch_size = max(1, min(batch_size, len(readable)))
     for start in range(0, len(readable), batch_size):
         chunk = readable[start:start + batch_size]
@@ -90,3 +113,38 @@ def predict_files(model_dir: str | os.PathLike, paths: Sequence[str | os.PathLik
         for (index, _), age in zip(chunk, ages):
             results[index]["age"] = float(age)
     return results
+
+
+def fit_images(images: np.ndarray, image_size: int) -> np.ndarray:
+    """uint8 `[N, H, W, 3]` at the model's input size: as is when it already matches, else resized like `load_image`."""
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 [N, H, W, 3], got {images.dtype} {images.shape}")
+    if images.shape[1:3] == (image_size, image_size):
+        return images
+    return np.stack([resize_bilinear(image, image_size) for image in images])
+
+
+def evaluate_split(model_dir: str | os.PathLike, split: dict[str, np.ndarray], batch_size: int = 256) -> dict:
+    """The metrics a training run's `summary.json` reports (MAE, CA(3), CA(5), parameters, size) for a model
+    directory on one split `{"image": uint8 [N, H, W, 3] BGR, "age": [N]}`."""
+    start = time.perf_counter()
+    config, variables = saved_model.load(model_dir)
+    images = fit_images(split["image"], config.data.image_size)
+    ages = np.asarray(split["age"])
+    if ages.shape != (len(images),) or not len(images):
+        raise ValueError(f"split needs one age per image and at least one image; got {len(images)} images and ages "
+                         f"of shape {ages.shape}")
+    predict = make_predictor(config, variables)
+    metrics = jax.jit(lambda batches: evaluate_batches(predict, batches))(
+        pad_to_batches(images, ages, min(batch_size, len(images))))
+    params = count_parameters(abstract_variables(config.model, config.data.image_size))
+    return {
+        "status": "ok",
+        **{name: float(metrics[name]) for name in ("mae", "ca3", "ca5")},
+        "params": params["total"],
+        "trainable_params": params["trainable"],
+        "model_bytes": params["bytes"],
+        "num_test": int(len(ages)),
+        "wall_s": time.perf_counter() - start,
+    }

@@ -30,15 +30,20 @@ def save(directory: str | os.PathLike, config: ml_collections.ConfigDict, variab
     return directory
 
 
-def load(directory: str | os.PathLike) -> tuple[ml_collections.ConfigDict, dict]:
-    """(config, `{"params", "batch_stats"}`) from the newest checkpoint of a run or converted model directory."""
-    directory = pathlib.Path(directory)
-    config_file = directory / "config.json"
+def read_config(directory: str | os.PathLike) -> ml_collections.ConfigDict:
+    """The config a model directory was trained or converted with (no weights are read)."""
+    config_file = pathlib.Path(directory) / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(
             f"{directory} is not a model directory (no config.json); pass a training workdir or a convert-keras output"
         )
-    config = config_lib.from_json(workdir_lib.read_json(config_file)["config"])
+    return config_lib.from_json(workdir_lib.read_json(config_file)["config"])
+
+
+def load(directory: str | os.PathLike) -> tuple[ml_collections.ConfigDict, dict]:
+    """(config, `{"params", "batch_stats"}`) from the newest checkpoint of a run or converted model directory."""
+    directory = pathlib.Path(directory)
+    config = read_config(directory)
     abstract_state = jax.eval_shape(
         lambda variables: train_state_from_variables(config, variables, hparams_from_config(config)),
         abstract_variables(config.model, config.data.image_size),

@@ -2,45 +2,16 @@
 import json
 import pathlib
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
 
-from configs import ssrnet
-from ssr_jax import keras_import, saved_model
-from ssr_jax.models import abstract_variables, create_model, predict_age
+from ssr_jax import keras_import
+from ssr_jax.models import create_model, predict_age
 from ssr_jax.predict import load_image, predict_files, resize_bilinear
 
 REFERENCE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference"
-
-
-@pytest.fixture(scope="module")
-def random_model(tmp_path_factory):
-    """(directory, config, variables) of a random SSR-Net (2,2) saved as a model directory."""
-    config = ssrnet.get_config("smoke")
-    config.model.stages = (2, 2)
-    config.model.conv = "xla"  # same parameters; compiles faster than "patches" for a few small batches
-    rng = np.random.default_rng(3)
-    # Drawn with NumPy from the abstract shapes (`init` would compile ~130 small programs on a cold cache):
-    # kernels N(0, 1/fan_in), BN scale 1, other vectors small; bn1's moving variance brings raw 0–255 input to O(1).
-    shapes = abstract_variables(config.model, 64)
-
-    def param(path, leaf):
-        name = path[-1].key
-        if name == "kernel":
-            return rng.standard_normal(leaf.shape, np.float32) / np.sqrt(np.prod(leaf.shape[:-1]))
-        return np.ones(leaf.shape, np.float32) if name == "scale" else 0.1 * rng.standard_normal(leaf.shape, np.float32)
-
-    def statistic(path, leaf):
-        variance = 1e4 if path[1].key == "bn1" else 1.0
-        return np.full(leaf.shape, variance if path[-1].key == "var" else 0.0, np.float32)
-
-    variables = {"params": jax.tree_util.tree_map_with_path(param, shapes["params"]),
-                 "batch_stats": jax.tree_util.tree_map_with_path(statistic, shapes["batch_stats"])}
-    directory = saved_model.save(tmp_path_factory.mktemp("random") / "model", config, variables)
-    return directory, config, variables
 
 
 def reference_ages(config, variables, bgr: np.ndarray) -> np.ndarray:

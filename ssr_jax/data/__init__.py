@@ -1,21 +1,48 @@
-"""Datasets as host arrays: `load_splits(config.data)` → (train, test), each `{"image": uint8 [N, H, W, 3] BGR,
-"age": int32 [N]}`. The embedded default is `synthetic`; real datasets arrive through TFDS builders."""
+"""Datasets as host arrays, `{"image": uint8 [N, H, W, 3] BGR, "age": int32 [N]}` (plus `gender` where known).
+
+`load_splits(config.data)` gives (train, test) for training; `load_split(name, split, …)` gives one named split for
+evaluation and diagnostics. The embedded default is `synthetic` (generated from `config.data`, no files); every other
+name is a dataset prepared once with `ssr-jax data prepare NAME --manual_dir DIR` (TFDS builders, `ssr_jax.data.builders`).
+"""
 from __future__ import annotations
 
 import numpy as np
 
 from ssr_jax.data import synthetic
 
+SYNTHETIC_SPLITS = ("train", "test")
+
+
+def _synthetic_splits(data_config) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    return synthetic.train_test_split(
+        data_config.num_train,
+        data_config.num_test,
+        seed=data_config.seed,
+        image_size=data_config.image_size,
+        age_distribution=data_config.age_distribution,
+        age_min=data_config.age_min,
+        age_max=data_config.age_max,
+    )
+
 
 def load_splits(data_config) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     if data_config.name == "synthetic":
-        return synthetic.train_test_split(
-            data_config.num_train,
-            data_config.num_test,
-            seed=data_config.seed,
-            image_size=data_config.image_size,
-            age_distribution=data_config.age_distribution,
-            age_min=data_config.age_min,
-            age_max=data_config.age_max,
-        )
+        return _synthetic_splits(data_config)
     raise ValueError(f"data.name={data_config.name!r}: unknown dataset; the embedded default is 'synthetic'")
+
+
+def load_split(name: str, split: str, *, data_config=None, data_dir: str | None = None,
+               cap: int | None = None) -> dict[str, np.ndarray]:
+    """One split of a dataset: `synthetic` is regenerated from `data_config` (the model's own `config.data`, so a
+    model is scored on the data it was trained against), every other name is read from its prepared TFDS copy."""
+    if name == "synthetic":
+        if data_config is None:
+            raise ValueError("the synthetic dataset is generated from a config.data section; pass data_config")
+        if split not in SYNTHETIC_SPLITS:
+            raise ValueError(f"split {split!r} of synthetic: choose one of {SYNTHETIC_SPLITS}")
+        train, test = _synthetic_splits(data_config)
+        arrays = train if split == "train" else test
+        return {key: value[:cap] for key, value in arrays.items()}
+    from ssr_jax.data import prepared  # TFDS is imported only when a real dataset is asked for
+
+    return prepared.load_split(name, split, data_dir=data_dir, cap=cap)
