@@ -161,7 +161,8 @@ def write_tables(sweep_dir, out_dir=None, *, formats: Sequence[str] = FORMATS, b
         written[name] = out / name
 
     if "md" in formats:
-        emit("results.md", display_table(table).to_markdown() + "\n")
+        # The cells are already formatted strings: tabulate must not re-parse "+0.00" or "0.950 ± 0.000" as numbers.
+        emit("results.md", display_table(table).to_markdown(disable_numparse=True) + "\n")
     if "latex" in formats:
         emit("results.tex", to_latex(table))
     if "csv" in formats:

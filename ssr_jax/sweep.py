@@ -21,6 +21,7 @@ import json
 import pathlib
 import re
 import sys
+import time
 import traceback
 from typing import Any, Iterable, Sequence
 
@@ -231,19 +232,35 @@ def run_sweep(spec: str, workdir: str | pathlib.Path, *, seeds: int | None = Non
     pending = group_runs([run for members in pending for run in members], max_members=max_members)
     total = sum(run.config.train.epochs for run in runs)
     done = total - sum(run.config.train.epochs for members in pending for run in members)
+    runs_done = len(runs) - sum(map(len, pending))
     show_bar = sys.stderr.isatty() if progress is None else progress
-    print(f"{len(runs)} runs, {len(runs) - sum(map(len, pending))} already finished, "
-          f"{len(pending)} group(s) to train", flush=True)
+    print(f"{len(runs)} runs, {runs_done} already finished, {len(pending)} group(s) to train", flush=True)
     splits_by_data: dict[str, Any] = {}
+    start, done_at_start = time.perf_counter(), done
     with tqdm.tqdm(total=total, initial=done, unit="member-epoch", disable=not show_bar) as bar:
         for index, members in enumerate(pending, start=1):
             data_config = members[0].config.data
             key = json.dumps(data_config.to_dict(), sort_keys=True)
             if key not in splits_by_data:
                 splits_by_data = {key: load_splits(data_config)}  # keep one dataset in memory at a time
-            bar.set_description(f"group {index}/{len(pending)}")
+            status = (f"runs {runs_done}/{len(runs)} done · group {index}/{len(pending)} {members[0].group} "
+                      f"({len(members)} member(s))")
+            bar.set_description(status)
             if bar.disable:
-                print(f"group {index}/{len(pending)} {members[0].group}: {len(members)} member(s)", flush=True)
+                eta = eta_text(time.perf_counter() - start, done - done_at_start, total - done)
+                print(f"{status} · ETA {eta}", flush=True)
             run_group(members, workdir, splits_by_data[key], bar)
+            runs_done += len(members)
+            done += sum(run.config.train.epochs for run in members)
             write_results(workdir)
+    print(f"runs {runs_done}/{len(runs)} done in {time.perf_counter() - start:.0f} s", flush=True)
     return write_results(workdir)
+
+
+def eta_text(elapsed_s: float, work_done: float, work_left: float) -> str:
+    """Time left at the rate seen so far in this invocation ('unknown' before any work has finished)."""
+    if work_done <= 0:
+        return "unknown" if work_left else "0 s"
+    seconds = elapsed_s / work_done * work_left
+    hours, rest = divmod(int(round(seconds)), 3600)
+    return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ssr_jax import config_lib, sweep, train
-from ssr_jax.sweep import product, zipit
+from ssr_jax.sweep import eta_text, product, zipit
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "JAX_COMPILATION_CACHE_DIR": os.path.join(REPO, ".jax_cache"),
@@ -170,3 +170,10 @@ def test_command_line_sweep_then_report(tmp_path):
     assert "lambda_d=0.0, lambda_local=1.0" in reported.stdout
     for name in ("results.md", "results.tex", "results.csv", "pivot.md", "heatmap.png", "learning_curves.png"):
         assert (workdir / "report" / name).stat().st_size > 0
+
+
+def test_eta_is_the_rate_so_far_times_the_work_left():
+    assert eta_text(0.0, 0, 10) == "unknown" and eta_text(0.0, 0, 0) == "0 s"
+    assert eta_text(10.0, 5, 5) == "0 min 10 s"
+    assert eta_text(90.0, 1, 2) == "3 min 00 s"
+    assert eta_text(3600.0, 1, 2) == "2 h 00 min"
