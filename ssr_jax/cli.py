@@ -4,6 +4,7 @@
   ssr-jax info  --config configs/ssrnet.py[:arg] [--config.x=...] [--json]
   ssr-jax demo  [--workdir runs/demo]
   ssr-jax sweep EXPERIMENT[:arg] --workdir DIR [--seeds N] [--dry_run] [--shard i/n] [--max_members M]
+                [--launcher local|slurm|submitit_local] [--job timeout_min=600,slurm_partition=gpu,...] [--wait]
   ssr-jax report DIR [--format md,latex,csv] [--out DIR] [--plot] [--baseline CONFIG]
   ssr-jax convert-keras FILE.h5 --out MODEL_DIR
   ssr-jax predict MODEL_DIR IMAGE_OR_FOLDER... [--json]
@@ -32,6 +33,11 @@ _SEEDS = flags.DEFINE_integer("seeds", None, "sweep: seeds per configuration (de
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "sweep: print the runs and their groups, train nothing.")
 _SHARD = flags.DEFINE_string("shard", None, "sweep: run only the deterministic subset i/n.")
 _MAX_MEMBERS = flags.DEFINE_integer("max_members", 32, "sweep: most members trained together in one program.")
+_LAUNCHER = flags.DEFINE_string("launcher", "local", "sweep: local (this process), slurm (one submitit job per "
+                                "group) or submitit_local (the job path, as local processes).")
+_JOB = flags.DEFINE_list("job", [], "sweep: submitit job parameters key=value (timeout_min, gpus_per_node, "
+                         "cpus_per_task, mem_gb, slurm_partition, slurm_account, ...).")
+_WAIT = flags.DEFINE_bool("wait", False, "sweep: with a job launcher, wait for the jobs and then write results.")
 _FORMAT = flags.DEFINE_list("format", ["md", "latex", "csv"], "report: table formats.")
 _OUT = flags.DEFINE_string(
     "out", None, "report, inspect: output directory (default DIR/report, MODEL_DIR/inspect); convert-keras: the new "
@@ -103,8 +109,11 @@ def _sweep(args):
         _exit_with("sweep takes one experiment, e.g. ssr-jax sweep experiments/dynamic_range.py:smoke --workdir DIR")
     if not _WORKDIR.value and not _DRY_RUN.value:
         _exit_with("--workdir is required, e.g. --workdir runs/dynamic_range")
+    from ssr_jax import launch
+
     sweep.run_sweep(args[0], _WORKDIR.value, seeds=_SEEDS.value, shard_spec=_SHARD.value,
-                    max_members=_MAX_MEMBERS.value, dry_run=_DRY_RUN.value)
+                    max_members=_MAX_MEMBERS.value, dry_run=_DRY_RUN.value, launcher=_LAUNCHER.value,
+                    job_parameters=launch.parse_job_parameters(_JOB.value), wait=_WAIT.value)
 
 
 def _report(args):

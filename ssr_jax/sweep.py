@@ -15,6 +15,7 @@ larger than `max_members` is split into chunks. Layout of a sweep directory:
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import itertools
 import json
@@ -28,7 +29,7 @@ from typing import Any, Iterable, Sequence
 import ml_collections
 import tqdm
 
-from ssr_jax import config_lib, workdir as workdir_lib
+from ssr_jax import config_lib, launch, workdir as workdir_lib
 from ssr_jax.data import load_splits
 from ssr_jax.train import program_signature, record_config, train_members
 
@@ -166,15 +167,18 @@ def _summary(run_dir: pathlib.Path) -> dict | None:
 
 
 def write_results(workdir: pathlib.Path) -> list[dict]:
-    """Rebuilds `results.jsonl` from every run directory with a summary (shards may share one workdir)."""
-    rows = []
-    for run_dir in sorted((workdir / "runs").glob("*/")):
-        summary, record = _summary(run_dir), run_dir / "config.json"
-        if summary is None or not record.exists():
-            continue
-        overrides = workdir_lib.read_json(record)["overrides"]
-        rows.append({"run_id": run_dir.name, "overrides": overrides, "seed": overrides.get("seed"), **summary})
-    workdir_lib.write_jsonl(workdir / "results.jsonl", rows)
+    """Rebuilds `results.jsonl` from every run directory with a summary (shards and cluster jobs may share one
+    workdir: the lock keeps a slower rebuild from replacing a newer one that saw more finished runs)."""
+    with open(workdir / ".results.lock", "w") as lock:
+        fcntl.lockf(lock, fcntl.LOCK_EX)
+        rows = []
+        for run_dir in sorted((workdir / "runs").glob("*/")):
+            summary, record = _summary(run_dir), run_dir / "config.json"
+            if summary is None or not record.exists():
+                continue
+            overrides = workdir_lib.read_json(record)["overrides"]
+            rows.append({"run_id": run_dir.name, "overrides": overrides, "seed": overrides.get("seed"), **summary})
+        workdir_lib.write_jsonl(workdir / "results.jsonl", rows)
     return rows
 
 
@@ -207,12 +211,15 @@ def run_group(members: list[Run], workdir: pathlib.Path, splits, progress) -> No
 
 
 def run_sweep(spec: str, workdir: str | pathlib.Path, *, seeds: int | None = None, shard_spec: str | None = None,
-              max_members: int = DEFAULT_MAX_MEMBERS, dry_run: bool = False, progress: bool | None = None) -> list[dict]:
+              max_members: int = DEFAULT_MAX_MEMBERS, dry_run: bool = False, progress: bool | None = None,
+              launcher: str = "local", job_parameters: dict | None = None, wait: bool = False) -> list[dict]:
     """Expands, validates, groups and trains an experiment; returns the rows of `results.jsonl`.
 
     Finished runs (status ok or diverged) are skipped; failed runs are retried; an interrupted group resumes from
-    its checkpoint.
+    its checkpoint. `launcher` "slurm" or "submitit_local" submits one job per group instead (`ssr_jax.launch`).
     """
+    if launcher not in launch.LAUNCHERS:
+        raise config_lib.ConfigError(f"--launcher={launcher}: choose one of {', '.join(launch.LAUNCHERS)}")
     runs = shard(expand(spec, seeds=seeds), shard_spec)
     groups = group_runs(runs, max_members=max_members)
     if dry_run:
@@ -230,6 +237,13 @@ def run_sweep(spec: str, workdir: str | pathlib.Path, *, seeds: int | None = Non
     # Regroup what is left: a group whose members all finished disappears, a partly finished one (a new seed
     # added, say) becomes a new chunk with its own id.
     pending = group_runs([run for members in pending for run in members], max_members=max_members)
+    if launcher != "local":
+        if pending:
+            launch.submit_groups(spec, workdir, pending, seeds=seeds, launcher=launcher,
+                                 parameters=job_parameters or {}, wait=wait)
+        else:
+            print(f"all {len(runs)} runs finished; nothing to submit", flush=True)
+        return write_results(workdir)
     total = sum(run.config.train.epochs for run in runs)
     done = total - sum(run.config.train.epochs for members in pending for run in members)
     runs_done = len(runs) - sum(map(len, pending))

@@ -177,3 +177,39 @@ def test_eta_is_the_rate_so_far_times_the_work_left():
     assert eta_text(10.0, 5, 5) == "0 min 10 s"
     assert eta_text(90.0, 1, 2) == "3 min 00 s"
     assert eta_text(3600.0, 1, 2) == "2 h 00 min"
+
+
+def test_job_launcher_trains_each_group_as_a_job_with_the_local_numbers(tmp_path):
+    """--launcher submitit_local is the --launcher slurm path (one submitit job per group) on this machine."""
+    spec = experiment(tmp_path, 'sweep("model.stages", [(2, 2), (3,)])',
+                      "config.data.num_train, config.data.num_test, config.train.epochs = 32, 20, 1")
+    command = [sys.executable, "-m", "ssr_jax", "sweep", spec, "--workdir", str(tmp_path / "jobs"),
+               "--launcher", "submitit_local", "--job", "timeout_min=10,cpus_per_task=1", "--wait"]
+    submitted = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert submitted.returncode == 0, submitted.stderr
+    jobs = [json.loads(line) for line in (tmp_path / "jobs" / "jobs.jsonl").read_text().splitlines()]
+    assert len(jobs) == 2 and submitted.stdout.count("submitted group") == 2
+    assert sorted(len(job["runs"]) for job in jobs) == [1, 1]
+
+    sweep.run_sweep(spec, tmp_path / "local", progress=False)
+    by_job, local = results(tmp_path / "jobs"), results(tmp_path / "local")
+    assert by_job.keys() == local.keys() and len(by_job) == 2
+    for run_id, row in by_job.items():
+        assert row["status"] == "ok" and row["group"] == local[run_id]["group"]
+        np.testing.assert_allclose(row["mae"], local[run_id]["mae"], rtol=1e-5)
+
+    again = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "nothing to submit" in again.stdout
+
+
+def test_job_parameters_are_parsed_and_checked_before_submission(tmp_path):
+    from ssr_jax import launch
+
+    assert launch.parse_job_parameters(["timeout_min=90", "mem_gb=7.5", "slurm_partition=gpu"]) == {
+        "timeout_min": 90, "mem_gb": 7.5, "slurm_partition": "gpu"}
+    with pytest.raises(config_lib.ConfigError, match="use key=value"):
+        launch.parse_job_parameters(["gpu"])
+    with pytest.raises(config_lib.ConfigError, match="--job: .*gpus_per_nod"):
+        launch.make_executor("submitit_local", tmp_path, {"gpus_per_nod": 1})
+    with pytest.raises(config_lib.ConfigError, match="--launcher=pbs: choose one of local, slurm, submitit_local"):
+        sweep.run_sweep(experiment(tmp_path, 'sweep("model.lambda_d", [0.0])'), tmp_path / "w", launcher="pbs")

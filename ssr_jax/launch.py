@@ -1,0 +1,105 @@
+"""Sweep groups as cluster jobs through submitit: one job per vmapped group.
+
+`ssr-jax sweep EXPERIMENT --workdir DIR --launcher slurm [--job key=value,...] [--wait]` expands and validates the
+sweep on the login node (bad overrides fail there, before anything is queued), then submits each unfinished group as
+one Slurm job (a job array when there are several). A job re-expands the experiment from its file, trains its group
+exactly as `--launcher local` would, and rebuilds `DIR/results.jsonl` under a file lock, so jobs finishing together
+lose no rows. The same command run again after the jobs end (or after some failed) submits only what is unfinished;
+an interrupted group resumes from its checkpoint.
+
+`--launcher submitit_local` is the same path with submitit's local executor (jobs are processes on this machine):
+how the tests exercise it, and a way to try a job set-up before queueing it.
+
+Job parameters (`--job`) go to submitit's `AutoExecutor.update_parameters`: the portable ones (`timeout_min`,
+`gpus_per_node`, `cpus_per_task`, `mem_gb`, `nodes`, `tasks_per_node`, `name`) and Slurm's own with a `slurm_`
+prefix (`slurm_partition`, `slurm_account`, `slurm_qos`, `slurm_constraint`, …).
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Any, Sequence
+
+from ssr_jax import config_lib, workdir as workdir_lib
+
+LAUNCHERS = ("local", "slurm", "submitit_local")
+DEFAULT_JOB_PARAMETERS = {"timeout_min": 24 * 60, "name": "ssr_jax"}
+
+
+def parse_job_parameters(items: Sequence[str]) -> dict[str, Any]:
+    """`["timeout_min=60", "slurm_partition=gpu"]` → `{"timeout_min": 60, "slurm_partition": "gpu"}`."""
+    parameters = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise config_lib.ConfigError(f"--job {item!r}: use key=value, e.g. --job timeout_min=120,slurm_partition=gpu")
+        for cast in (int, float):
+            try:
+                parameters[key] = cast(text)
+                break
+            except ValueError:
+                continue
+        else:
+            parameters[key] = text
+    return parameters
+
+
+def make_executor(launcher: str, folder: pathlib.Path, parameters: dict[str, Any]):
+    """A submitit executor writing its logs and pickles under `folder`; unknown parameters fail here, early."""
+    try:
+        import submitit
+    except ImportError:
+        raise config_lib.ConfigError(f"--launcher {launcher} needs submitit: pip install submitit==1.5.4") from None
+    cluster = {"slurm": "slurm", "submitit_local": "local"}[launcher]
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    try:
+        executor.update_parameters(**{**DEFAULT_JOB_PARAMETERS, **parameters})
+    except (TypeError, ValueError, NameError) as error:
+        raise config_lib.ConfigError(f"--job: {error}") from None
+    return executor
+
+
+def run_group_job(spec: str, workdir: str, seeds: int | None, run_ids: list[str]) -> list[dict]:
+    """The body of one job: the group made of `run_ids`, trained as `--launcher local` trains it."""
+    from ssr_jax import sweep
+    from ssr_jax.data import load_splits
+
+    runs = {run.run_id: run for run in sweep.expand(spec, seeds=seeds)}
+    missing = [run_id for run_id in run_ids if run_id not in runs]
+    if missing:
+        raise RuntimeError(f"{spec} no longer has runs {missing}; was the experiment file edited after submission?")
+    (members,) = sweep.group_runs([runs[run_id] for run_id in run_ids], max_members=len(run_ids))
+    workdir = pathlib.Path(workdir)
+    sweep.run_group(members, workdir, load_splits(members[0].config.data), progress=None)
+    return sweep.write_results(workdir)
+
+
+def _absolute_spec(spec: str) -> str:
+    """Jobs may start in another directory: the experiment file is passed by absolute path."""
+    path, sep, arg = spec.partition(":")
+    return f"{os.path.abspath(path)}{sep}{arg}"
+
+
+def submit_groups(spec: str, workdir: pathlib.Path, groups: list[list], *, seeds: int | None, launcher: str,
+                  parameters: dict[str, Any], wait: bool) -> list:
+    """Submits one job per group, records them in `DIR/jobs.jsonl`; with `wait`, blocks until all have ended."""
+    executor = make_executor(launcher, workdir / "jobs", parameters)
+    spec = _absolute_spec(spec)
+    with executor.batch():  # one array job on Slurm instead of one submission per group
+        jobs = [executor.submit(run_group_job, spec, str(workdir), seeds, [run.run_id for run in members])
+                for members in groups]
+    records = [{"group": members[0].group, "job_id": job.job_id, "runs": [run.run_id for run in members]}
+               for members, job in zip(groups, jobs)]
+    workdir_lib.write_jsonl(workdir / "jobs.jsonl", workdir_lib.read_jsonl(workdir / "jobs.jsonl") + records)
+    for record in records:
+        print(f"submitted group {record['group']} ({len(record['runs'])} runs) as job {record['job_id']}", flush=True)
+    print(f"logs in {workdir / 'jobs'}; rerun the same command to resume what did not finish, then "
+          f"`ssr-jax report {workdir}`", flush=True)
+    if wait:
+        for record, job in zip(records, jobs):
+            try:
+                job.result()
+            except Exception as error:  # noqa: BLE001 — a lost job is reported; its runs stay unfinished
+                print(f"job {record['job_id']} (group {record['group']}) ended without finishing: {error}",
+                      flush=True)
+    return jobs
