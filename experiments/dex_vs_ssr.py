@@ -1,18 +1,19 @@
-"""DEX (101-way softmax expectation) against SSR-Net (3,3,3), same backbone and recipe, several seeds.
+"""DEX (101-way softmax expectation) vs SSR-Net (3,3,3) vs a plain regression head: same backbone and recipe.
 
   ssr-jax sweep experiments/dex_vs_ssr.py --workdir runs/dex_vs_ssr --seeds 3
   ssr-jax sweep experiments/dex_vs_ssr.py:smoke --workdir /tmp/dex_vs_ssr
   ssr-jax report runs/dex_vs_ssr --baseline family=ssr
 
-Two programs (the heads differ), each training its seeds as one vmapped group.
+Three programs (the heads differ), each training its seeds as one vmapped group.
 """
-from configs import dex, ssrnet
+from configs import dex, regression, ssrnet
 from ssr_jax import config_lib
 from ssr_jax.config_lib import parse_arg
 
 DEFAULT_SEEDS = 3
 # DEX as overrides of SSR-Net: family, stages (101,), softmax p, no Δ/η heads — read off configs/dex.py.
 DEX = config_lib.differences(ssrnet.get_config(), dex.get_config())
+REGRESSION = config_lib.differences(ssrnet.get_config(), regression.get_config())
 
 
 def get_config(arg=None):
@@ -21,4 +22,4 @@ def get_config(arg=None):
 
 
 def get_sweep(arg=None):
-    return [{"model.family": "ssr"}, DEX]
+    return [{"model.family": "ssr"}, DEX, REGRESSION]

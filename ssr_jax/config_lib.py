@@ -16,7 +16,7 @@ from ssr_jax.models.ssrnet import CONV_IMPLEMENTATIONS
 
 MAX_STAGES = 4
 MIN_IMAGE_SIZE = 38
-P_ACTIVATIONS = ("relu", "softmax")
+P_ACTIVATIONS = ("relu", "softmax", "linear")
 DATASETS = ("synthetic",)
 AGE_DISTRIBUTIONS = ("uniform", "morph")
 
@@ -98,6 +98,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _fail("model.stages", stages, f"needs 1 to {MAX_STAGES} positive integers, e.g. --config.model.stages=3,3,3")
     if model.family == "dex" and len(stages) != 1:
         _fail("model.stages", stages, "DEX has one softmax stage, e.g. --config.model.stages='(101,)'")
+    if model.family == "regression" and len(stages) != 1:
+        _fail("model.stages", stages, "the regression head has one fusion stage (its width), e.g. '(101,)'")
     if not model.v > 0:
         _fail("model.v", model.v, "the age range V must be positive (the reference uses 101)")
     for name in ("lambda_local", "lambda_d"):

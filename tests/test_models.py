@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import dex, ssrnet
-from ssr_jax.models import abstract_variables, count_parameters, create_model
+from configs import dex, regression, ssrnet
+from ssr_jax.models import abstract_variables, count_parameters, create_model, predict_age
 from ssr_jax.models.ssrnet import BLOCK_POOL_FOR_TAP, TAPS_FOR_NUM_STAGES
 
 
@@ -49,6 +49,21 @@ def test_dex_is_one_softmax_stage_without_dynamic_range():
     assert "delta" not in stage and "eta" not in stage
     assert stage["p"]["kernel"].shape == (202, 101)
     assert "stage2" not in variables["params"]
+
+
+def test_regression_head_is_dex_with_one_linear_output_scaled_by_v():
+    config = regression.get_config().model
+    variables = abstract_variables(config, 64)
+    stage = variables["params"]["stage1"]
+    assert "delta" not in stage and "eta" not in stage and stage["p"]["kernel"].shape == (202, 1)
+    # DEX's p layer Dense(202→101) becomes Dense(202→1): 110,945 − 202·101 − 101 + 202 + 1.
+    assert count_parameters(variables)["total"] == 110_945 - 202 * 101 - 101 + 203 == 90_645
+    heads = {"p": (jnp.array([[-0.25], [0.5]]),), "eta": (jnp.zeros((2, 1)),), "delta": (jnp.zeros(2),)}
+    np.testing.assert_allclose(predict_age(config, heads, lambda_local=0.0, lambda_d=0.0), [-25.25, 50.5])
+    zeros = jax.tree.map(lambda leaf: np.zeros(leaf.shape, np.float32), variables)
+    zeros["params"]["stage1"]["p"]["bias"] = np.array([-0.5], np.float32)
+    out = create_model(config).apply(zeros, jnp.full((2, 64, 64, 3), 128.0), train=False)
+    np.testing.assert_array_equal(out["p"][0], [[-0.5], [-0.5]])  # linear: a ReLU would give 0, a softmax 1
 
 
 @pytest.mark.parametrize("num_stages", [1, 2, 3, 4])

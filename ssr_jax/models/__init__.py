@@ -3,6 +3,8 @@
 Families:
   ssr — SSR-Net with the soft stagewise readout (`ssr_jax.ssr.ssr_age`).
   dex — the same backbone with one softmax stage (usually 101 bins) and the DEX expectation readout, no Δ/η heads.
+  regression — the same backbone and one fusion stage of width s (stages=(s,)), whose p layer is one linear unit:
+        age = V · output (V only sets the output's scale at initialisation, as it does for DEX and SSR).
 """
 from __future__ import annotations
 
@@ -15,17 +17,20 @@ import numpy as np
 from ssr_jax.models.ssrnet import SSRNet
 from ssr_jax.ssr import dex_age, ssr_age
 
-FAMILIES = ("ssr", "dex")
+FAMILIES = ("ssr", "dex", "regression")
+# Families with one stage and no Δ/η heads, whose p activation is part of the family.
+FIXED_P_ACTIVATION = {"dex": "softmax", "regression": "linear"}
 
 
 def create_model(model_config) -> SSRNet:
     """The Flax module for `config.model` (family, stages, heads, BatchNorm and dropout settings)."""
-    is_dex = model_config.family == "dex"
+    is_ssr = model_config.family == "ssr"
     return SSRNet(
         stages=tuple(model_config.stages),
-        p_activation="softmax" if is_dex else model_config.p_activation,
-        with_delta=not is_dex and model_config.with_delta,
-        with_eta=not is_dex and model_config.with_eta,
+        p_activation=FIXED_P_ACTIVATION.get(model_config.family, model_config.p_activation),
+        p_outputs=1 if model_config.family == "regression" else None,
+        with_delta=is_ssr and model_config.with_delta,
+        with_eta=is_ssr and model_config.with_eta,
         dropout_rate=model_config.dropout_rate,
         bn_momentum=model_config.bn_momentum,
         bn_epsilon=model_config.bn_epsilon,
@@ -37,6 +42,8 @@ def predict_age(model_config, heads: dict, *, lambda_local, lambda_d) -> jnp.nda
     """Ages `[batch]` from the model's heads; λ may be traced (a vmapped sweep axis)."""
     if model_config.family == "dex":
         return dex_age(heads["p"][0], v=model_config.v)
+    if model_config.family == "regression":
+        return model_config.v * heads["p"][0][:, 0]
     return ssr_age(
         heads["p"],
         heads["eta"],

@@ -75,6 +75,7 @@ class FusionStage(nn.Module):
     num_bins: int
     block_pool: int
     p_activation: str
+    p_outputs: int | None
     with_delta: bool
     with_eta: bool
     dropout_rate: float
@@ -107,8 +108,8 @@ class FusionStage(nn.Module):
         x_mix = nn.relu(dense(self.num_bins, "x_mix")(drop(x_pre)))
         fused = nn.relu(dense(2 * self.num_bins, "fused")(s_mix * x_mix))
 
-        logits = dense(self.num_bins, "p")(fused)
-        p = nn.softmax(logits) if self.p_activation == "softmax" else nn.relu(logits)
+        logits = dense(self.p_outputs or self.num_bins, "p")(fused)
+        p = {"softmax": nn.softmax, "relu": nn.relu, "linear": lambda z: z}[self.p_activation](logits)
         if self.with_eta:
             eta = jnp.tanh(dense(self.num_bins, "eta")(fused))
         else:
@@ -120,11 +121,13 @@ class SSRNet(nn.Module):
     """SSR-Net heads for images `[batch, H, W, 3]` float (raw 0–255 BGR, like the reference).
 
     Returns a dict of per-stage tuples: `p` and `eta` K × `[batch, s_k]`, `delta` K × `[batch]`. The age readout is
-    `ssr_jax.ssr.ssr_age` (or `dex_age`), applied outside so that λ can be traced hyper-parameters.
+    `ssr_jax.ssr.ssr_age` (or `dex_age`), applied outside so that λ can be traced hyper-parameters. `p_outputs`
+    replaces the width of the p layers (1 with a linear p: the plain regression head on the same fusion block).
     """
 
     stages: Sequence[int] = (3, 3, 3)
     p_activation: str = "relu"
+    p_outputs: int | None = None
     with_delta: bool = True
     with_eta: bool = True
     dropout_rate: float = 0.2
@@ -143,6 +146,7 @@ class SSRNet(nn.Module):
                 num_bins=num_bins,
                 block_pool=BLOCK_POOL_FOR_TAP[tap],
                 p_activation=self.p_activation,
+                p_outputs=self.p_outputs,
                 with_delta=self.with_delta,
                 with_eta=self.with_eta,
                 dropout_rate=self.dropout_rate,

@@ -1,0 +1,24 @@
+"""A plain regression head on the SSR-Net backbone: DEX's fusion block (width 101), one linear output, age = V · out.
+
+Same backbone, data and recipe as `ssrnet.py` and `dex.py`, so the three differ only in the head and readout — the
+third arm of `experiments/dex_vs_ssr.py`:
+  ssr-jax train --config configs/regression.py --workdir runs/regression
+  ssr-jax train --config configs/regression.py:demo --workdir runs/regression_demo
+
+Parameters: 90,645 (90,261 trainable + 384 BatchNorm statistics).
+"""
+from configs import base
+from ssr_jax.config_lib import parse_arg
+
+
+def get_config(arg=None):
+    arg = parse_arg(arg, smoke=False, demo=False)
+    config = base.get_config()
+    config.model.family = "regression"
+    config.model.stages = (101,)
+    config.model.p_activation = "linear"
+    config.model.lambda_local = 0.0
+    config.model.lambda_d = 0.0
+    config.model.with_delta = False
+    config.model.with_eta = False
+    return base.shrink(config, smoke=arg.smoke, demo=arg.demo)
