@@ -4,7 +4,8 @@ Not meant to be trained directly; `ssrnet.py` and `dex.py` start from it. Fields
   model.*   SSR-Net (3,3,3), V = 101, λ_local = λ_d = 1, ReLU p, BatchNorm momentum 0.99 / epsilon 1e-3, dropout 0.2
   optim.*   Adam lr 1e-3 (the code; the paper text says 2e-3), ε 1e-8, ×0.1 at 1/3 and 2/3 of training
   train.*   batch 50, 90 epochs, L1 loss in years
-  data.*    synthetic faces (64×64×3 uint8 BGR, ages 0–100), a fixed dataset seed independent of the run seed
+  data.*    synthetic faces (64×64×3 uint8 BGR, ages 0–100), a fixed dataset seed independent of the run seed;
+            augmentation as the reference: flip p=0.5, then p=0.25 each rotation ±20°, shear 0.2, shift 0.2, zoom 0.8–1.2
 """
 import ml_collections
 
@@ -38,6 +39,16 @@ def get_config():
     config.data.age_min = 0
     config.data.age_max = 100
     config.data.seed = 0
+    # The reference's training augmentation (ssr_jax/data/augment.py), on the device, off at evaluation. A range of
+    # 0 (or flip=False) leaves that transform out; enabled=False turns all of it off.
+    config.data.augment = ml_collections.ConfigDict()
+    config.data.augment.enabled = True
+    config.data.augment.flip = True
+    config.data.augment.rotation_deg = 20.0
+    config.data.augment.shear = 0.2
+    config.data.augment.shift = 0.2
+    config.data.augment.zoom = (0.8, 1.2)
+    config.data.augment.probability = 0.25
 
     config.train = ml_collections.ConfigDict()
     config.train.batch_size = 50

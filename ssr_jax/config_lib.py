@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 import ml_collections
 
+from ssr_jax.data import augment
 from ssr_jax.models import FAMILIES
 from ssr_jax.models.ssrnet import CONV_IMPLEMENTATIONS
 
@@ -113,6 +114,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _fail("model.dropout_rate", model.dropout_rate, "must lie in [0, 1)")
     if data.name not in DATASETS:
         _fail("data.name", data.name, f"must be one of {DATASETS}")
+    try:
+        augment.from_config(data.get("augment"))
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"data.{error}; see configs/base.py for the reference's values") from None
     if data.age_distribution not in AGE_DISTRIBUTIONS:
         _fail("data.age_distribution", data.age_distribution, f"must be one of {AGE_DISTRIBUTIONS}")
     if not 0 <= data.age_min <= data.age_max <= 100:

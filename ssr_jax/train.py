@@ -26,7 +26,7 @@ import optax
 import tqdm
 
 from ssr_jax import checkpoint, config_lib, workdir as workdir_lib
-from ssr_jax.data import load_splits
+from ssr_jax.data import augment, load_splits
 from ssr_jax.evaluate import evaluate_batches, pad_to_batches, predict_the_mean_mae
 from ssr_jax.models import abstract_variables, count_parameters, create_model, predict_age
 
@@ -163,6 +163,7 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None) 
     model = create_model(config.model)
     trace_counts = collections.Counter()
     image_shape = train_split["image"].shape[1:]
+    augmentation = augment.from_config(config.data.get("augment"))  # None: off (or a config from before it existed)
 
     def readout(heads, hparams):
         return predict_age(config.model, heads, lambda_local=hparams["lambda_local"], lambda_d=hparams["lambda_d"])
@@ -193,6 +194,8 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None) 
             images = data["train"]["image"][batch_indices]
             ages = data["train"]["age"][batch_indices]
             dropout_key = jax.random.fold_in(epoch_key, state.step)
+            if augmentation is not None:  # on the device, per example, from the step's own key
+                images = augment.augment_batch(jax.random.fold_in(dropout_key, 1), images, augmentation)
             (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
                 state.params, state.batch_stats, images, ages, dropout_key, hparams
             )

@@ -130,3 +130,26 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path):
     rows = lambda run: [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
     assert [r["epoch"] for r in rows("killed")] == [1, 2, 3, 4]
     np.testing.assert_allclose([r["mae"] for r in rows("killed")], [r["mae"] for r in rows("straight")], rtol=1e-5)
+
+
+def test_augmentation_runs_inside_the_training_step_and_not_at_evaluation(smoke):
+    """Identity ranges reproduce the un-augmented epoch exactly; the reference's ranges change what is trained on;
+    evaluation of one state is the same whatever the augmentation settings."""
+    config, splits = smoke
+    off = config_lib.apply_overrides(config, {"data.augment.enabled": False})
+    identity = config_lib.apply_overrides(config, {
+        "data.augment.flip": False, "data.augment.rotation_deg": 0.0, "data.augment.shear": 0.0,
+        "data.augment.shift": 0.0, "data.augment.zoom": (1.0, 1.0)})
+    keys, hparams = stack_members([config])
+    outcomes = {}
+    for name, variant in (("off", off), ("identity", identity), ("reference", config)):
+        trainer = make_train(variant, splits)
+        state, metrics = trainer.train_epoch(trainer.init(keys, hparams), keys, hparams)
+        outcomes[name] = (state, float(metrics["train_loss"][0]), trainer)
+    assert outcomes["identity"][1] == outcomes["off"][1]
+    np.testing.assert_array_equal(jax.tree.leaves(outcomes["identity"][0].params)[0],
+                                  jax.tree.leaves(outcomes["off"][0].params)[0])
+    assert outcomes["reference"][1] != outcomes["off"][1]
+    state = outcomes["off"][0]
+    scores = [float(outcomes[name][2].evaluate(state, hparams)["mae"][0]) for name in ("off", "reference")]
+    assert scores[0] == scores[1]

@@ -89,8 +89,9 @@ class AugmentConfig:
 
 def from_config(cfg) -> AugmentConfig | None:
     """The `data.augment` ConfigDict section (fields: enabled, flip, rotation_deg, shear, shift, zoom, probability)
-    as an `AugmentConfig`, or None when `enabled` is False."""
-    if not cfg.enabled:
+    as an `AugmentConfig`, or None when `enabled` is False or the section is absent (configs recorded before
+    augmentation existed trained without it)."""
+    if cfg is None or not cfg.enabled:
         return None
     return AugmentConfig(flip=bool(cfg.flip), rotation_deg=float(cfg.rotation_deg), shear=float(cfg.shear),
                          shift=float(cfg.shift), zoom=tuple(cfg.zoom), probability=float(cfg.probability))
