@@ -13,6 +13,9 @@ import ml_collections
 def get_config():
     config = ml_collections.ConfigDict()
     config.seed = 0
+    # A model directory whose weights start this run (the reference: IMDB from scratch → WIKI from the IMDB model →
+    # MORPH2 from the WIKI model); "" = random initialisation.
+    config.init_from = ""
 
     config.model = ml_collections.ConfigDict()
     config.model.family = "ssr"

@@ -81,6 +81,17 @@ def _mismatch(saved: dict, wanted: dict) -> str | None:
     return f"{extra[0]}: in the checkpoint but not in the model" if extra else None
 
 
+def stored_shapes(directory: str | os.PathLike, step: int | None = None) -> dict[str, tuple[int, ...]]:
+    """{"a/b/c": shape} of checkpoint `step` (default: latest) from its metadata, without reading any array."""
+    if os.path.isdir(directory):
+        with _manager(directory) as manager:
+            step = max(manager.all_steps(), default=None) if step is None else step
+            if step is not None:
+                saved = ocp.tree.to_flat_dict(manager.metadata(step).item_metadata.tree, sep="/")
+                return {path: tuple(leaf.shape) for path, leaf in saved.items()}
+    raise FileNotFoundError(f"no checkpoint in {os.fspath(directory)}")
+
+
 def restore(directory: str | os.PathLike, target: Any, step: int | None = None) -> Any:
     """Restores checkpoint `step` (default: latest) into the structure, shapes and dtypes of `target` (a pytree of
     arrays or of jax.ShapeDtypeStruct, e.g. from jax.eval_shape). Returns a pytree of the same structure as target

@@ -48,5 +48,36 @@ def load(directory: str | os.PathLike) -> tuple[ml_collections.ConfigDict, dict]
         lambda variables: train_state_from_variables(config, variables, hparams_from_config(config)),
         abstract_variables(config.model, config.data.image_size),
     )
-    state = checkpoint.restore(directory / "checkpoint", abstract_state)
+    # A training workdir checkpoints its state with the member axis of the engine (a run is a group of one).
+    members = checkpoint.stored_shapes(directory / "checkpoint").get("step", ())
+    if members == (1,):
+        stacked = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct((1, *leaf.shape), leaf.dtype), abstract_state)
+        state = jax.tree.map(lambda leaf: leaf[0], checkpoint.restore(directory / "checkpoint", stacked))
+    elif members:
+        raise ValueError(f"{directory} holds a vmapped group of {members[0]} members; load one member's run "
+                         "directory (DIR/runs/<run id>) instead")
+    else:
+        state = checkpoint.restore(directory / "checkpoint", abstract_state)
     return config, {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def _shapes(variables) -> dict[str, tuple[int, ...]]:
+    flat, _ = jax.tree_util.tree_flatten_with_path(variables)
+    return {"/".join(str(getattr(key, "key", key)) for key in path): tuple(leaf.shape) for path, leaf in flat}
+
+
+def architecture_difference(config: ml_collections.ConfigDict, directory: str | os.PathLike) -> str | None:
+    """Why the weights in `directory` cannot start a run of `config` (the first differing parameter), or None.
+
+    Compares abstract shapes only: nothing is loaded or compiled.
+    """
+    source = read_config(directory)
+    want = _shapes(abstract_variables(config.model, config.data.image_size))
+    have = _shapes(abstract_variables(source.model, source.data.image_size))
+    for path, shape in want.items():
+        if path not in have:
+            return f"parameter {path} {shape} is not in {directory}"
+        if have[path] != shape:
+            return f"parameter {path} has shape {have[path]} in {directory}, this run needs {shape}"
+    extra = [path for path in have if path not in want]
+    return f"{directory} has parameter {extra[0]} {have[extra[0]]}, which this run does not" if extra else None

@@ -263,6 +263,22 @@ def record_config(run_dir: pathlib.Path, config, overrides: dict | None) -> None
     workdir_lib.write_json(path, record)
 
 
+def load_init_from(config: ml_collections.ConfigDict) -> dict:
+    """`{"params", "batch_stats"}` of the model directory `config.init_from`; a different architecture is a
+    `ConfigError` naming the first differing parameter."""
+    from ssr_jax import saved_model  # saved_model builds on this module
+
+    source = pathlib.Path(config.init_from)
+    if not (source / "config.json").is_file():
+        raise config_lib.ConfigError(f"init_from={str(source)!r}: not a model directory (no config.json); pass a "
+                                     "training workdir, a sweep run directory or a convert-keras output")
+    difference = saved_model.architecture_difference(config, source)
+    if difference:
+        raise config_lib.ConfigError(f"init_from={str(source)!r}: architecture mismatch: {difference}")
+    _, variables = saved_model.load(source)
+    return variables
+
+
 def _epoch_line(name: str, epoch: int, epochs: int, rows: list[dict], seconds: float, images: int) -> str:
     maes = sorted(row["mae"] for row in rows)
     mae = f"val MAE {maes[0]:.3f}" if len(maes) == 1 else (
@@ -296,6 +312,11 @@ def train_members(
     for run_dir, member_config, member_overrides in zip(run_dirs, configs, overrides):
         record_config(run_dir, member_config, member_overrides)
 
+    ckpt_dir = state_dir / "checkpoint"
+    resuming = checkpoint.latest_step(ckpt_dir) is not None
+    # Checked and read before anything compiles; a resumed run has its weights in its checkpoint already.
+    init_variables = load_init_from(config) if config.get("init_from") and not resuming else None
+
     # Input pipeline and compiled functions ---------------------------------------------------------------------
     splits = splits if splits is not None else load_splits(config.data)
     trainer = make_train(config, splits)
@@ -304,10 +325,12 @@ def train_members(
     state = trainer.init(keys, hparams)
     compile_s = trainer.compile(state, keys, hparams)
 
-    # Load checkpoint -------------------------------------------------------------------------------------------
-    ckpt_dir = state_dir / "checkpoint"
-    if checkpoint.latest_step(ckpt_dir) is not None:
+    # Load checkpoint, or the pre-trained weights of a fresh run -----------------------------------------------
+    if resuming:
         state = checkpoint.restore(ckpt_dir, state)
+    elif init_variables is not None:
+        # Every member starts from the same weights with a fresh optimizer (the reference's fine-tuning chain).
+        state = jax.jit(jax.vmap(lambda hp: train_state_from_variables(config, init_variables, hp)))(hparams)
     start_epoch = int(state.step[0]) // trainer.steps_per_epoch
     # Epochs logged after the checkpoint (a kill between the two writes) are replayed, so drop their rows.
     histories = [[row for row in workdir_lib.read_jsonl(run_dir / "metrics.jsonl") if row["epoch"] <= start_epoch]

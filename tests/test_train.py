@@ -153,3 +153,37 @@ def test_augmentation_runs_inside_the_training_step_and_not_at_evaluation(smoke)
     state = outcomes["off"][0]
     scores = [float(outcomes[name][2].evaluate(state, hparams)["mae"][0]) for name in ("off", "reference")]
     assert scores[0] == scores[1]
+
+
+def test_init_from_starts_a_run_from_another_runs_weights(tmp_path):
+    from ssr_jax import saved_model
+
+    config = ssrnet.get_config("smoke")
+    train_and_evaluate(config, tmp_path / "pretrained", progress=False)
+    _, pretrained = saved_model.load(tmp_path / "pretrained")
+    # Fine-tune with a vanishing learning rate: the run must end where it started, i.e. at the pretrained weights.
+    tuned = config_lib.apply_overrides(config, {"init_from": str(tmp_path / "pretrained"), "seed": 7,
+                                                "optim.learning_rate": 1e-12})
+    train_and_evaluate(tuned, tmp_path / "tuned", progress=False)
+    _, after = saved_model.load(tmp_path / "tuned")
+    for start, end in zip(jax.tree.leaves(pretrained["params"]), jax.tree.leaves(after["params"])):
+        np.testing.assert_allclose(end, start, atol=1e-6)
+    scratch = config_lib.apply_overrides(config, {"seed": 7, "optim.learning_rate": 1e-12})
+    train_and_evaluate(scratch, tmp_path / "scratch", progress=False)
+    _, fresh = saved_model.load(tmp_path / "scratch")
+    kernel = lambda variables: variables["params"]["stage1"]["p"]["kernel"]  # noqa: E731
+    assert np.abs(kernel(fresh) - kernel(pretrained)).max() > 1e-3  # so the comparison above could fail
+
+
+def test_init_from_a_different_architecture_names_the_first_differing_parameter(tmp_path):
+    config = ssrnet.get_config("smoke")
+    train_and_evaluate(config, tmp_path / "pretrained", progress=False)
+    other = config_lib.apply_overrides(config, {"init_from": str(tmp_path / "pretrained"),
+                                                "model.stages": (3, 3, 5)})
+    with pytest.raises(config_lib.ConfigError, match=r"architecture mismatch: parameter params/stage3/eta/bias has "
+                                                     r"shape \(3,\) in .*, this run needs \(5,\)"):
+        train_and_evaluate(other, tmp_path / "other", progress=False)
+    assert not (tmp_path / "other" / "checkpoint").exists()
+    missing = config_lib.apply_overrides(config, {"init_from": str(tmp_path / "nowhere")})
+    with pytest.raises(config_lib.ConfigError, match="not a model directory"):
+        train_and_evaluate(missing, tmp_path / "missing", progress=False)
