@@ -1,0 +1,243 @@
+"""The base of every face-age builder: offline preparation from a manual directory into array_record files, examples
+from image files or from a reference .npz, and the skip report written inside the dataset directory.
+
+Why the report is written in `_download_and_prepare`: TFDS builds into `<name>/<config>/incomplete.*_<version>/` and
+renames that directory to `<version>/` only when everything succeeded (a failure deletes it), so a report written
+there appears together with the data or not at all, and no half-prepared directory ever looks complete.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import io
+import os
+import pathlib
+import sys
+from typing import ClassVar, Iterable, Iterator, Sequence
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from ssr_jax.data.builders import common
+from ssr_jax.data.builders.reference_npz import ReferenceNpz
+from ssr_jax.predict import resize_bilinear
+
+_DECODE_THREADS = min(4, os.cpu_count() or 1)
+_DECODE_CHUNK = 256  # images decoded ahead of the writer: bounds memory, keeps the threads busy
+
+
+class ManualFilesError(FileNotFoundError):
+    """The manual directory lacks what a builder needs; the message lists what was expected and where."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFile:
+    """One labelled image file that passed the label checks: `file` (relative to the manual directory) is both the
+    example key and the stored `file` feature."""
+
+    file: str
+    path: pathlib.Path
+    age: int
+    gender: int | None = None
+
+
+class FaceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """A face-age dataset prepared offline. Subclasses set the class constants and implement `_sources` (find the
+    inputs, raise ManualFilesError) and `_examples_by_split`, which returns
+    `{split: self._generate_examples(source, indices)}` with `source` a list of ImageFile or a ReferenceNpz."""
+
+    DESCRIPTION: ClassVar[str]
+    HOMEPAGE: ClassVar[str] = ""
+    CITATION: ClassVar[str] = ""
+    HAS_GENDER: ClassVar[bool] = True
+    # The code for "male" in this dataset's reference .npz (read and written): 1 for IMDB-WIKI, else 0 like ours.
+    NPZ_MALE: ClassVar[int] = 0
+
+    def __init__(self, *, manual_dir: str | os.PathLike | None = None, strict: bool = False, **kwargs):
+        """`manual_dir`: where the user put the dataset's files; `strict`: raise on a damaged input (unreadable
+        image, misnamed file, missing image) instead of skipping it. Other arguments go to TFDS (`data_dir`,
+        `config`); the file format is array_record, the one TFDS reads without TensorFlow."""
+        kwargs.setdefault("file_format", "array_record")
+        self._manual_dir = pathlib.Path(manual_dir).expanduser() if manual_dir is not None else None
+        self._strict = strict
+        self.report = common.PrepareReport(dataset="")
+        super().__init__(**kwargs)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(
+            description=self.DESCRIPTION,
+            features=common.features(with_gender=self.HAS_GENDER),
+            supervised_keys=("image", "age"),
+            homepage=self.HOMEPAGE or None,
+            citation=self.CITATION or None,
+        )
+
+    def prepare(self, *, progress: bool = True) -> common.PrepareReport:
+        """Builds the dataset unless it is already prepared; returns the report saved with it."""
+        if not self.is_prepared():
+            self.sources()  # a missing input fails here, before TFDS creates any directory
+            # try_download_gcs=False: TFDS would otherwise ask Google Cloud Storage for a prepared copy first.
+            config = tfds.download.DownloadConfig(manual_dir=self._manual_dir, try_download_gcs=False)
+            tfds.display_progress_bar(progress)
+            try:
+                # TFDS prints its start and end lines with print(), not logging: only a redirect silences them.
+                with contextlib.redirect_stdout(sys.stdout if progress else io.StringIO()):
+                    self.download_and_prepare(download_config=config)
+            finally:
+                tfds.display_progress_bar(True)
+            return self.read_report(reused=False)
+        return self.read_report(reused=True)
+
+    def is_prepared(self) -> bool:
+        """Whether the version directory exists. It only ever appears complete (renamed from TFDS's temporary
+        directory), so this is exact; TFDS's own check logs a warning for every dataset not prepared yet."""
+        return (self.data_path / "dataset_info.json").exists()
+
+    def read_report(self, *, reused: bool = True) -> common.PrepareReport:
+        """The report saved with the prepared data (`reused` marks whether this call found it already there)."""
+        path = pathlib.Path(self.data_dir) / common.REPORT_FILE
+        if not path.exists():  # prepared by plain TFDS calls, outside `prepare`
+            splits = self.info.splits
+            return common.PrepareReport(dataset=self.info.full_name, path=str(self.data_dir), reused=reused,
+                                        kept={s: splits[s].num_examples for s in common.split_order(splits.keys())})
+        return common.PrepareReport.from_json(path.read_text(), path=str(self.data_dir), reused=reused)
+
+    def sources(self):
+        """The located inputs (what `_sources` returns), checked once per builder."""
+        if not hasattr(self, "_located"):
+            if self.MANUAL_DOWNLOAD_INSTRUCTIONS:
+                self._require_manual_dir()
+            self._located = self._sources(self._manual_dir)
+        return self._located
+
+    def _sources(self, manual_dir: pathlib.Path | None):
+        raise NotImplementedError
+
+    def _examples_by_split(self) -> dict[str, Iterator[tuple[str, dict]]]:
+        """{split: (key, example) generator}; subclasses build these from `self.sources()`."""
+        raise NotImplementedError
+
+    def _split_generators(self, dl_manager):
+        return {split: self._nonempty(split, examples) for split, examples in self._examples_by_split().items()}
+
+    def _nonempty(self, split: str, examples: Iterator[tuple[str, dict]]) -> Iterator[tuple[str, dict]]:
+        """Passes examples through; an empty split raises with the skip counts (TFDS's own error names no cause)."""
+        count = 0
+        for count, example in enumerate(examples, 1):
+            yield example
+        if not count:
+            raise ValueError(f"{self.name}: no usable examples for split {split!r} (too few inputs, or all "
+                             f"skipped).\n{self.report.summary()}")
+
+    def _download_and_prepare(self, dl_manager, download_config) -> None:
+        self.report = common.PrepareReport(dataset=self.info.full_name, source=self._describe(self.sources()))
+        super()._download_and_prepare(dl_manager, download_config)
+        splits = self.info.splits
+        self.report.kept = {name: splits[name].num_examples for name in common.split_order(splits.keys())}
+        # self.data_dir is still the temporary directory here (see the module docstring).
+        (pathlib.Path(self.data_dir) / common.REPORT_FILE).write_text(self.report.to_json())
+
+    def _describe(self, sources) -> str:
+        """One line naming the input, for the report."""
+        if isinstance(sources, ReferenceNpz):
+            return f"reference npz {sources.path} ({sources.num:,} images, img_size {sources.img_size})"
+        if isinstance(sources, list):
+            return f"{len(sources):,} image files under {self._manual_dir}"
+        return str(sources) if sources is not None else "generated, no input files"
+
+    def _generate_examples(self, source: Sequence[ImageFile] | ReferenceNpz, indices: Iterable[int]):
+        """(key, example) for the rows `indices` of `source`; damaged rows are skipped and reported."""
+        if isinstance(source, ReferenceNpz):
+            yield from self._npz_examples(source, np.asarray(list(indices), int))
+        else:
+            yield from self._file_examples([source[i] for i in indices])
+
+    def _file_examples(self, files: Sequence[ImageFile], crop_rows: int = 0) -> Iterator[tuple[str, dict]]:
+        """Decodes on a few threads (Pillow and NumPy release the GIL; decoding and resizing dominate preparation)
+        but reports, raises and yields in input order, so results never depend on thread timing."""
+        def decode(item: ImageFile) -> np.ndarray | tuple[str, str]:
+            if not item.path.is_file():
+                return common.MISSING_FILE, f"{item.path} does not exist"
+            try:
+                return common.load_face(item.path, crop_rows=crop_rows)
+            except common.ImageError as error:
+                return common.UNREADABLE, str(error)
+
+        with concurrent.futures.ThreadPoolExecutor(_DECODE_THREADS) as pool:
+            for start in range(0, len(files), _DECODE_CHUNK):
+                chunk = files[start:start + _DECODE_CHUNK]
+                for item, result in zip(chunk, pool.map(decode, chunk)):
+                    if isinstance(result, tuple):
+                        reason, detail = result
+                        self._reject(reason, item.file, detail)
+                        continue
+                    yield item.file, self._example(result, item.age, item.gender, item.file)
+
+    def _files_from_names(self, paths: Sequence[pathlib.Path], parse, expected: str
+                          ) -> tuple[list[ImageFile], list[str]]:
+        """ImageFiles labelled by their names, and each one's group (MORPH2's subject). `parse(file name)` gives
+        (age text, gender, group), or None for a name not in the pattern `expected` describes (damaged input);
+        ages that fail `check_age` are filtered and reported."""
+        files, groups = [], []
+        for path in paths:
+            relative = path.relative_to(self._manual_dir).as_posix()
+            labels = parse(path.name)
+            if labels is None:
+                self._reject(common.BAD_FILE_NAME, relative, f"expected {expected}")
+                continue
+            age_text, gender, group = labels
+            age, reason = common.check_age(age_text)
+            if reason:
+                self.report.skip(reason, relative)
+                continue
+            files.append(ImageFile(relative, path, age, gender))
+            groups.append(group)
+        return files, groups
+
+    def _npz_examples(self, npz: ReferenceNpz, indices: np.ndarray) -> Iterator[tuple[str, dict]]:
+        wanted = np.zeros(npz.num, bool)
+        wanted[indices] = True
+        for i, image in npz.iter_images(wanted):
+            name = f"{npz.path.name}[{i}]"
+            age, reason = common.check_age(npz.age[i])
+            if reason is None and npz.gender is not None and npz.gender[i] not in (0, 1):
+                reason = common.NO_GENDER
+            if reason:
+                self.report.skip(reason, name)
+                continue
+            if image.shape[0] != common.IMAGE_SIZE:
+                image = resize_bilinear(image, common.IMAGE_SIZE)
+            gender = None if npz.gender is None else int(npz.gender[i] != self.NPZ_MALE)
+            yield str(i), self._example(image, age, gender, name)
+
+    def _example(self, image: np.ndarray, age: int, gender: int | None, file: str) -> dict:
+        example = {"image": image, "age": age, "file": file}
+        if self.HAS_GENDER:
+            example["gender"] = gender
+        return example
+
+    def _reject(self, reason: str, item: str, detail: str) -> None:
+        """A damaged input: raise under strict, else skip and report it."""
+        if self._strict:
+            raise ValueError(f"{self.name}: {item}: {reason}: {detail} (fix or remove it, or prepare without "
+                             "strict to skip such files)")
+        self.report.skip(reason, f"{item} ({detail})")
+
+    def _require_manual_dir(self) -> None:
+        if self._manual_dir is None:
+            raise ManualFilesError(f"{self.name}: no manual directory given; pass --manual_dir DIR.\n"
+                                   f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+        if not self._manual_dir.is_dir():
+            raise ManualFilesError(f"{self.name}: manual directory {self._manual_dir} does not exist.\n"
+                                   f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+
+    def _missing(self, what: str) -> ManualFilesError:
+        """The one error for inputs that are not where they should be: what was looked for, where, and how to fix."""
+        return ManualFilesError(f"{self.name}: {what} (manual directory {self._manual_dir}).\n"
+                                f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+
+
+def image_files(root: pathlib.Path, suffixes=(".jpg", ".jpeg", ".png")) -> list[pathlib.Path]:
+    """Image files anywhere under `root` (any case of suffix), sorted so splits never depend on listing order."""
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file())

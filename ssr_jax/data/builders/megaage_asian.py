@@ -1,0 +1,70 @@
+"""MegaAge-Asian (≈40,000 Asian faces, ages 0–70; Zhang et al. 2017) with its official train/test split.
+
+Images are read as the official SSR-Net MegaAge script does (TYY_Megaage_asian_create_db.py): rows [20:-20] cut off,
+then resized to 64×64. There is no gender.
+"""
+from __future__ import annotations
+
+import pathlib
+
+import tensorflow_datasets as tfds
+
+from ssr_jax.data.builders import common
+from ssr_jax.data.builders.base import FaceBuilder, ImageFile
+
+CROP_ROWS = 20
+SPLITS = ("train", "test")
+_LISTS = tuple(f"list/{split}_{kind}.txt" for split in SPLITS for kind in ("name", "age"))
+
+
+class MegaageAsian(FaceBuilder):
+    """MegaAge-Asian from the official archive's folders and lists."""
+
+    name = "megaage_asian"
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "First release: official train/test split."}
+    DESCRIPTION = "MegaAge-Asian faces, rows 20:-20 cut and resized to 64×64 BGR, age (0–70). No gender."
+    HOMEPAGE = "http://mmlab.ie.cuhk.edu.hk/projects/MegaAge/"
+    CITATION = """@article{zhang2017quantifying,
+  author = {Yunxuan Zhang and Li Liu and Cheng Li and Chen Change Loy},
+  title = {Quantifying Facial Age by Posterior of Age Comparisons},
+  journal = {arXiv preprint arXiv:1708.09687}, year = {2017}}"""
+    HAS_GENDER = False
+    MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+Download megaage_asian.zip from the MegaAge project page and extract it. The manual directory is the extracted
+megaage_asian/ folder (or its parent) and must hold:
+  train/ and test/                       the images;
+  list/train_name.txt, list/test_name.txt  one image file name per line;
+  list/train_age.txt,  list/test_age.txt   one integer age per line, line-aligned with the name lists."""
+
+    def _sources(self, manual_dir: pathlib.Path) -> pathlib.Path:
+        expected = _LISTS + SPLITS
+        for root in (manual_dir, manual_dir / "megaage_asian"):
+            if all((root / item).exists() for item in expected):
+                return root
+        missing = [item for item in expected if not (manual_dir / item).exists()]
+        raise self._missing(f"missing {', '.join(missing)} (also looked in megaage_asian/ inside it)")
+
+    def _examples_by_split(self) -> dict:
+        root = self.sources()
+        generators = {}
+        for split in SPLITS:
+            files = self._read_list(root, split)
+            generators[split] = self._file_examples(files, crop_rows=CROP_ROWS)
+        return generators
+
+    def _read_list(self, root: pathlib.Path, split: str) -> list[ImageFile]:
+        """ImageFiles for one split from its line-aligned name and age lists; bad ages are reported and left out."""
+        names = (root / f"list/{split}_name.txt").read_text().split()
+        ages = (root / f"list/{split}_age.txt").read_text().split()
+        if len(names) != len(ages):
+            raise self._missing(f"list/{split}_name.txt has {len(names)} names but list/{split}_age.txt has "
+                                f"{len(ages)} ages; they must be line-aligned")
+        files = []
+        for name, value in zip(names, ages):
+            age, reason = common.check_age(value)
+            if reason:
+                self.report.skip(reason, f"{split}/{name}")
+                continue
+            files.append(ImageFile(f"{split}/{name}", root / split / name, age))
+        return files

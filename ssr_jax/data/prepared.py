@@ -1,0 +1,206 @@
+"""Prepared datasets on disk: build once, load fast, summarise, export to the reference's .npz.
+
+Where things live (`data_dir`: the argument, else $SSR_JAX_DATA_DIR, else ~/ssr_jax_data):
+
+  <data_dir>/<name>/<config>/<version>/   TFDS files (array_record shards, dataset_info.json, features.json)
+      prepare_report.json                 kept per split, skipped per reason (written with the data, atomically)
+      ssr_jax_cache/<split>/*.npy          image / age / gender as host arrays, written by the first load
+
+The cache lives inside the version directory, so re-preparing a dataset (a new directory) can never serve stale
+arrays. Images are uint8 [N, 64, 64, 3] in BGR order, ages int32, genders int32 (0 male, 1 female) where known.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import pathlib
+import shutil
+import tempfile
+
+import numpy as np
+import tabulate
+
+from ssr_jax.data.builders import FaceBuilder, get_builder
+from ssr_jax.data.builders.common import IMAGE_SIZE, PrepareReport, split_order
+from ssr_jax.data.builders.reference_npz import read_reference_npz, write_reference_npz
+
+__all__ = ["NotPreparedError", "PrepareReport", "default_data_dir", "export_npz", "info", "load_split", "prepare",
+           "read_reference_npz"]
+
+DATA_DIR_ENV = "SSR_JAX_DATA_DIR"
+CACHE_DIR = "ssr_jax_cache"
+AGE_BINS = np.array([0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 101])  # decades; the last holds 90–100
+
+
+class NotPreparedError(FileNotFoundError):
+    """The dataset has not been prepared in this data_dir; the message gives the command that prepares it."""
+
+
+def default_data_dir() -> pathlib.Path:
+    """$SSR_JAX_DATA_DIR if set, else ~/ssr_jax_data."""
+    return pathlib.Path(os.environ.get(DATA_DIR_ENV) or "~/ssr_jax_data").expanduser()
+
+
+def prepare(name: str, *, manual_dir: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None,
+            strict: bool = False, progress: bool = True) -> PrepareReport:
+    """Prepares `name` (e.g. "morph2", "morph2/subject") from the files in `manual_dir`, once: a prepared dataset is
+    reused as it is. Returns the report (kept per split, skipped per reason; `reused` says whether it was already
+    there) and prints its summary when `progress` (which also shows TFDS's progress bars).
+
+    strict: raise on a damaged input (unreadable or missing image, misnamed file) instead of skipping it. Protocol
+    filters (IMDB-WIKI's face_score, ages outside [0, 100], ...) only ever skip.
+    """
+    builder = get_builder(name, _data_dir(data_dir), manual_dir=manual_dir, strict=strict)
+    report = builder.prepare(progress=progress)
+    if progress:
+        print(report.summary())
+    return report
+
+
+def load_split(name: str, split: str, *, data_dir: str | os.PathLike | None = None,
+               cap: int | None = None) -> dict[str, np.ndarray]:
+    """{"image": uint8 [N, 64, 64, 3] BGR, "age": int32 [N], "gender": int32 [N] (0 male, 1 female; only for
+    datasets that have it)} for one split of a prepared dataset.
+
+    cap: at most this many examples, the first ones in stored order (TFDS shuffled them deterministically when
+    preparing, so a cap is a fixed pseudo-random subset). The first load reads the TFDS files and writes a .npy
+    cache beside them; later loads read (memory-map) the cache.
+    """
+    if cap is not None and (not isinstance(cap, (int, np.integer)) or cap < 1):
+        raise ValueError(f"cap must be a positive integer or None, got {cap!r}")
+    return _load(_prepared(name, data_dir), split, cap)
+
+
+def info(name: str, *, data_dir: str | os.PathLike | None = None,
+         png_path: str | os.PathLike | None = None) -> dict:
+    """Counts and ages of a prepared dataset: {"dataset", "path", "splits": {split: {count, age_min, age_max,
+    age_mean[, male, female]}}, "age_bins": labels, "age_histogram": {split: counts per decade}, "table": text}.
+    With `png_path`, also draws the per-year age histogram of every split there (matplotlib, no display)."""
+    builder = _prepared(name, data_dir)
+    splits, histogram, ages_by_split = {}, {}, {}
+    for split in split_order(builder.info.splits.keys()):
+        cache = _split_cache(builder, split)
+        ages = np.load(cache / "age.npy")
+        ages_by_split[split] = ages
+        summary = {"count": len(ages), "age_min": int(ages.min()), "age_max": int(ages.max()),
+                   "age_mean": round(float(ages.mean()), 2)}
+        if (cache / "gender.npy").exists():
+            gender = np.load(cache / "gender.npy")
+            summary.update(male=int((gender == 0).sum()), female=int((gender == 1).sum()))
+        splits[split] = summary
+        histogram[split] = np.histogram(ages, AGE_BINS)[0].tolist()
+    labels = [f"{low}–{high - 1}" for low, high in itertools.pairwise(AGE_BINS)]
+    table = (f"{builder.info.full_name} in {builder.data_dir}\n\n"
+             + tabulate.tabulate([[split, *values.values()] for split, values in splits.items()],
+                                 headers=["split", *next(iter(splits.values())).keys()], intfmt=",") + "\n\n"
+             + tabulate.tabulate([[label, *(histogram[s][i] for s in splits)] for i, label in enumerate(labels)],
+                                 headers=["age", *splits], intfmt=","))
+    if png_path is not None:
+        _plot_ages(ages_by_split, builder.info.full_name, pathlib.Path(png_path))
+    return {"dataset": builder.info.full_name, "path": str(builder.data_dir), "splits": splits,
+            "age_bins": labels, "age_histogram": histogram, "table": table}
+
+
+def export_npz(name: str, split: str, out_path: str | os.PathLike, *,
+               data_dir: str | os.PathLike | None = None) -> pathlib.Path:
+    """Writes one split (or split="all": every split, train first, concatenated) in the reference's .npz layout:
+    image uint8 [N, 64, 64, 3] BGR, age, gender in the reference's code for that dataset (IMDB-WIKI 1 = male, else
+    0 = male; omitted when unknown) and img_size 64. Written atomically; returns the path."""
+    builder = _prepared(name, data_dir)
+    names = split_order(builder.info.splits.keys()) if split == "all" else [split]
+    parts = [_load(builder, s, None) for s in names]
+    arrays = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    gender = arrays.get("gender")
+    if gender is not None:
+        gender = np.where(gender == 0, builder.NPZ_MALE, 1 - builder.NPZ_MALE).astype(np.int64)
+    out_path = pathlib.Path(out_path).expanduser()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    return write_reference_npz(out_path, image=arrays["image"], age=arrays["age"].astype(np.int64), gender=gender)
+
+
+def _data_dir(data_dir) -> pathlib.Path:
+    return pathlib.Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+
+
+def _prepared(name: str, data_dir) -> FaceBuilder:
+    """The builder of a prepared dataset, or NotPreparedError with the command that prepares it."""
+    directory = _data_dir(data_dir)
+    builder = get_builder(name, directory)
+    if not builder.is_prepared():
+        command = f"ssr-jax data prepare {name}"
+        if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
+            command += " --manual_dir DIR"
+        if data_dir is not None:
+            command += f" --data_dir {directory}"
+        raise NotPreparedError(f"{builder.info.full_name} is not prepared in {directory}: run `{command}` first")
+    return builder
+
+
+def _load(builder: FaceBuilder, split: str, cap: int | None) -> dict[str, np.ndarray]:
+    cache = _split_cache(builder, split)
+    arrays = {}
+    for key in ("image", "age", "gender"):
+        path = cache / f"{key}.npy"
+        if path.exists():
+            arrays[key] = np.array(np.load(path, mmap_mode="r")[:cap])
+    return arrays
+
+
+def _split_cache(builder: FaceBuilder, split: str) -> pathlib.Path:
+    """The split's .npy directory, written on first use from the TFDS files.
+
+    Written into a temporary directory and renamed into place, so a killed load leaves no partial cache and two
+    concurrent loads both end with a complete one.
+    """
+    splits = builder.info.splits
+    if split not in splits:
+        raise ValueError(f"{builder.info.full_name} has no split {split!r}: choose one of "
+                         f"{', '.join(split_order(splits.keys()))}")
+    cache = pathlib.Path(builder.data_dir) / CACHE_DIR / split
+    if cache.is_dir():
+        return cache
+    cache.parent.mkdir(exist_ok=True)
+    source = builder.as_data_source(split)
+    tmp = pathlib.Path(tempfile.mkdtemp(dir=cache.parent, prefix=f".{split}."))
+    try:
+        num = len(source)
+        arrays = {"image": np.lib.format.open_memmap(tmp / "image.npy", "w+", np.uint8,
+                                                     (num, IMAGE_SIZE, IMAGE_SIZE, 3)),
+                  "age": np.empty(num, np.int32)}
+        if "gender" in builder.info.features:
+            arrays["gender"] = np.empty(num, np.int32)
+        for i in range(num):
+            example = source[i]
+            for key, values in arrays.items():
+                values[i] = example[key]
+        arrays["image"].flush()
+        for key in ("age", "gender"):
+            if key in arrays:
+                np.save(tmp / f"{key}.npy", arrays[key])
+        os.rename(tmp, cache)
+    except OSError:
+        if not cache.is_dir():  # not a concurrent load that finished first
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return cache
+
+
+def _plot_ages(ages_by_split: dict[str, np.ndarray], title: str, path: pathlib.Path) -> None:
+    """Per-year age counts of each split as step lines, written atomically."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend state, renders with Agg
+
+    figure = Figure(figsize=(7, 4))
+    axes = figure.add_subplot()
+    years = np.arange(0, 101)
+    for split, ages in ages_by_split.items():
+        axes.step(years, np.bincount(ages, minlength=101)[:101], where="mid", label=f"{split} ({len(ages):,})")
+    axes.set_xlabel("age (years)")
+    axes.set_ylabel("images")
+    axes.set_title(title)
+    axes.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".png", delete=False) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
+    os.replace(tmp.name, path)
