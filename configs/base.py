@@ -42,6 +42,18 @@ def get_config():
     config.data.age_min = 0
     config.data.age_max = 100
     config.data.seed = 0
+    # A prepared dataset instead (`ssr-jax data prepare NAME --manual_dir DIR` first): name, split protocol ("" = the
+    # dataset's default, e.g. morph2's random 80/20; "subject" = subject-exclusive), where it lives ("" =
+    # $SSR_JAX_DATA_DIR or ~/ssr_jax_data) and a cap on examples per split for quick runs (0 = all).
+    config.data.protocol = ""
+    config.data.data_dir = ""
+    config.data.cap = 0
+    # Training examples on the device at a time (0: the whole split, the fast default). Set it when a split does
+    # not fit in device memory (IMDB at full size is ~2.2 GB of uint8): each epoch then streams chunks.
+    config.data.device_chunk = 0
+    # What the model sees: colour order and scale of the stored uint8 BGR images (reference: BGR, raw 0–255).
+    config.data.colour_order = "BGR"
+    config.data.input_scale = "raw"
     # The reference's training augmentation (ssr_jax/data/augment.py), on the device, off at evaluation. A range of
     # 0 (or flip=False) leaves that transform out; enabled=False turns all of it off.
     config.data.augment = ml_collections.ConfigDict()

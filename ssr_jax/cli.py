@@ -11,7 +11,12 @@
   ssr-jax evaluate MODEL_DIR --data NAME [--split test] [--data_dir DIR] [--cap N] [--out FILE.json]
   ssr-jax inspect MODEL_DIR (IMAGE_OR_FOLDER... | --data NAME [--split test]) [--out DIR] [--json]
 
-MODEL_DIR is a training workdir, a sweep run directory or a convert-keras output.
+  ssr-jax data prepare NAME [--manual_dir DIR] [--data_dir DIR] [--strict]
+  ssr-jax data info NAME [--data_dir DIR] [--out FILE.png]
+  ssr-jax data export-npz NAME --split S|all --out FILE.npz [--data_dir DIR]
+
+MODEL_DIR is a training workdir, a sweep run directory or a convert-keras output. NAME is a dataset (morph2, imdb,
+wiki, megaage_asian, utkface, synthetic_faces), optionally with its split protocol: morph2/subject.
 
 Config files and `--config.x=value` overrides are parsed by ml_collections' `config_flags`, as in the Flax examples.
 A bad config, override or workdir ends the command with one line on stderr and exit status 2, before anything
@@ -48,6 +53,10 @@ _DATA = flags.DEFINE_string("data", None, "evaluate, inspect: dataset name (synt
 _SPLIT = flags.DEFINE_string("split", "test", "evaluate, inspect: dataset split.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "where prepared datasets live (default $SSR_JAX_DATA_DIR or "
                                 "~/ssr_jax_data).")
+_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "data prepare: the folder holding the dataset's files as "
+                                  "downloaded (see the builder's instructions in the error when they are missing).")
+_STRICT = flags.DEFINE_bool("strict", False, "data prepare: stop at the first unreadable or misnamed image instead "
+                            "of skipping and counting it.")
 _CAP = flags.DEFINE_integer("cap", None, "evaluate, inspect: use only the first N examples of the split.")
 
 
@@ -240,13 +249,46 @@ def _inspect(args):
         print(f"\nwritten: {out / 'inspect.json'}, {out / 'inspect.png'}")
 
 
+DATA_USAGE = ("usage: ssr-jax data prepare NAME [--manual_dir DIR] | data info NAME | "
+              "data export-npz NAME --split S|all --out FILE.npz   (each with [--data_dir DIR])")
+
+
+def _data(args):
+    from ssr_jax.data import prepared
+    from ssr_jax.data.builders.base import ManualFilesError
+
+    if len(args) != 2 or args[0] not in ("prepare", "info", "export-npz"):
+        _exit_with(DATA_USAGE)
+    action, name = args
+    try:
+        if action == "prepare":
+            prepared.prepare(name, manual_dir=_MANUAL_DIR.value, data_dir=_DATA_DIR.value, strict=_STRICT.value,
+                             progress=True)
+        elif action == "info":
+            png = _OUT.value or prepared.dataset_dir(name, data_dir=_DATA_DIR.value) / "ages.png"
+            result = prepared.info(name, data_dir=_DATA_DIR.value, png_path=png)
+            if _JSON.value:
+                print(json.dumps({key: value for key, value in result.items() if key != "table"}, indent=2))
+            else:
+                print(result["table"])
+                print(f"\nage histogram: {png}")
+        else:
+            if not _OUT.value:
+                _exit_with("data export-npz needs --out FILE.npz (and --split S, or --split all)")
+            path = prepared.export_npz(name, _SPLIT.value, _OUT.value, data_dir=_DATA_DIR.value)
+            print(f"written: {path}")
+    except (ManualFilesError, FileNotFoundError, ValueError) as error:
+        _exit_with(str(error))
+
+
 def _no_positional(args):
     if args:
         _exit_with(f"unexpected arguments {args}; see `ssr-jax --help`")
 
 
 COMMANDS = {"train": _train, "info": _info, "demo": _demo, "sweep": _sweep, "report": _report,
-            "convert-keras": _convert_keras, "predict": _predict, "evaluate": _evaluate, "inspect": _inspect}
+            "convert-keras": _convert_keras, "predict": _predict, "evaluate": _evaluate, "inspect": _inspect,
+            "data": _data}
 
 
 def _config_file(argv) -> str | None:
@@ -283,7 +325,7 @@ def _as_absl_main(command):
         logging.set_verbosity(logging.WARNING)
         try:
             command(argv[1:])
-        except (ConfigError, WorkdirError) as error:
+        except (ConfigError, WorkdirError, FileNotFoundError) as error:  # FileNotFoundError: a dataset to prepare
             _exit_with(str(error))
 
     return main

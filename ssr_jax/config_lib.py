@@ -11,14 +11,15 @@ from typing import Any, Mapping
 
 import ml_collections
 
-from ssr_jax.data import augment
+from ssr_jax.data import PREPARED_DATASETS, PREPARED_IMAGE_SIZE, augment
+from ssr_jax.models import COLOUR_ORDERS, INPUT_SCALES
 from ssr_jax.models import FAMILIES
 from ssr_jax.models.ssrnet import CONV_IMPLEMENTATIONS
 
 MAX_STAGES = 4
 MIN_IMAGE_SIZE = 38
 P_ACTIVATIONS = ("relu", "softmax", "linear")
-DATASETS = ("synthetic",)
+DATASETS = ("synthetic", *PREPARED_DATASETS)
 AGE_DISTRIBUTIONS = ("uniform", "morph")
 
 
@@ -113,7 +114,21 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not 0.0 <= model.dropout_rate < 1.0:
         _fail("model.dropout_rate", model.dropout_rate, "must lie in [0, 1)")
     if data.name not in DATASETS:
-        _fail("data.name", data.name, f"must be one of {DATASETS}")
+        _fail("data.name", data.name, f"must be one of {DATASETS} (prepare a real one first: ssr-jax data prepare "
+              "NAME --manual_dir DIR)")
+    if data.name != "synthetic" and data.image_size != PREPARED_IMAGE_SIZE:
+        _fail("data.image_size", data.image_size, f"prepared datasets are stored at {PREPARED_IMAGE_SIZE}×"
+              f"{PREPARED_IMAGE_SIZE}, as the reference's; use {PREPARED_IMAGE_SIZE}")
+    if data.get("colour_order", "BGR") not in COLOUR_ORDERS:
+        _fail("data.colour_order", data.colour_order, f"must be one of {COLOUR_ORDERS} (the reference feeds BGR)")
+    if data.get("input_scale", "raw") not in INPUT_SCALES:
+        _fail("data.input_scale", data.input_scale, f"must be one of {tuple(INPUT_SCALES)} (the reference: raw)")
+    if not (isinstance(data.get("cap", 0), int) and data.get("cap", 0) >= 0):
+        _fail("data.cap", data.cap, "a number of examples per split (0: all)")
+    chunk = data.get("device_chunk", 0)
+    if not (isinstance(chunk, int) and (chunk == 0 or chunk >= train.batch_size)):
+        _fail("data.device_chunk", chunk, f"0 (whole split on the device) or at least train.batch_size "
+              f"({train.batch_size}) examples")
     try:
         augment.from_config(data.get("augment"))
     except (ValueError, TypeError) as error:
@@ -131,7 +146,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for name in ("batch_size", "epochs", "eval_batch_size", "checkpoint_every"):
         if not (isinstance(train[name], int) and train[name] >= 1):
             _fail(f"train.{name}", train[name], "must be a positive integer")
-    if train.batch_size > data.num_train:
+    if data.name == "synthetic" and train.batch_size > data.num_train:
         _fail("train.batch_size", train.batch_size,
               f"is larger than the training split ({data.num_train} examples); lower it or raise data.num_train")
     if not optim.learning_rate > 0:

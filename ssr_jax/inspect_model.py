@@ -13,12 +13,11 @@ from __future__ import annotations
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tabulate import tabulate
 
 from ssr_jax import saved_model
-from ssr_jax.models import create_model
+from ssr_jax.models import create_model, model_input
 
 ACTIVE_ETA = 1e-6  # |η| above this counts as active (tanh is exactly 0 only for a zero pre-activation)
 CONSTANT_STD = 1e-6  # a head whose every unit varies less than this across inputs is input-independent
@@ -40,7 +39,7 @@ def stage_contributions(p, eta, delta, *, stages, v, lambda_local, lambda_d) -> 
 def compute_heads(config, variables, images: np.ndarray, batch_size: int = 256) -> dict[str, list[np.ndarray]]:
     """Evaluation-mode heads for uint8 images `[N, H, W, 3]`: p, eta K × `[N, s_k]`, delta K × `[N]`."""
     model = create_model(config.model)
-    apply = jax.jit(lambda batch: model.apply(variables, batch.astype(jnp.float32), train=False))
+    apply = jax.jit(lambda batch: model.apply(variables, model_input(batch, config.data), train=False))
     chunks = [apply(images[start:start + batch_size]) for start in range(0, len(images), batch_size)]
     heads = jax.tree.map(lambda *parts: np.concatenate([np.asarray(part) for part in parts]), *chunks)
     return {name: list(heads[name]) for name in ("p", "eta", "delta")}

@@ -13,13 +13,12 @@ import time
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
 from ssr_jax import saved_model
 from ssr_jax.evaluate import evaluate_batches, pad_to_batches
-from ssr_jax.models import abstract_variables, count_parameters, create_model, predict_age
+from ssr_jax.models import abstract_variables, count_parameters, create_model, model_input, predict_age
 
 COLOUR_ORDERS = ("BGR", "RGB")
 
@@ -63,7 +62,7 @@ def make_predictor(config, variables):
 
     @jax.jit
     def predict(images):
-        heads = model.apply(variables, images.astype(jnp.float32), train=False)
+        heads = model.apply(variables, model_input(images, config.data), train=False)
         return predict_age(config.model, heads, **lambdas)
 
     return predict

@@ -10,12 +10,13 @@ one program (purejaxrl's `make_train`).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
 import pathlib
 import statistics
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import flax.struct
 import jax
@@ -28,7 +29,7 @@ import tqdm
 from ssr_jax import checkpoint, config_lib, workdir as workdir_lib
 from ssr_jax.data import augment, load_splits
 from ssr_jax.evaluate import evaluate_batches, pad_to_batches, predict_the_mean_mae
-from ssr_jax.models import abstract_variables, count_parameters, create_model, predict_age
+from ssr_jax.models import abstract_variables, count_parameters, create_model, model_input, predict_age
 
 Splits = tuple[dict[str, np.ndarray], dict[str, np.ndarray]]
 
@@ -104,8 +105,46 @@ def train_state_from_variables(config, variables: dict, hparams: dict) -> TrainS
 # ----------------------------------------------------------------------------------------------------------------
 # make_train
 # ----------------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class HostChunks:
+    """Splits kept in host memory and sent to the device a chunk at a time (`data.device_chunk` examples), for
+    datasets larger than device memory.
+
+    Each epoch draws one permutation of the training split (seeded by `data.seed` and the epoch, so a resumed run
+    sees the same chunks) and cuts it into `len // chunk` chunks; the remainder sits out that epoch, as Keras drops
+    a last partial batch. Inside a chunk every member shuffles on the device, as in the all-on-device mode. The
+    test split goes through in chunks of whole padded batches; metrics are combined from counts, so they are exact.
+    """
+
+    train: dict  # {"image": uint8 [N, H, W, 3], "age": float32 [N]}
+    test: dict  # pad_to_batches output: {"image": [B, batch, H, W, 3], "age", "mask": [B, batch]}
+    chunk: int
+    test_batches_per_chunk: int
+    seed: int
+
+    @property
+    def chunks_per_epoch(self) -> int:
+        return len(self.train["age"]) // self.chunk
+
+    def train_chunks(self, epoch: int) -> Iterator[dict]:
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train["age"]))
+        for start in range(0, self.chunks_per_epoch * self.chunk, self.chunk):
+            rows = np.sort(order[start:start + self.chunk])  # sorted: contiguous host reads
+            yield {"train": {name: array[rows] for name, array in self.train.items()}}
+
+    def test_chunks(self) -> Iterator[dict]:
+        for start in range(0, len(self.test["age"]), self.test_batches_per_chunk):
+            yield {"test": {name: array[start:start + self.test_batches_per_chunk]
+                            for name, array in self.test.items()}}
+
+    def abstract(self, name: str) -> dict:
+        """Shapes of one chunk of split `name`, for compiling ahead of time."""
+        chunk = next(self.train_chunks(0) if name == "train" else self.test_chunks())
+        return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), chunk)
+
+
 class Trainer:
-    """Compiled entry points bound to device-resident data.
+    """Compiled entry points bound to device-resident data (or to `HostChunks` fed to the device chunk by chunk).
 
     The jitted methods work on a leading *member* axis (a single run is a group of one): `keys` `[M]`, every
     `hparams` leaf `[M]`, every state leaf `[M, ...]`, every metric `[M]`.
@@ -119,8 +158,8 @@ class Trainer:
     `trace_counts` counts how often each was traced, i.e. compiled.
     """
 
-    def __init__(self, pure: dict[str, Callable], data: dict, *, steps_per_epoch: int, images_per_epoch: int,
-                 trace_counts: collections.Counter):
+    def __init__(self, pure: dict[str, Callable], data: dict | HostChunks, *, steps_per_epoch: int,
+                 images_per_epoch: int, trace_counts: collections.Counter):
         self.pure, self.data = pure, data
         self.steps_per_epoch, self.images_per_epoch = steps_per_epoch, images_per_epoch
         self.trace_counts = trace_counts
@@ -129,20 +168,41 @@ class Trainer:
         self._evaluate = jax.jit(jax.vmap(pure["evaluate"], in_axes=(0, 0, None)))
         self._train = jax.jit(pure["train"])
 
+    @property
+    def chunked(self) -> bool:
+        return isinstance(self.data, HostChunks)
+
     def compile(self, state: TrainState, keys: jax.Array, hparams: dict) -> float:
         """Compiles `train_epoch` and `evaluate` ahead of time; returns the seconds it took."""
         start = time.perf_counter()
-        self._train_epoch = self._train_epoch.lower(state, keys, hparams, self.data).compile()
-        self._evaluate = self._evaluate.lower(state, hparams, self.data).compile()
+        train_data = self.data.abstract("train") if self.chunked else self.data
+        test_data = self.data.abstract("test") if self.chunked else self.data
+        self._train_epoch = self._train_epoch.lower(state, keys, hparams, train_data).compile()
+        self._evaluate = self._evaluate.lower(state, hparams, test_data).compile()
         return time.perf_counter() - start
 
     def train_epoch(self, state, keys, hparams):
-        return self._train_epoch(state, keys, hparams, self.data)
+        if not self.chunked:
+            return self._train_epoch(state, keys, hparams, self.data)
+        epoch = int(jax.device_get(state.step[0])) // self.steps_per_epoch
+        losses = []
+        for chunk in self.data.train_chunks(epoch):  # dispatch is asynchronous: the next gather overlaps training
+            state, metrics = self._train_epoch(state, keys, hparams, jax.device_put(chunk))
+            losses.append(metrics["train_loss"])
+        return state, {"train_loss": jnp.mean(jnp.stack(losses), axis=0)}  # equal steps per chunk: exact mean
 
     def evaluate(self, state, hparams):
-        return self._evaluate(state, hparams, self.data)
+        if not self.chunked:
+            return self._evaluate(state, hparams, self.data)
+        parts = [self._evaluate(state, hparams, jax.device_put(chunk)) for chunk in self.data.test_chunks()]
+        count = sum(part["count"] for part in parts)
+        metrics = {name: sum(part[name] * part["count"] for part in parts) / count for name in parts[0]
+                   if name != "count"}
+        return {**metrics, "count": count}
 
     def train(self, key, hparams):
+        if self.chunked:
+            raise ValueError("the whole-run program needs the dataset on the device; data.device_chunk is set")
         return self._train(key, hparams, self.data)
 
 
@@ -159,7 +219,11 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None) 
         raise config_lib.ConfigError(
             f"train.batch_size={batch_size}: larger than the training split ({num_train} examples); lower it"
         )
-    steps_per_epoch = num_train // batch_size  # as Keras' steps_per_epoch = floor(N / batch)
+    chunk = config.data.get("device_chunk", 0)
+    chunk = chunk if 0 < chunk < num_train else 0  # a chunk as large as the split is the split
+    # As Keras' steps_per_epoch = floor(N / batch); with chunks, floor(chunk / batch) per chunk.
+    steps_per_call = (chunk or num_train) // batch_size
+    steps_per_epoch = steps_per_call * (num_train // chunk if chunk else 1)
     model = create_model(config.model)
     trace_counts = collections.Counter()
     image_shape = train_split["image"].shape[1:]
@@ -179,7 +243,7 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None) 
 
     def loss_fn(params, batch_stats, images, ages, dropout_key, hparams):
         heads, mutated = model.apply(
-            {"params": params, "batch_stats": batch_stats}, images.astype(jnp.float32),
+            {"params": params, "batch_stats": batch_stats}, model_input(images, config.data),
             train=True, rngs={"dropout": dropout_key}, mutable=["batch_stats"],
         )
         return jnp.mean(jnp.abs(readout(heads, hparams) - ages)), mutated["batch_stats"]
@@ -187,8 +251,9 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None) 
     def train_epoch(state, key, hparams, data):
         trace_counts["train_epoch"] += 1
         tx = optimizer(hparams)
-        epoch_key = jax.random.fold_in(jax.random.fold_in(key, 1), state.step // steps_per_epoch)
-        order = jax.random.permutation(epoch_key, num_train)[: steps_per_epoch * batch_size]
+        # One call trains on what `data` holds: the whole split, or one chunk of it (then the key is per chunk).
+        epoch_key = jax.random.fold_in(jax.random.fold_in(key, 1), state.step // steps_per_call)
+        order = jax.random.permutation(epoch_key, data["train"]["age"].shape[0])[: steps_per_call * batch_size]
 
         def step(state, batch_indices):
             images = data["train"]["image"][batch_indices]
@@ -208,7 +273,7 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None) 
             )
             return new_state, loss
 
-        state, losses = jax.lax.scan(step, state, order.reshape(steps_per_epoch, batch_size))
+        state, losses = jax.lax.scan(step, state, order.reshape(steps_per_call, batch_size))
         return state, {"train_loss": jnp.mean(losses)}
 
     def evaluate(state, hparams, data):
@@ -216,7 +281,7 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None) 
         variables = {"params": state.params, "batch_stats": state.batch_stats}
 
         def predict(images):
-            return readout(model.apply(variables, images.astype(jnp.float32), train=False), hparams)
+            return readout(model.apply(variables, model_input(images, config.data), train=False), hparams)
 
         return evaluate_batches(predict, data["test"])
 
@@ -227,10 +292,18 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None) 
 
         return jax.lax.scan(epoch, init(key, hparams), None, length=epochs)
 
-    data = jax.device_put({
+    host = {
         "train": {"image": train_split["image"], "age": train_split["age"].astype(np.float32)},
         "test": pad_to_batches(test_split["image"], test_split["age"], config.train.eval_batch_size),
-    })
+    }
+    if chunk:
+        batches_per_chunk = max(1, chunk // config.train.eval_batch_size)
+        padding = -len(host["test"]["age"]) % batches_per_chunk  # whole chunks: one compiled evaluate
+        test = {name: np.concatenate([array, np.zeros((padding, *array.shape[1:]), array.dtype)])
+                for name, array in host["test"].items()}
+        data = HostChunks(host["train"], test, chunk, batches_per_chunk, seed=config.data.seed)
+    else:
+        data = jax.device_put(host)
     return Trainer(
         {"init": init, "train_epoch": train_epoch, "evaluate": evaluate, "train": train},
         data,

@@ -11,6 +11,16 @@ import numpy as np
 from ssr_jax.data import synthetic
 
 SYNTHETIC_SPLITS = ("train", "test")
+# The TFDS builders' names (ssr_jax.data.builders.BUILDERS, a test keeps the two equal), listed here so that
+# validating a config does not import TFDS.
+PREPARED_DATASETS = ("morph2", "imdb", "wiki", "megaage_asian", "utkface", "synthetic_faces")
+PREPARED_IMAGE_SIZE = 64
+
+
+def prepared_name(data_config) -> str:
+    """`data.name` with its split protocol: "morph2" + protocol "subject" → "morph2/subject"."""
+    protocol = data_config.get("protocol", "")
+    return f"{data_config.name}/{protocol}" if protocol else data_config.name
 
 
 def _synthetic_splits(data_config) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -26,9 +36,16 @@ def _synthetic_splits(data_config) -> tuple[dict[str, np.ndarray], dict[str, np.
 
 
 def load_splits(data_config) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(train, test) for training: generated (synthetic) or read from the prepared dataset, `data.cap` examples of
+    each split at most (0: all)."""
     if data_config.name == "synthetic":
         return _synthetic_splits(data_config)
-    raise ValueError(f"data.name={data_config.name!r}: unknown dataset; the embedded default is 'synthetic'")
+    from ssr_jax.data import prepared  # TFDS is imported only when a real dataset is asked for
+
+    cap = data_config.get("cap", 0) or None
+    data_dir = data_config.get("data_dir", "") or None
+    return tuple(prepared.load_split(prepared_name(data_config), split, data_dir=data_dir, cap=cap)
+                 for split in ("train", "test"))
 
 
 def load_split(name: str, split: str, *, data_config=None, data_dir: str | None = None,

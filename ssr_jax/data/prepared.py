@@ -24,7 +24,7 @@ from ssr_jax.data.builders import FaceBuilder, get_builder
 from ssr_jax.data.builders.common import IMAGE_SIZE, PrepareReport, split_order
 from ssr_jax.data.builders.reference_npz import read_reference_npz, write_reference_npz
 
-__all__ = ["NotPreparedError", "PrepareReport", "default_data_dir", "export_npz", "info", "load_split", "prepare",
+__all__ = ["NotPreparedError", "PrepareReport", "dataset_dir", "default_data_dir", "export_npz", "info", "load_split", "prepare",
            "read_reference_npz"]
 
 DATA_DIR_ENV = "SSR_JAX_DATA_DIR"
@@ -116,6 +116,11 @@ def export_npz(name: str, split: str, out_path: str | os.PathLike, *,
     out_path = pathlib.Path(out_path).expanduser()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     return write_reference_npz(out_path, image=arrays["image"], age=arrays["age"].astype(np.int64), gender=gender)
+
+
+def dataset_dir(name: str, *, data_dir: str | os.PathLike | None = None) -> pathlib.Path:
+    """The version directory of a prepared dataset (NotPreparedError, with the command to run, when there is none)."""
+    return pathlib.Path(_prepared(name, data_dir).data_dir)
 
 
 def _data_dir(data_dir) -> pathlib.Path:

@@ -38,6 +38,21 @@ def create_model(model_config) -> SSRNet:
     )
 
 
+COLOUR_ORDERS = ("BGR", "RGB")
+INPUT_SCALES = {"raw": (1.0, 0.0), "unit": (1 / 255, 0.0), "symmetric": (2 / 255, -1.0)}  # x · a + b
+
+
+def model_input(images: jnp.ndarray, data_config) -> jnp.ndarray:
+    """Stored uint8 BGR images `[..., H, W, 3]` → the float32 input the model trains on: `data.colour_order`
+    (the reference feeds BGR, as cv2 reads) and `data.input_scale` (raw 0–255 = the reference; unit [0, 1];
+    symmetric [−1, 1]). Configs recorded before these knobs existed mean the reference's BGR raw."""
+    images = images.astype(jnp.float32)
+    if data_config.get("colour_order", "BGR") == "RGB":
+        images = images[..., ::-1]
+    scale, offset = INPUT_SCALES[data_config.get("input_scale", "raw")]
+    return images if (scale, offset) == (1.0, 0.0) else images * scale + offset
+
+
 def predict_age(model_config, heads: dict, *, lambda_local, lambda_d) -> jnp.ndarray:
     """Ages `[batch]` from the model's heads; λ may be traced (a vmapped sweep axis)."""
     if model_config.family == "dex":

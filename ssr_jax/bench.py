@@ -1,0 +1,460 @@
+"""`ssr-jax bench`: how fast a config trains and evaluates here, for one run or a vmapped group of M members.
+
+  run_benchmark(config, members=M)        compile time, steady-state training and evaluation images/s, memory
+  sequential_vs_vmapped(config, M)        M runs one after another against one vmapped group of M (measured for a
+                                          few epochs, extrapolated to `config.train.epochs`)
+  format_table(result)                    the same dict as text for people
+
+Every figure is measured on the data the config names (by default the embedded synthetic faces; shrink it with
+`--config.data.num_train=2000` for a quick run) through the same `make_train` programs that `ssr-jax train` and
+`ssr-jax sweep` run: one compiled `lax.scan` per epoch, the split resident on the device as uint8. Timings stop on
+`jax.block_until_ready`, after `warmup_epochs` untimed epochs, and report the median of the timed repeats. Results
+are JSON-ready dicts. Figures are printed and recorded (benchmarks/README.md), never asserted.
+
+A group of M > 1 members is M copies of the config with seeds `seed, seed+1, …` and λ_local, λ_d spread over
+[0, 1] (a √M × √M grid when M is a square, as the reference's 5 × 5 λ grid); those are values (`train.VALUE_FIELDS`),
+so the group is one program whatever M is.
+"""
+from __future__ import annotations
+
+import math
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from ssr_jax import config_lib
+from ssr_jax.data import load_splits
+from ssr_jax.train import Splits, make_train, stack_members
+
+RESULT_VERSION = 1
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Members, machine and config descriptions
+# ----------------------------------------------------------------------------------------------------------------
+def member_configs(config: ml_collections.ConfigDict, members: int) -> list[ml_collections.ConfigDict]:
+    """`members` copies of `config` that differ only in value fields (one program): seeds `seed + i`, λ_local and
+    λ_d over [0, 1] — a grid when `members` is a square > 1, else λ_local rising while λ_d falls. One member is the
+    config unchanged."""
+    if members < 1:
+        raise config_lib.ConfigError(f"--members={members}: needs at least 1")
+    if members == 1:
+        return [config]
+    side = math.isqrt(members)
+    if side * side == members:
+        grid = np.linspace(0.0, 1.0, side)
+        lambdas = [(float(a), float(b)) for a in grid for b in grid]
+    else:
+        spread = np.linspace(0.0, 1.0, members)
+        lambdas = [(float(a), float(1.0 - a)) for a in spread]
+    return [
+        config_lib.apply_overrides(config, {"seed": config.seed + index, "model.lambda_local": local,
+                                            "model.lambda_d": d})
+        for index, (local, d) in enumerate(lambdas)
+    ]
+
+
+def device_summary() -> dict[str, Any]:
+    """The accelerator (or CPU) this process computes on."""
+    devices = jax.devices()
+    first = devices[0]
+    return {
+        "platform": first.platform,
+        "device_kind": getattr(first, "device_kind", first.platform),
+        "device_count": len(devices),
+        "host_cpus": os.cpu_count(),
+        "host": platform.node(),
+        "processor": _processor_name(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
+
+
+def _processor_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def config_summary(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The fields that decide the speed of a run."""
+    augmentation = config.data.get("augment")
+    return {
+        "family": config.model.family,
+        "stages": list(config.model.stages),
+        "image_size": config.data.image_size,
+        "conv": config.model.get("conv", "xla"),
+        "augment": bool(augmentation is not None and augmentation.get("enabled", True)),
+        "data": config.data.name,
+        "batch_size": config.train.batch_size,
+        "eval_batch_size": config.train.eval_batch_size,
+        "epochs": config.train.epochs,
+    }
+
+
+def _label(config_info: dict, members: int) -> str:
+    stages = ",".join(str(s) for s in config_info["stages"])
+    return (f"{config_info['family']} ({stages}) {config_info['image_size']}px conv={config_info['conv']} "
+            f"augment={'on' if config_info['augment'] else 'off'} batch {config_info['batch_size']}, "
+            f"{members} member{'s' if members > 1 else ''}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Memory
+# ----------------------------------------------------------------------------------------------------------------
+def peak_host_memory_bytes() -> int:
+    """The process's peak resident set size (Linux reports ru_maxrss in KiB, macOS in bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def device_memory() -> dict[str, int | None]:
+    """Peak and current bytes in use on the first device; None where the backend keeps no statistics (CPU)."""
+    try:
+        stats = jax.devices()[0].memory_stats()
+    except Exception:  # noqa: BLE001 — backends without the call raise various errors
+        stats = None
+    stats = stats or {}
+    return {"peak_bytes_in_use": stats.get("peak_bytes_in_use"), "bytes_in_use": stats.get("bytes_in_use"),
+            "bytes_limit": stats.get("bytes_limit")}
+
+
+def _tree_bytes(tree) -> int:
+    return int(sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(tree)))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Timing helpers
+# ----------------------------------------------------------------------------------------------------------------
+def _timed(fn, *args):
+    """(result, seconds) of `fn(*args)`, waiting for every output array."""
+    start = time.perf_counter()
+    result = jax.block_until_ready(fn(*args))
+    return result, time.perf_counter() - start
+
+
+def _flops(compiled) -> float | None:
+    """FLOPs XLA counts for one call of a compiled program (None where the backend gives no cost analysis)."""
+    try:
+        analysis = compiled.cost_analysis()
+    except Exception:  # noqa: BLE001
+        return None
+    if isinstance(analysis, (list, tuple)):
+        analysis = analysis[0] if analysis else None
+    flops = (analysis or {}).get("flops")
+    return float(flops) if flops and flops > 0 else None
+
+
+class _Measured:
+    """A trainer, its member state and the timings taken on it (shared by both entry points)."""
+
+    def __init__(self, config, configs, splits, *, timed_epochs, warmup_epochs, eval_repeats):
+        start = time.perf_counter()
+        self.trainer = make_train(config, splits)
+        self.keys, self.hparams = stack_members(configs)
+        jax.block_until_ready(self.trainer.data)
+        self.setup_s = time.perf_counter() - start
+        self.state, self.init_s = _timed(self.trainer.init, self.keys, self.hparams)
+        self.compile_s = self.trainer.compile(self.state, self.keys, self.hparams)
+        self.warmup_epoch_s = [self.epoch() for _ in range(warmup_epochs)]
+        self.epoch_s = [self.epoch() for _ in range(timed_epochs)]
+        self.eval_s = [self.evaluate() for _ in range(eval_repeats)]
+
+    def epoch(self) -> float:
+        (self.state, metrics), seconds = _timed(self.trainer.train_epoch, self.state, self.keys, self.hparams)
+        self.train_loss = np.asarray(jax.device_get(metrics["train_loss"]))
+        return seconds
+
+    def evaluate(self) -> float:
+        metrics, seconds = _timed(self.trainer.evaluate, self.state, self.hparams)
+        self.mae = np.asarray(jax.device_get(metrics["mae"]))
+        return seconds
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# run_benchmark
+# ----------------------------------------------------------------------------------------------------------------
+def run_benchmark(config: ml_collections.ConfigDict, *, members: int = 1, timed_epochs: int = 3,
+                  warmup_epochs: int = 1, eval_repeats: int = 3, splits: Splits | None = None) -> dict[str, Any]:
+    """Compiles and trains `config` (a vmapped group of `members`) for `warmup_epochs + timed_epochs` epochs and
+    times it; returns a JSON-ready dict (see benchmarks/README.md for what each figure means).
+
+    `splits` (train, test) replaces the dataset named by `config.data`.
+    """
+    config_lib.validate(config)
+    if timed_epochs < 1 or warmup_epochs < 0 or eval_repeats < 1:
+        raise ValueError("needs timed_epochs >= 1, warmup_epochs >= 0, eval_repeats >= 1")
+    configs = member_configs(config, members)
+    wall_start = time.perf_counter()
+    data_start = time.perf_counter()
+    splits = splits if splits is not None else load_splits(config.data)
+    data_s = time.perf_counter() - data_start
+    run = _Measured(config, configs, splits, timed_epochs=timed_epochs, warmup_epochs=warmup_epochs,
+                    eval_repeats=eval_repeats)
+    trainer = run.trainer
+    num_train, num_test = int(len(splits[0]["age"])), int(len(splits[1]["age"]))
+    epoch_s = statistics.median(run.epoch_s)
+    eval_s = statistics.median(run.eval_s)
+    images_per_epoch = trainer.images_per_epoch  # whole batches only: floor(N / batch) · batch
+    train_ips = images_per_epoch * members / epoch_s
+    eval_ips = num_test * members / eval_s
+    image = trainer.data["train"]["image"]
+    epoch_flops = _flops(trainer._train_epoch)
+    result = {
+        "version": RESULT_VERSION,
+        "label": _label(config_summary(config), members),
+        "members": members,
+        "batch": config.train.batch_size,
+        "eval_batch": config.train.eval_batch_size,
+        "device": device_summary(),
+        "jax_version": jax.__version__,
+        "jaxlib_version": _jaxlib_version(),
+        "python_version": platform.python_version(),
+        "config": config_summary(config),
+        "num_train": num_train,
+        "num_test": num_test,
+        "images_per_epoch": images_per_epoch,
+        "steps_per_epoch": trainer.steps_per_epoch,
+        "data_s": data_s,
+        "setup_s": run.setup_s,
+        "init_s": run.init_s,
+        "compile_s": run.compile_s,
+        "warmup_epoch_s": run.warmup_epoch_s,
+        "epoch_s": run.epoch_s,
+        "epoch_s_median": epoch_s,
+        "epoch_s_spread": _spread(run.epoch_s),
+        "train_images_per_s": train_ips,
+        "train_images_per_s_per_member": train_ips / members,
+        "step_ms": 1e3 * epoch_s / trainer.steps_per_epoch,
+        "eval_s": run.eval_s,
+        "eval_s_median": eval_s,
+        "eval_images_per_s": eval_ips,
+        "eval_images_per_s_per_member": eval_ips / members,
+        "train_gflop_per_image": epoch_flops / (images_per_epoch * members) / 1e9 if epoch_flops else None,
+        "train_gflop_per_s": epoch_flops / epoch_s / 1e9 if epoch_flops else None,
+        "bytes_per_image": int(np.prod(image.shape[1:]) * image.dtype.itemsize),
+        "image_dtype": str(image.dtype),
+        "dataset_device_bytes": _tree_bytes(trainer.data),
+        "state_bytes": _tree_bytes(run.state),
+        "peak_host_memory_bytes": peak_host_memory_bytes(),
+        "device_memory": device_memory(),
+        "final_train_loss": [float(x) for x in run.train_loss],
+        "final_mae": [float(x) for x in run.mae],
+        "wall_s": time.perf_counter() - wall_start,
+    }
+    return result
+
+
+def _spread(values: list[float]) -> float:
+    """(max − min) / median: how noisy the repeats were."""
+    median = statistics.median(values)
+    return (max(values) - min(values)) / median if median > 0 else 0.0
+
+
+def _jaxlib_version() -> str | None:
+    try:
+        import jaxlib
+
+        return jaxlib.__version__
+    except (ImportError, AttributeError):
+        return None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sequential against vmapped
+# ----------------------------------------------------------------------------------------------------------------
+def sequential_vs_vmapped(config: ml_collections.ConfigDict, members: int, *, epochs: int = 1,
+                          sequential_runs: int | None = None, splits: Splits | None = None,
+                          full_epochs: int | None = None) -> dict[str, Any]:
+    """Wall time of `members` runs trained one after another against one vmapped group of `members`, each for
+    `epochs` epochs with an evaluation after every epoch (as `ssr-jax train` / `ssr-jax sweep` do).
+
+    Sequential: one single-member program, compiled once and reused by every run (a warm compilation cache or one
+    process); each run initialises its own state. `sequential_runs` < members times only that many runs and scales
+    their mean to `members` (labelled). Vmapped: the group's program, compiled once.
+    Both are then extrapolated to `full_epochs` (default `config.train.epochs`) from the measured per-epoch train
+    and evaluation times plus the compile times — an extrapolation, not a measurement.
+    """
+    config_lib.validate(config)
+    configs = member_configs(config, members)
+    runs = members if sequential_runs is None else max(1, min(sequential_runs, members))
+    full_epochs = full_epochs or config.train.epochs
+    splits = splits if splits is not None else load_splits(config.data)
+
+    # Sequential: one compile, then `runs` runs of `epochs` epochs each ------------------------------------------
+    single = make_train(config, splits)
+    keys, hparams = stack_members([configs[0]])
+    start = time.perf_counter()
+    state = jax.block_until_ready(single.init(keys, hparams))
+    seq_compile_s = single.compile(state, keys, hparams) + (time.perf_counter() - start)
+    seq_train_s, seq_eval_s, run_s = [], [], []
+    for member_config in configs[:runs]:
+        run_start = time.perf_counter()
+        keys, hparams = stack_members([member_config])
+        state = jax.block_until_ready(single.init(keys, hparams))
+        for _ in range(epochs):
+            (state, _), seconds = _timed(single.train_epoch, state, keys, hparams)
+            seq_train_s.append(seconds)
+            _, seconds = _timed(single.evaluate, state, hparams)
+            seq_eval_s.append(seconds)
+        run_s.append(time.perf_counter() - run_start)
+    seq_measured_s = seq_compile_s + sum(run_s)
+    seq_wall_s = seq_compile_s + statistics.mean(run_s) * members
+
+    # Vmapped: one group of `members` ---------------------------------------------------------------------------
+    group = make_train(config, splits)
+    keys, hparams = stack_members(configs)
+    start = time.perf_counter()
+    state = jax.block_until_ready(group.init(keys, hparams))
+    vmap_compile_s = group.compile(state, keys, hparams) + (time.perf_counter() - start)
+    vmap_train_s, vmap_eval_s = [], []
+    for _ in range(epochs):
+        (state, _), seconds = _timed(group.train_epoch, state, keys, hparams)
+        vmap_train_s.append(seconds)
+        _, seconds = _timed(group.evaluate, state, hparams)
+        vmap_eval_s.append(seconds)
+    vmap_wall_s = vmap_compile_s + sum(vmap_train_s) + sum(vmap_eval_s)
+
+    images = single.images_per_epoch * epochs * members  # training images in all M runs
+    seq_epoch = statistics.median(seq_train_s) + statistics.median(seq_eval_s)
+    vmap_epoch = statistics.median(vmap_train_s) + statistics.median(vmap_eval_s)
+    seq_full = seq_compile_s + members * full_epochs * seq_epoch
+    vmap_full = vmap_compile_s + full_epochs * vmap_epoch
+    return {
+        "version": RESULT_VERSION,
+        "label": _label(config_summary(config), members),
+        "members": members,
+        "epochs": epochs,
+        "batch": config.train.batch_size,
+        "num_train": int(len(splits[0]["age"])),
+        "num_test": int(len(splits[1]["age"])),
+        "device": device_summary(),
+        "jax_version": jax.__version__,
+        "config": config_summary(config),
+        "sequential": {
+            "runs_timed": runs,
+            "compile_s": seq_compile_s,
+            "measured_wall_s": seq_measured_s,
+            "wall_s": seq_wall_s,
+            "wall_s_is_scaled": runs < members,
+            "epoch_s_median": statistics.median(seq_train_s),
+            "eval_s_median": statistics.median(seq_eval_s),
+            "train_images_per_s": single.images_per_epoch / statistics.median(seq_train_s),
+            "images_per_s_overall": images / seq_wall_s,
+        },
+        "vmapped": {
+            "compile_s": vmap_compile_s,
+            "wall_s": vmap_wall_s,
+            "epoch_s_median": statistics.median(vmap_train_s),
+            "eval_s_median": statistics.median(vmap_eval_s),
+            "train_images_per_s": group.images_per_epoch * members / statistics.median(vmap_train_s),
+            "images_per_s_overall": images / vmap_wall_s,
+        },
+        "speedup": seq_wall_s / vmap_wall_s,
+        "extrapolated": {
+            "note": (f"extrapolated to {full_epochs} epochs of {single.images_per_epoch} training images from the "
+                     "measured median per-epoch train + evaluation times plus the measured compile times"),
+            "epochs": full_epochs,
+            "sequential_s": seq_full,
+            "vmapped_s": vmap_full,
+            "speedup": seq_full / vmap_full,
+        },
+        "peak_host_memory_bytes": peak_host_memory_bytes(),
+        "device_memory": device_memory(),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Text
+# ----------------------------------------------------------------------------------------------------------------
+def _bytes(value) -> str:
+    if value is None:
+        return "n/a"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+
+
+def _device_line(device: dict) -> str:
+    flags = f"  XLA_FLAGS={device['xla_flags']}" if device.get("xla_flags") else ""
+    return (f"{device['device_kind']} ×{device['device_count']} ({device['platform']}; host: {device['processor']}, "
+            f"{device['host_cpus']} CPUs){flags}")
+
+
+def format_table(result: dict) -> str:
+    """`run_benchmark`'s or `sequential_vs_vmapped`'s result as an aligned text table."""
+    if "sequential" in result:
+        return _format_comparison(result)
+    gflops = result.get("train_gflop_per_s")
+    rows = [
+        ("config", result["label"]),
+        ("device", _device_line(result["device"])),
+        ("jax", f"{result['jax_version']} (python {result.get('python_version', '?')})"),
+        ("data", f"{result['num_train']:,} train ({result['images_per_epoch']:,} per epoch, "
+                 f"{result['steps_per_epoch']} steps) / {result['num_test']:,} test"),
+        ("compile", f"{result['compile_s']:.2f} s (train_epoch + evaluate; init {result['init_s']:.2f} s)"),
+        ("train", f"{result['train_images_per_s']:,.0f} images/s"
+                  + (f" ({result['train_images_per_s_per_member']:,.0f} images/s per member)"
+                     if result["members"] > 1 else "")
+                  + f"; epoch {result['epoch_s_median']:.2f} s median of {len(result['epoch_s'])}"
+                  f" (spread {100 * result['epoch_s_spread']:.0f}%), {result['step_ms']:.1f} ms/step"),
+        ("evaluate", f"{result['eval_images_per_s']:,.0f} images/s; {result['eval_s_median']:.3f} s per pass over "
+                     f"the test split (batch {result['eval_batch']})"),
+        ("arithmetic", f"{result['train_gflop_per_image']:.3f} GFLOP per training image, {gflops:.1f} GFLOP/s"
+         if gflops else "n/a (no cost analysis on this backend)"),
+        ("dataset", f"{result['bytes_per_image']:,} bytes per image ({result['image_dtype']}), "
+                    f"{_bytes(result['dataset_device_bytes'])} on the device"),
+        ("host memory", f"{_bytes(result['peak_host_memory_bytes'])} peak RSS"),
+        ("device memory", f"{_bytes(result['device_memory']['peak_bytes_in_use'])} peak"
+         if result["device_memory"]["peak_bytes_in_use"] is not None else "n/a (the backend keeps no statistics)"),
+    ]
+    return _rows(rows)
+
+
+def _format_comparison(result: dict) -> str:
+    seq, vm, ext = result["sequential"], result["vmapped"], result["extrapolated"]
+    members, epochs = result["members"], result["epochs"]
+    scaled = (f" (timed {seq['runs_timed']} runs, scaled to {members})" if seq["wall_s_is_scaled"] else "")
+    rows = [
+        ("config", result["label"]),
+        ("device", _device_line(result["device"])),
+        ("data", f"{result['num_train']:,} train / {result['num_test']:,} test, {epochs} epoch"
+                 f"{'s' if epochs > 1 else ''} per run, evaluation after each"),
+        ("sequential", f"{seq['wall_s']:.1f} s for {members} runs{scaled}; compile {seq['compile_s']:.1f} s once; "
+                       f"{seq['train_images_per_s']:,.0f} training images/s; {seq['images_per_s_overall']:,.0f} "
+                       "images/s overall"),
+        ("vmapped", f"{vm['wall_s']:.1f} s for one group of {members}; compile {vm['compile_s']:.1f} s; "
+                    f"{vm['train_images_per_s']:,.0f} training images/s; {vm['images_per_s_overall']:,.0f} "
+                    "images/s overall"),
+        ("speedup", f"{result['speedup']:.2f}× (measured)"),
+        (f"{ext['epochs']} epochs", f"sequential {_duration(ext['sequential_s'])}, vmapped "
+                                    f"{_duration(ext['vmapped_s'])}, {ext['speedup']:.2f}× — EXTRAPOLATED"),
+        ("", ext["note"]),
+    ]
+    return _rows(rows)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def _rows(rows) -> str:
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
