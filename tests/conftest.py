@@ -1,6 +1,8 @@
 """Shared test set-up: CPU only, and a persistent compilation cache so repeated shapes compile once per suite."""
 import os
 import pathlib
+import subprocess
+import sys
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -44,3 +46,15 @@ def random_model(tmp_path_factory):
                  "batch_stats": jax.tree_util.tree_map_with_path(statistic, shapes["batch_stats"])}
     directory = saved_model.save(tmp_path_factory.mktemp("random") / "model", config, variables)
     return directory, config, variables
+
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args, check: bool = True) -> subprocess.CompletedProcess:
+    """`ssr-jax ARGS…` in a subprocess from the repository root; with `check`, a non-zero exit fails the test."""
+    result = subprocess.run([sys.executable, "-m", "ssr_jax", *map(str, args)], capture_output=True, text=True,
+                            cwd=REPO, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"ssr-jax {args} exited {result.returncode}:\n{result.stderr[-3000:]}")
+    return result

@@ -1,13 +1,12 @@
 """The model-directory commands end to end: convert-keras, predict, evaluate and inspect, as a user runs them."""
 import json
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import run_cli
 from ssr_jax import data, keras_import, saved_model
 from ssr_jax.models import abstract_variables, count_parameters
 from ssr_jax.predict import predict_files
@@ -15,14 +14,6 @@ from test_keras_import import keras_layout, write_h5
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference"
-
-
-def run_cli(*args, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "ssr_jax", *map(str, args)], capture_output=True, text=True,
-                            cwd=REPO, timeout=300)
-    if check and result.returncode != 0:
-        raise AssertionError(f"ssr-jax {args} exited {result.returncode}:\n{result.stderr[-3000:]}")
-    return result
 
 
 @pytest.fixture(scope="module")

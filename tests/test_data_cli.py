@@ -2,27 +2,17 @@
 `data info` → `data export-npz` round trip → training on it (augmentation on) → `ssr-jax evaluate` on it."""
 import json
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from configs import ssrnet
+from conftest import run_cli
 from ssr_jax import config_lib
 from ssr_jax.data import PREPARED_DATASETS, builders, synthetic
 from ssr_jax.train import train_and_evaluate
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 NUM = 100
-
-
-def run_cli(*args, check=True):
-    result = subprocess.run([sys.executable, "-m", "ssr_jax", *map(str, args)], capture_output=True, text=True,
-                            cwd=REPO, timeout=300)
-    if check and result.returncode != 0:
-        raise AssertionError(f"ssr-jax {args} exited {result.returncode}:\n{result.stderr[-3000:]}")
-    return result
 
 
 @pytest.fixture(scope="module")
