@@ -9,7 +9,6 @@ from ssr_jax import config_lib
 from ssr_jax.train import train_and_evaluate
 from ssr_jax.workdir import WorkdirError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("overrides, field", [

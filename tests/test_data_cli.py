@@ -1,7 +1,6 @@
 """A real dataset end to end, as a user meets it: the reference's morph2_db_align.npz → `ssr-jax data prepare` →
 `data info` → `data export-npz` round trip → training on it (augmentation on) → `ssr-jax evaluate` on it."""
 import json
-import pathlib
 
 import numpy as np
 import pytest
