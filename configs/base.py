@@ -32,6 +32,9 @@ def get_config():
     # How convolutions are computed ("patches": slices + matmul; "xla": lax.conv). Same parameters and results;
     # "patches" trains ≈5× faster on XLA:CPU because an epoch is one scan (see ssr_jax/models/conv.py).
     config.model.conv = "patches"
+    # The baselines' sizes (families mobilenet / densenet): Table 1's are α = 0.25 and depth 19.
+    config.model.mobilenet_alpha = 0.25
+    config.model.densenet_depth = 19
 
     config.data = ml_collections.ConfigDict()
     config.data.name = "synthetic"
@@ -70,6 +73,8 @@ def get_config():
     config.train.epochs = 90
     config.train.eval_batch_size = 500
     config.train.checkpoint_every = 1
+    # Also time the finished model's inference on the host CPU, one image at a time (Table 1's "CPU inference").
+    config.train.measure_inference = False
 
     config.optim = ml_collections.ConfigDict()
     config.optim.learning_rate = 1e-3

@@ -96,8 +96,13 @@ def _info(args):
         print(json.dumps(counts))
         return
     model = config.model
-    heads = "" if model.family == "dex" else f" delta={model.with_delta} eta={model.with_eta}"
-    print(f"model       {model.family} stages={tuple(model.stages)} p={model.p_activation}{heads}")
+    if model.family == "mobilenet":
+        print(f"model       mobilenet alpha={model.mobilenet_alpha} (regression head)")
+    elif model.family == "densenet":
+        print(f"model       densenet depth={model.densenet_depth} (regression head)")
+    else:
+        heads = f" delta={model.with_delta} eta={model.with_eta}" if model.family == "ssr" else ""
+        print(f"model       {model.family} stages={tuple(model.stages)} p={model.p_activation}{heads}")
     print(f"trainable   {counts['trainable']:,}")
     print(f"batch_stats {counts['batch_stats']:,}")
     print(f"total       {counts['total']:,}")

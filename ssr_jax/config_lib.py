@@ -14,7 +14,7 @@ import ml_collections
 from ssr_jax.data import PREPARED_DATASETS, PREPARED_IMAGE_SIZE, augment
 from ssr_jax.models import COLOUR_ORDERS, INPUT_SCALES
 from ssr_jax.models import FAMILIES
-from ssr_jax.models.ssrnet import CONV_IMPLEMENTATIONS
+from ssr_jax.models.conv import CONV_IMPLEMENTATIONS
 
 MAX_STAGES = 4
 MIN_IMAGE_SIZE = 38
@@ -100,6 +100,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _fail("model.stages", stages, f"needs 1 to {MAX_STAGES} positive integers, e.g. --config.model.stages=3,3,3")
     if model.family == "dex" and len(stages) != 1:
         _fail("model.stages", stages, "DEX has one softmax stage, e.g. --config.model.stages='(101,)'")
+    if not model.get("mobilenet_alpha", 0.25) > 0:
+        _fail("model.mobilenet_alpha", model.mobilenet_alpha, "the MobileNet width multiplier must be positive "
+              "(Table 1: 0.25)")
+    depth = model.get("densenet_depth", 19)
+    if not (isinstance(depth, int) and depth >= 7 and (depth - 4) % 3 == 0):
+        _fail("model.densenet_depth", depth, "needs depth = 3n + 4 with n >= 1 (the reference: 13 or 19)")
     if model.family == "regression" and len(stages) != 1:
         _fail("model.stages", stages, "the regression head has one fusion stage (its width), e.g. '(101,)'")
     if not model.v > 0:

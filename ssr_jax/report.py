@@ -61,6 +61,8 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     table["params"] = static["params"].first() if "params" in frame else np.nan
     table["size_kb"] = static["model_bytes"].first() / 1024 if "model_bytes" in frame else np.nan
     table["train_s"] = grouped["wall_s"].mean()
+    if "inference_ms_per_image" in frame:  # runs with train.measure_inference (Table 1)
+        table["cpu_ms"] = grouped["inference_ms_per_image"].mean()
     return table
 
 
@@ -98,6 +100,8 @@ def display_table(table: pd.DataFrame, *, plus_minus: str = "±") -> pd.DataFram
     shown["params"] = [f"{int(p):,}" if pd.notna(p) else "–" for p in table["params"]]
     shown["size (KB)"] = [f"{s:.1f}" if pd.notna(s) else "–" for s in table["size_kb"]]
     shown["train (s)"] = [f"{t:.0f}" if pd.notna(t) else "–" for t in table["train_s"]]
+    if "cpu_ms" in table:
+        shown["CPU ms/image"] = [f"{t:.2f}" if pd.notna(t) else "–" for t in table["cpu_ms"]]
     return shown
 
 

@@ -31,6 +31,7 @@ import tqdm
 
 from ssr_jax import config_lib, launch, workdir as workdir_lib
 from ssr_jax.data import load_splits
+from ssr_jax.models import architecture_label
 from ssr_jax.train import program_signature, record_config, train_members
 
 FINISHED = ("ok", "diverged")
@@ -139,7 +140,7 @@ def group_runs(runs: Sequence[Run], *, max_members: int = DEFAULT_MAX_MEMBERS) -
     groups = []
     for program, members in sorted(by_program.items()):
         config = members[0].config
-        label = f"{config.model.family}-{'x'.join(map(str, config.model.stages))}-{program}"
+        label = f"{architecture_label(config.model)}-{program}"
         for start in range(0, len(members), max_members):
             chunk = members[start:start + max_members]
             group = f"{label}-{_digest([run.run_id for run in chunk], 6)}"
@@ -187,8 +188,8 @@ def describe(groups: list[list[Run]]) -> str:
     lines = []
     for members in groups:
         config = members[0].config
-        lines.append(f"group {members[0].group}: {len(members)} member(s), {config.model.family} "
-                     f"stages={tuple(config.model.stages)}, batch {config.train.batch_size}, "
+        lines.append(f"group {members[0].group}: {len(members)} member(s), {architecture_label(config.model)}, "
+                     f"batch {config.train.batch_size}, "
                      f"{config.train.epochs} epochs")
         lines.extend(f"  {run.run_id}" for run in members)
     return "\n".join(lines)

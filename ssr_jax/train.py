@@ -29,7 +29,8 @@ import tqdm
 from ssr_jax import checkpoint, config_lib, workdir as workdir_lib
 from ssr_jax.data import augment, load_splits
 from ssr_jax.evaluate import evaluate_batches, pad_to_batches, predict_the_mean_mae
-from ssr_jax.models import abstract_variables, count_parameters, create_model, model_input, predict_age
+from ssr_jax.models import (abstract_variables, count_parameters, create_model, model_input, predict_age,
+                            regularisation)
 
 Splits = tuple[dict[str, np.ndarray], dict[str, np.ndarray]]
 
@@ -246,7 +247,8 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None) 
             {"params": params, "batch_stats": batch_stats}, model_input(images, config.data),
             train=True, rngs={"dropout": dropout_key}, mutable=["batch_stats"],
         )
-        return jnp.mean(jnp.abs(readout(heads, hparams) - ages)), mutated["batch_stats"]
+        loss = jnp.mean(jnp.abs(readout(heads, hparams) - ages)) + regularisation(config.model, params)
+        return loss, mutated["batch_stats"]
 
     def train_epoch(state, key, hparams, data):
         trace_counts["train_epoch"] += 1
@@ -334,6 +336,24 @@ def record_config(run_dir: pathlib.Path, config, overrides: dict | None) -> None
         return
     record = {"config": resolved, "overrides": config_lib.jsonable(dict(overrides or {})), **workdir_lib.provenance()}
     workdir_lib.write_json(path, record)
+
+
+def cpu_inference_ms(config: ml_collections.ConfigDict, variables: dict, repeats: int = 50) -> float:
+    """Median milliseconds to predict one image (batch 1, evaluation mode, compiled) on the host CPU."""
+    cpu = jax.devices("cpu")[0]
+    model = create_model(config.model)
+    lambdas = dict(lambda_local=config.model.lambda_local, lambda_d=config.model.lambda_d)
+    predict = jax.jit(lambda v, x: predict_age(config.model, model.apply(v, model_input(x, config.data), train=False),
+                                               **lambdas))
+    size = config.data.image_size
+    variables, image = jax.device_put((variables, np.zeros((1, size, size, 3), np.uint8)), cpu)
+    predict(variables, image).block_until_ready()  # compile
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predict(variables, image).block_until_ready()
+        seconds.append(time.perf_counter() - start)
+    return 1000 * statistics.median(seconds)
 
 
 def load_init_from(config: ml_collections.ConfigDict) -> dict:
@@ -475,9 +495,12 @@ def train_members(
             "group_members": members,
             "resumed_from_epoch": start_epoch,
         }
+        member_state = jax.tree.map(lambda leaf: leaf[member], state)
         if run_dir != state_dir:  # a member of a group keeps its own final weights, loadable like any run
-            member_state = jax.tree.map(lambda leaf: leaf[member], state)
             checkpoint.save(run_dir / "checkpoint", int(member_state.step), member_state)
+        if config.train.get("measure_inference"):
+            summary["inference_ms_per_image"] = cpu_inference_ms(
+                configs[member], {"params": member_state.params, "batch_stats": member_state.batch_stats})
         workdir_lib.write_json(run_dir / "summary.json", summary)
         summaries.append(summary)
     return summaries

@@ -102,3 +102,37 @@ def test_patch_convolution_matches_xla_convolution():
     heads = [jax.tree.leaves(m.apply(variables, images, train=False)) for m in (fast, reference)]
     for got, want in zip(*heads):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel, strides, padding, depthwise", [
+    ((3, 3), (1, 1), "VALID", False), ((3, 3), (1, 1), "SAME", False), ((3, 3), (2, 2), "SAME", False),
+    ((1, 1), (1, 1), "VALID", False), ((3, 3), (2, 2), "SAME", True), ((3, 3), (1, 1), ((1, 2), (0, 1)), True),
+])
+def test_patches_conv_equals_lax_conv(kernel, strides, padding, depthwise):
+    """Every case SSR-Net and the baselines use: strides, TensorFlow's SAME (odd padding at the end), explicit
+    padding, and depthwise (one filter per channel, MobileNet) convolutions."""
+    from ssr_jax.models.conv import patches_conv
+
+    rng = np.random.default_rng(0)
+    lhs = jnp.asarray(rng.standard_normal((2, 9, 10, 4)), jnp.float32)
+    rhs = jnp.asarray(rng.standard_normal((*kernel, 1 if depthwise else 4, 4 if depthwise else 5)), jnp.float32)
+    groups = 4 if depthwise else 1
+    numbers = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
+    want = jax.lax.conv_general_dilated(lhs, rhs, strides, padding, dimension_numbers=numbers,
+                                        feature_group_count=groups, precision=jax.lax.Precision.HIGHEST)
+    got = patches_conv(lhs, rhs, strides, padding, dimension_numbers=numbers, feature_group_count=groups,
+                       precision=jax.lax.Precision.HIGHEST)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(NotImplementedError):
+        patches_conv(lhs, rhs, strides, padding, rhs_dilation=(2, 2), feature_group_count=groups)
+
+
+@pytest.mark.parametrize("family", ["mobilenet", "densenet"])
+def test_baselines_compute_the_same_with_either_convolution(family):
+    config = model_config(family=family, densenet_depth=7)
+    images = jnp.asarray(np.random.default_rng(1).integers(0, 256, (2, 64, 64, 3)), jnp.float32)
+    fast, reference = create_model(config), create_model(model_config(family=family, densenet_depth=7, conv="xla"))
+    variables = jax.jit(lambda key: reference.init(key, images[:1], train=False))(jax.random.key(2, impl="rbg"))
+    got, want = (m.apply(variables, images, train=False)["age"] for m in (fast, reference))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)

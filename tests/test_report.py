@@ -110,3 +110,10 @@ def test_results_md_round_trips_through_pandas(sweep_dir):
     text = report.write_tables(sweep_dir, formats=["md"])["results.md"].read_text()
     frame = pd.read_table(io.StringIO(text), sep="|", skiprows=[1], skipinitialspace=True).dropna(axis=1, how="all")
     assert len(frame) == 4
+
+
+def test_cpu_inference_column_appears_when_runs_measured_it(tmp_path):
+    rows = [{**ROWS[0], "inference_ms_per_image": 2.5}, {**ROWS[1], "inference_ms_per_image": 3.0}]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cells = markdown_cells(report.write_tables(tmp_path, formats=["md"])["results.md"].read_text())
+    assert cells[A]["CPU ms/image"] == "2.75"

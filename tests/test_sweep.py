@@ -213,3 +213,13 @@ def test_job_parameters_are_parsed_and_checked_before_submission(tmp_path):
         launch.make_executor("submitit_local", tmp_path, {"gpus_per_nod": 1})
     with pytest.raises(config_lib.ConfigError, match="--launcher=pbs: choose one of local, slurm, submitit_local"):
         sweep.run_sweep(experiment(tmp_path, 'sweep("model.lambda_d", [0.0])'), tmp_path / "w", launcher="pbs")
+
+
+def test_table1_rows_are_the_papers_models_with_their_parameter_counts():
+    from ssr_jax.models import abstract_variables, count_parameters
+
+    groups = sweep.group_runs(sweep.expand(os.path.join(REPO, "experiments", "table1.py:smoke"), seeds=1))
+    totals = {members[0].config.model.family: count_parameters(abstract_variables(
+        members[0].config.model, 64))["total"] for members in groups}
+    assert totals == {"ssr": 40_915, "mobilenet": 226_309, "densenet": 242_009, "dex": 110_945}
+    assert all(members[0].config.train.measure_inference for members in groups)

@@ -5,6 +5,9 @@ Families:
   dex — the same backbone with one softmax stage (usually 101 bins) and the DEX expectation readout, no Δ/η heads.
   regression — the same backbone and one fusion stage of width s (stages=(s,)), whose p layer is one linear unit:
         age = V · output (V only sets the output's scale at initialisation, as it does for DEX and SSR).
+  mobilenet, densenet — the paper's compact baselines as the reference builds them (Keras MobileNet v1 of width
+        `model.mobilenet_alpha`, titu1994 DenseNet of depth `model.densenet_depth`, each with its plain regression
+        head; `ssr_jax/models/mobilenet.py`, `densenet.py`). Their BatchNorm epsilons are those architectures' own.
 """
 from __future__ import annotations
 
@@ -14,16 +17,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ssr_jax.models import densenet
+from ssr_jax.models.densenet import DenseNetRegressor
+from ssr_jax.models.mobilenet import MobileNetRegressor
 from ssr_jax.models.ssrnet import SSRNet
 from ssr_jax.ssr import dex_age, ssr_age
 
-FAMILIES = ("ssr", "dex", "regression")
+FAMILIES = ("ssr", "dex", "regression", "mobilenet", "densenet")
+# Families whose module returns the age itself ({"age": [batch]}) rather than SSR heads.
+DIRECT_AGE_FAMILIES = ("mobilenet", "densenet")
 # Families with one stage and no Δ/η heads, whose p activation is part of the family.
 FIXED_P_ACTIVATION = {"dex": "softmax", "regression": "linear"}
 
 
-def create_model(model_config) -> SSRNet:
+def create_model(model_config) -> SSRNet | MobileNetRegressor | DenseNetRegressor:
     """The Flax module for `config.model` (family, stages, heads, BatchNorm and dropout settings)."""
+    common = dict(dropout_rate=model_config.dropout_rate, bn_momentum=model_config.bn_momentum,
+                  conv=model_config.conv)
+    if model_config.family == "mobilenet":
+        return MobileNetRegressor(alpha=model_config.mobilenet_alpha, **common)
+    if model_config.family == "densenet":
+        return DenseNetRegressor(depth=model_config.densenet_depth, **common)
     is_ssr = model_config.family == "ssr"
     return SSRNet(
         stages=tuple(model_config.stages),
@@ -53,8 +67,26 @@ def model_input(images: jnp.ndarray, data_config) -> jnp.ndarray:
     return images if (scale, offset) == (1.0, 0.0) else images * scale + offset
 
 
+def architecture_label(model_config) -> str:
+    """A short name for the architecture: "ssr-3x3x3", "dex-101", "mobilenet-0.25", "densenet-19"."""
+    if model_config.family == "mobilenet":
+        return f"mobilenet-{model_config.mobilenet_alpha:g}"
+    if model_config.family == "densenet":
+        return f"densenet-{model_config.densenet_depth}"
+    return f"{model_config.family}-{'x'.join(map(str, model_config.stages))}"
+
+
+def regularisation(model_config, params) -> jnp.ndarray:
+    """The weight penalty the reference adds to the training loss: the DenseNet's L2 on some kernels, else 0."""
+    if model_config.family == "densenet":
+        return densenet.weight_decay_penalty(params)
+    return jnp.zeros((), jnp.float32)
+
+
 def predict_age(model_config, heads: dict, *, lambda_local, lambda_d) -> jnp.ndarray:
     """Ages `[batch]` from the model's heads; λ may be traced (a vmapped sweep axis)."""
+    if model_config.family in DIRECT_AGE_FAMILIES:
+        return heads["age"]
     if model_config.family == "dex":
         return dex_age(heads["p"][0], v=model_config.v)
     if model_config.family == "regression":

@@ -25,7 +25,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from ssr_jax.models.conv import patches_conv
+from ssr_jax.models.conv import CONV_IMPLEMENTATIONS
 
 # Keras defaults, which the reference relies on (Flax's own defaults differ: lecun_normal, epsilon 1e-5).
 KERNEL_INIT = nn.initializers.glorot_uniform()
@@ -35,7 +35,6 @@ FUSION_CHANNELS = 10
 TAPS_FOR_NUM_STAGES = {1: (3,), 2: (3, 1), 3: (3, 1, 0), 4: (3, 2, 1, 0)}
 BLOCK_POOL_FOR_TAP = {0: 8, 1: 4, 2: 2, 3: 1}
 # "patches" (slices + matmul, fast inside XLA:CPU loops; see conv.py) or "xla" (lax.conv_general_dilated).
-CONV_IMPLEMENTATIONS = {"patches": patches_conv, "xla": None}
 
 
 class Stream(nn.Module):

@@ -1,0 +1,21 @@
+"""The paper's MobileNet baseline (Table 1: α = 0.25, 64×64, 226,309 parameters) with the reference's regression
+head (Conv 1×1 20 → Flatten → Dropout 0.2 → Dense 32 → Dense 1), trained with SSR-Net's recipe and data.
+
+  ssr-jax train --config configs/mobilenet.py --workdir runs/mobilenet
+  ssr-jax train --config configs/mobilenet.py:alpha=0.5 --workdir runs/mobilenet_050    # 842,421 parameters
+  ssr-jax info --config configs/mobilenet.py                                              # 220,837 + 5,472
+
+Its depthwise and strided convolutions use XLA's own convolution, which trains slowly on XLA:CPU inside a scan
+(see ssr_jax/models/conv.py); on a GPU it is fast.
+"""
+from configs import base
+from ssr_jax.config_lib import parse_arg
+
+
+def get_config(arg=None):
+    arg = parse_arg(arg, smoke=False, demo=False, alpha=0.25)
+    config = base.get_config()
+    config.model.family = "mobilenet"
+    config.model.mobilenet_alpha = float(arg.alpha)
+    config.model.lambda_local = config.model.lambda_d = 0.0  # no SSR readout
+    return base.shrink(config, smoke=arg.smoke, demo=arg.demo)

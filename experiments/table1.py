@@ -1,0 +1,38 @@
+"""The paper's Table 1 at 64×64: SSR-Net (3,3,3) against the compact baselines MobileNet (α = 0.25) and DenseNet
+(depth 19) with the reference's regression heads, and DEX on the SSR-Net backbone — one recipe, one dataset.
+
+  ssr-jax sweep experiments/table1.py --workdir runs/table1 --seeds 3          # synthetic data
+  ssr-jax sweep experiments/table1.py:data=morph2 --workdir runs/table1_morph2  # a prepared MORPH2
+  ssr-jax sweep experiments/table1.py:smoke --workdir /tmp/table1 --seeds 1
+  ssr-jax report runs/table1 --baseline family=ssr
+
+Columns: parameters (226,309 MobileNet and 242,009 DenseNet, as the reference's .h5 files), size, MAE, CA(3),
+CA(5), and the finished model's CPU inference time per image (batch 1), measured at the end of each run. Four
+programs (the architectures differ), each training its seeds as one vmapped group. The paper's numbers (MORPH2,
+after IMDB-WIKI pre-training): SSR-Net 3.16, MobileNet 6.50, DenseNet 5.05; 0.32 / 1.0 / 1.1 MB.
+"""
+from configs import densenet, dex, mobilenet, ssrnet
+from ssr_jax import config_lib
+from ssr_jax.config_lib import parse_arg
+
+DEFAULT_SEEDS = 3
+BASE = ssrnet.get_config()
+ROWS = [
+    {"model.family": "ssr"},
+    config_lib.differences(BASE, mobilenet.get_config()),
+    config_lib.differences(BASE, densenet.get_config()),
+    config_lib.differences(BASE, dex.get_config()),
+]
+
+
+def get_config(arg=None):
+    """SSR-Net's config with CPU inference timing on; `arg` names a prepared dataset instead of synthetic data."""
+    arg = parse_arg(arg, smoke=False, data="synthetic")
+    config = ssrnet.get_config("smoke" if arg.smoke else None)
+    config.data.name = arg.data
+    config.train.measure_inference = True
+    return config
+
+
+def get_sweep(arg=None):
+    return ROWS
