@@ -14,7 +14,7 @@ from typing import Sequence
 
 import jax
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ssr_jax import saved_model
 from ssr_jax.evaluate import evaluate_batches, pad_to_batches
@@ -27,11 +27,18 @@ def load_image(path: str | os.PathLike, image_size: int, colour_order: str = "BG
     """uint8 `[image_size, image_size, 3]` in `colour_order` (every ssr_jax model and the reference expect BGR)."""
     if colour_order not in COLOUR_ORDERS:
         raise ValueError(f"colour_order={colour_order!r}: must be one of {COLOUR_ORDERS}")
-    with Image.open(path) as image:
-        pixels = np.asarray(image.convert("RGB"), np.uint8)
+    pixels = read_rgb(path)
     if pixels.shape[:2] != (image_size, image_size):
         pixels = resize_bilinear(pixels, image_size)
     return pixels[..., ::-1].copy() if colour_order == "BGR" else pixels
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """uint8 `[H, W, 3]` RGB of an image file, turned upright by its EXIF orientation as `cv2.imread` does (the
+    dataset builders read files with this too, so training data and predictions see the same pixels)."""
+    with Image.open(path) as image:
+        ImageOps.exif_transpose(image, in_place=True)
+        return np.asarray(image if image.mode == "RGB" else image.convert("RGB"), np.uint8)
 
 
 def resize_bilinear(pixels: np.ndarray, size: int) -> np.ndarray:
@@ -49,8 +56,8 @@ def resize_bilinear(pixels: np.ndarray, size: int) -> np.ndarray:
         return low, np.minimum(low + 1, n_in - 1), weight
 
     (y0, y1, wy), (x0, x1, wx) = taps(pixels.shape[0]), taps(pixels.shape[1])
-    rows = pixels.astype(np.float64)
-    rows = rows[y0] * (1 - wy)[:, None, None] + rows[y1] * wy[:, None, None]
+    # Gather the needed rows before converting to float: a large photo costs only `size` rows of work.
+    rows = pixels[y0].astype(np.float64) * (1 - wy)[:, None, None] + pixels[y1].astype(np.float64) * wy[:, None, None]
     out = rows[:, x0] * (1 - wx)[None, :, None] + rows[:, x1] * wx[None, :, None]
     return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
 

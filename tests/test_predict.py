@@ -72,3 +72,24 @@ def test_released_morph2_weights_give_the_keras_ages_on_the_golden_files(tmp_pat
     keras = json.loads((golden / "keras_ages.json").read_text())
     results = predict_files(directory, [golden / entry["file"] for entry in keras])
     np.testing.assert_allclose([r["age"] for r in results], [entry["age"] for entry in keras], atol=1e-3, rtol=0)
+
+
+def test_exif_orientation_is_applied_as_cv2_imread_does(tmp_path):
+    rgb = np.random.default_rng(4).integers(0, 256, (64, 64, 3)).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    Image.fromarray(rgb).save(tmp_path / "rotated.png", exif=exif)
+    np.testing.assert_array_equal(load_image(tmp_path / "rotated.png", 64, colour_order="RGB"), np.rot90(rgb, k=-1))
+
+
+def test_resize_of_a_large_photo_equals_the_float_formula():
+    """Gathering rows before the float conversion is an optimisation only: the values are the formula's."""
+    pixels = np.random.default_rng(5).integers(0, 256, (300, 200, 3)).astype(np.uint8)
+    out = resize_bilinear(pixels, 64)
+    y, x = 17, 41  # one output pixel by hand: centre (y + ½)·300/64 − ½, (x + ½)·200/64 − ½
+    cy, cx = (y + 0.5) * 300 / 64 - 0.5, (x + 0.5) * 200 / 64 - 0.5
+    y0, x0, wy, wx = int(np.floor(cy)), int(np.floor(cx)), cy - np.floor(cy), cx - np.floor(cx)
+    p = pixels.astype(np.float64)
+    rows = p[y0] * (1 - wy) + p[y0 + 1] * wy  # rows first, then columns, as the implementation
+    value = rows[x0] * (1 - wx) + rows[x0 + 1] * wx
+    np.testing.assert_array_equal(out[y, x], np.floor(value + 0.5))

@@ -10,9 +10,9 @@ from typing import Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
-from PIL import Image, ImageOps
+from PIL import Image
 
-from ssr_jax.predict import resize_bilinear
+from ssr_jax.predict import read_rgb, resize_bilinear
 
 IMAGE_SIZE = 64
 AGE_MIN, AGE_MAX = 0, 100
@@ -81,9 +81,7 @@ def load_face(path: str | os.PathLike, *, crop_rows: int = 0) -> np.ndarray:
     bottom first (MegaAge-Asian's [20:-20]), and the resize is cv2's INTER_LINEAR (see `resize_bilinear`).
     """
     try:
-        with Image.open(path) as image:
-            ImageOps.exif_transpose(image, in_place=True)
-            pixels = np.asarray(image if image.mode == "RGB" else image.convert("RGB"), np.uint8)
+        pixels = read_rgb(path)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise ImageError(f"cannot decode: {error}") from None
     if crop_rows:
