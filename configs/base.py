@@ -76,6 +76,12 @@ def get_config():
     # Also time the finished model's inference on the host CPU, one image at a time (Table 1's "CPU inference").
     config.train.measure_inference = False
 
+    # Devices (ssr_jax/parallel.py): `members` split a vmapped group's member axis, `data` split each batch; a
+    # run uses members × data devices (on several hosts too). 1 × 1 = one device.
+    config.parallel = ml_collections.ConfigDict()
+    config.parallel.members = 1
+    config.parallel.data = 1
+
     config.optim = ml_collections.ConfigDict()
     config.optim.learning_rate = 1e-3
     config.optim.b1 = 0.9

@@ -136,6 +136,38 @@ def _tree_bytes(tree) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# A shared machine
+# ----------------------------------------------------------------------------------------------------------------
+def host_busy_fraction(seconds: float = 0.5) -> float | None:
+    """Fraction of all CPUs busy over `seconds` (from /proc/stat; None elsewhere): other work that will skew a
+    measurement taken now. Called while this process is idle."""
+    def sample():
+        with open("/proc/stat") as stat:
+            values = [int(v) for v in stat.readline().split()[1:]]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)
+        return sum(values), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def wait_for_quiet(max_wait_s: float, *, threshold: float = 0.15, window_s: float = 2.0) -> float | None:
+    """Waits (up to `max_wait_s`) until the CPUs have been less than `threshold` busy for `window_s`; returns the
+    last busy fraction seen. For comparisons on a machine shared with other jobs."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        busy = host_busy_fraction(window_s)
+        if busy is None or busy < threshold or time.monotonic() >= deadline:
+            return busy
+        time.sleep(1.0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Timing helpers
 # ----------------------------------------------------------------------------------------------------------------
 def _timed(fn, *args):
@@ -197,6 +229,7 @@ def run_benchmark(config: ml_collections.ConfigDict, *, members: int = 1, timed_
     if timed_epochs < 1 or warmup_epochs < 0 or eval_repeats < 1:
         raise ValueError("needs timed_epochs >= 1, warmup_epochs >= 0, eval_repeats >= 1")
     configs = member_configs(config, members)
+    busy_before = host_busy_fraction(0.3)
     wall_start = time.perf_counter()
     data_start = time.perf_counter()
     splits = splits if splits is not None else load_splits(config.data)
@@ -211,7 +244,8 @@ def run_benchmark(config: ml_collections.ConfigDict, *, members: int = 1, timed_
     train_ips = images_per_epoch * members / epoch_s
     eval_ips = num_test * members / eval_s
     image = trainer.data["train"]["image"]
-    epoch_flops = _flops(trainer._train_epoch)
+    step_flops = _flops(trainer._train_epoch)  # see below
+    eval_flops = _flops(trainer._evaluate)
     result = {
         "version": RESULT_VERSION,
         "label": _label(config_summary(config), members),
@@ -242,8 +276,10 @@ def run_benchmark(config: ml_collections.ConfigDict, *, members: int = 1, timed_
         "eval_s_median": eval_s,
         "eval_images_per_s": eval_ips,
         "eval_images_per_s_per_member": eval_ips / members,
-        "train_gflop_per_image": epoch_flops / (images_per_epoch * members) / 1e9 if epoch_flops else None,
-        "train_gflop_per_s": epoch_flops / epoch_s / 1e9 if epoch_flops else None,
+        # XLA's cost analysis counts a loop body once: the epoch's count is one step's, i.e. batch × members images.
+        "train_gflop_per_image": step_flops / (config.train.batch_size * members) / 1e9 if step_flops else None,
+        "train_gflop_per_s": step_flops * trainer.steps_per_epoch / epoch_s / 1e9 if step_flops else None,
+        "eval_gflop_per_image": eval_flops / (config.train.eval_batch_size * members) / 1e9 if eval_flops else None,
         "bytes_per_image": int(np.prod(image.shape[1:]) * image.dtype.itemsize),
         "image_dtype": str(image.dtype),
         "dataset_device_bytes": _tree_bytes(trainer.data),
@@ -252,6 +288,7 @@ def run_benchmark(config: ml_collections.ConfigDict, *, members: int = 1, timed_
         "device_memory": device_memory(),
         "final_train_loss": [float(x) for x in run.train_loss],
         "final_mae": [float(x) for x in run.mae],
+        "host_busy_before": busy_before,
         "wall_s": time.perf_counter() - wall_start,
     }
     return result
@@ -270,6 +307,67 @@ def _jaxlib_version() -> str | None:
         return jaxlib.__version__
     except (ImportError, AttributeError):
         return None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A whole run, timed
+# ----------------------------------------------------------------------------------------------------------------
+def timed_run(config: ml_collections.ConfigDict, *, members: int = 1, splits: Splits | None = None,
+              epochs: int | None = None, deadline: float | None = None) -> dict[str, Any]:
+    """Trains `config` (a vmapped group of `members`) for `epochs` (default `config.train.epochs`) epochs with an
+    evaluation after each, as `ssr-jax train` / `sweep` do (without the checkpoint writes), and times it.
+
+    `deadline` (a `time.perf_counter()` value): as soon as the measured epochs show the run cannot end before it,
+    stop and report the whole run as extrapolated from the median epoch (`completed` False). `wall_s` counts the
+    compile (init included) and every epoch, not the data generation (`data_s`).
+    """
+    config_lib.validate(config)
+    epochs = epochs or config.train.epochs
+    configs = member_configs(config, members)
+    start = time.perf_counter()
+    splits = splits if splits is not None else load_splits(config.data)
+    data_s = time.perf_counter() - start
+    trainer = make_train(config, splits)
+    keys, hparams = stack_members(configs)
+    start = time.perf_counter()
+    state = jax.block_until_ready(trainer.init(keys, hparams))
+    compile_s = trainer.compile(state, keys, hparams) + (time.perf_counter() - start)
+    train_s, eval_s = [], []
+    metrics = {}
+    for epoch in range(epochs):
+        (state, train_metrics), seconds = _timed(trainer.train_epoch, state, keys, hparams)
+        train_s.append(seconds)
+        metrics, seconds = _timed(trainer.evaluate, state, hparams)
+        eval_s.append(seconds)
+        per_epoch = statistics.median(train_s) + statistics.median(eval_s)
+        if deadline is not None and time.perf_counter() + (epochs - epoch - 1) * per_epoch > deadline:
+            break
+    done = len(train_s)
+    per_epoch = statistics.median(train_s) + statistics.median(eval_s)
+    measured_s = compile_s + sum(train_s) + sum(eval_s)
+    completed = done == epochs
+    return {
+        "label": _label(config_summary(config), members),
+        "members": members,
+        "batch": config.train.batch_size,
+        "num_train": int(len(splits[0]["age"])),
+        "num_test": int(len(splits[1]["age"])),
+        "epochs": epochs,
+        "epochs_run": done,
+        "completed": completed,
+        "data_s": data_s,
+        "compile_s": compile_s,
+        "epoch_s_median": statistics.median(train_s),
+        "eval_s_median": statistics.median(eval_s),
+        "train_images_per_s": trainer.images_per_epoch * members / statistics.median(train_s),
+        "measured_wall_s": measured_s,
+        "wall_s": measured_s if completed else compile_s + epochs * per_epoch,
+        "wall_s_is_extrapolated": not completed,
+        "final_mae": [float(x) for x in np.asarray(jax.device_get(metrics["mae"]))] if completed else None,
+        "final_train_loss": [float(x) for x in np.asarray(jax.device_get(train_metrics["train_loss"]))],
+        "device_memory": device_memory(),
+        "peak_host_memory_bytes": peak_host_memory_bytes(),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -414,6 +512,8 @@ def format_table(result: dict) -> str:
         ("evaluate", f"{result['eval_images_per_s']:,.0f} images/s; {result['eval_s_median']:.3f} s per pass over "
                      f"the test split (batch {result['eval_batch']})"),
         ("arithmetic", f"{result['train_gflop_per_image']:.3f} GFLOP per training image, {gflops:.1f} GFLOP/s"
+                       + (f"; forward {result['eval_gflop_per_image']:.3f} GFLOP per image"
+                          if result.get("eval_gflop_per_image") else "")
          if gflops else "n/a (no cost analysis on this backend)"),
         ("dataset", f"{result['bytes_per_image']:,} bytes per image ({result['image_dtype']}), "
                     f"{_bytes(result['dataset_device_bytes'])} on the device"),

@@ -328,6 +328,10 @@ def _as_absl_main(command):
         from ssr_jax.workdir import WorkdirError
 
         logging.set_verbosity(logging.WARNING)
+        if command in (_train, _sweep):
+            from ssr_jax import parallel
+
+            parallel.initialize_distributed()  # a multi-host job (Slurm with several tasks); else nothing
         try:
             command(argv[1:])
         except (ConfigError, WorkdirError, FileNotFoundError) as error:  # FileNotFoundError: a dataset to prepare

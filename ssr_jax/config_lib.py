@@ -131,6 +131,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _fail("data.input_scale", data.input_scale, f"must be one of {tuple(INPUT_SCALES)} (the reference: raw)")
     if not (isinstance(data.get("cap", 0), int) and data.get("cap", 0) >= 0):
         _fail("data.cap", data.cap, "a number of examples per split (0: all)")
+    if "parallel" in config:
+        for name in ("members", "data"):
+            if not (isinstance(config.parallel[name], int) and config.parallel[name] >= 1):
+                _fail(f"parallel.{name}", config.parallel[name], "a number of devices, at least 1")
+        if train.batch_size % config.parallel.data:
+            _fail("train.batch_size", train.batch_size, f"must split evenly over parallel.data="
+                  f"{config.parallel.data} devices")
     chunk = data.get("device_chunk", 0)
     if not (isinstance(chunk, int) and (chunk == 0 or chunk >= train.batch_size)):
         _fail("data.device_chunk", chunk, f"0 (whole split on the device) or at least train.batch_size "

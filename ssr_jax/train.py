@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import math
 import pathlib
 import statistics
@@ -26,7 +27,7 @@ import numpy as np
 import optax
 import tqdm
 
-from ssr_jax import checkpoint, config_lib, workdir as workdir_lib
+from ssr_jax import checkpoint, config_lib, parallel, workdir as workdir_lib
 from ssr_jax.data import augment, load_splits
 from ssr_jax.evaluate import evaluate_batches, pad_to_batches, predict_the_mean_mae
 from ssr_jax.models import (abstract_variables, count_parameters, create_model, model_input, predict_age,
@@ -160,13 +161,15 @@ class Trainer:
     """
 
     def __init__(self, pure: dict[str, Callable], data: dict | HostChunks, *, steps_per_epoch: int,
-                 images_per_epoch: int, trace_counts: collections.Counter):
-        self.pure, self.data = pure, data
+                 images_per_epoch: int, trace_counts: collections.Counter, mesh: jax.sharding.Mesh | None = None):
+        self.pure, self.data, self.mesh = pure, data, mesh
         self.steps_per_epoch, self.images_per_epoch = steps_per_epoch, images_per_epoch
         self.trace_counts = trace_counts
-        self.init = jax.jit(jax.vmap(pure["init"]))
-        self._train_epoch = jax.jit(jax.vmap(pure["train_epoch"], in_axes=(0, 0, 0, None)), donate_argnums=(0,))
-        self._evaluate = jax.jit(jax.vmap(pure["evaluate"], in_axes=(0, 0, None)))
+        # On a mesh, the vmapped member axis is the mesh's member axis (see ssr_jax.parallel).
+        vmap = functools.partial(jax.vmap, spmd_axis_name=parallel.MEMBER_AXIS) if mesh is not None else jax.vmap
+        self.init = jax.jit(vmap(pure["init"]))
+        self._train_epoch = jax.jit(vmap(pure["train_epoch"], in_axes=(0, 0, 0, None)), donate_argnums=(0,))
+        self._evaluate = jax.jit(vmap(pure["evaluate"], in_axes=(0, 0, None)))
         self._train = jax.jit(pure["train"])
 
     @property
@@ -188,14 +191,15 @@ class Trainer:
         epoch = int(jax.device_get(state.step[0])) // self.steps_per_epoch
         losses = []
         for chunk in self.data.train_chunks(epoch):  # dispatch is asynchronous: the next gather overlaps training
-            state, metrics = self._train_epoch(state, keys, hparams, jax.device_put(chunk))
+            state, metrics = self._train_epoch(state, keys, hparams, parallel.replicate(chunk, self.mesh))
             losses.append(metrics["train_loss"])
         return state, {"train_loss": jnp.mean(jnp.stack(losses), axis=0)}  # equal steps per chunk: exact mean
 
     def evaluate(self, state, hparams):
         if not self.chunked:
             return self._evaluate(state, hparams, self.data)
-        parts = [self._evaluate(state, hparams, jax.device_put(chunk)) for chunk in self.data.test_chunks()]
+        parts = [self._evaluate(state, hparams, parallel.replicate(chunk, self.mesh))
+                 for chunk in self.data.test_chunks()]
         count = sum(part["count"] for part in parts)
         metrics = {name: sum(part[name] * part["count"] for part in parts) / count for name in parts[0]
                    if name != "count"}
@@ -207,11 +211,13 @@ class Trainer:
         return self._train(key, hparams, self.data)
 
 
-def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None) -> Trainer:
+def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
+               mesh: jax.sharding.Mesh | None = None) -> Trainer:
     """Python-side set-up once (model, data on the device); returns the jitted training functions.
 
     `splits` (train, test) as `{"image": uint8 [N, H, W, 3], "age": int [N]}` host arrays; by default the dataset
-    named by `config.data`.
+    named by `config.data`. `mesh` (`ssr_jax.parallel.make_mesh`) spreads members and batches over devices; the
+    caller places keys, hparams and state with `parallel.shard_members`.
     """
     train_split, test_split = splits if splits is not None else load_splits(config.data)
     num_train = len(train_split["age"])
@@ -229,6 +235,7 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None) 
     trace_counts = collections.Counter()
     image_shape = train_split["image"].shape[1:]
     augmentation = augment.from_config(config.data.get("augment"))  # None: off (or a config from before it existed)
+    shard_batch = parallel.batch_constraint(mesh)  # identity unless batches are split over a data axis
 
     def readout(heads, hparams):
         return predict_age(config.model, heads, lambda_local=hparams["lambda_local"], lambda_d=hparams["lambda_d"])
@@ -258,8 +265,8 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None) 
         order = jax.random.permutation(epoch_key, data["train"]["age"].shape[0])[: steps_per_call * batch_size]
 
         def step(state, batch_indices):
-            images = data["train"]["image"][batch_indices]
-            ages = data["train"]["age"][batch_indices]
+            images = shard_batch(data["train"]["image"][batch_indices])
+            ages = shard_batch(data["train"]["age"][batch_indices])
             dropout_key = jax.random.fold_in(epoch_key, state.step)
             if augmentation is not None:  # on the device, per example, from the step's own key
                 images = augment.augment_batch(jax.random.fold_in(dropout_key, 1), images, augmentation)
@@ -283,7 +290,7 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None) 
         variables = {"params": state.params, "batch_stats": state.batch_stats}
 
         def predict(images):
-            return readout(model.apply(variables, model_input(images, config.data), train=False), hparams)
+            return readout(model.apply(variables, model_input(shard_batch(images), config.data), train=False), hparams)
 
         return evaluate_batches(predict, data["test"])
 
@@ -305,13 +312,14 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None) 
                 for name, array in host["test"].items()}
         data = HostChunks(host["train"], test, chunk, batches_per_chunk, seed=config.data.seed)
     else:
-        data = jax.device_put(host)
+        data = parallel.replicate(host, mesh)
     return Trainer(
         {"init": init, "train_epoch": train_epoch, "evaluate": evaluate, "train": train},
         data,
         steps_per_epoch=steps_per_epoch,
         images_per_epoch=steps_per_epoch * batch_size,
         trace_counts=trace_counts,
+        mesh=mesh,
     )
 
 
@@ -402,8 +410,10 @@ def train_members(
         raise ValueError("train_members needs configs that differ only in " + ", ".join(VALUE_FIELDS))
     config, members = configs[0], len(configs)
     overrides = overrides or [{} for _ in configs]
+    writer = parallel.is_writer()  # on several hosts only process 0 writes run files; all of them checkpoint
     for run_dir, member_config, member_overrides in zip(run_dirs, configs, overrides):
-        record_config(run_dir, member_config, member_overrides)
+        if writer:
+            record_config(run_dir, member_config, member_overrides)
 
     ckpt_dir = state_dir / "checkpoint"
     resuming = checkpoint.latest_step(ckpt_dir) is not None
@@ -412,10 +422,13 @@ def train_members(
 
     # Input pipeline and compiled functions ---------------------------------------------------------------------
     splits = splits if splits is not None else load_splits(config.data)
-    trainer = make_train(config, splits)
-    keys, hparams = stack_members(configs)
+    mesh = parallel.make_mesh(config.parallel.members, config.parallel.data) if "parallel" in config else None
+    trainer = make_train(config, splits, mesh=mesh)
+    # Pad the member axis to a multiple of the mesh's member devices; the padding's results are never read.
+    padded = configs + configs[-1:] * (parallel.padded_members(members, mesh) - members)
+    keys, hparams = parallel.shard_members(stack_members(padded), mesh)
     params = count_parameters(abstract_variables(config.model, config.data.image_size))
-    state = trainer.init(keys, hparams)
+    state = parallel.shard_members(trainer.init(keys, hparams), mesh)
     compile_s = trainer.compile(state, keys, hparams)
 
     # Load checkpoint, or the pre-trained weights of a fresh run -----------------------------------------------
@@ -423,7 +436,8 @@ def train_members(
         state = checkpoint.restore(ckpt_dir, state)
     elif init_variables is not None:
         # Every member starts from the same weights with a fresh optimizer (the reference's fine-tuning chain).
-        state = jax.jit(jax.vmap(lambda hp: train_state_from_variables(config, init_variables, hp)))(hparams)
+        state = parallel.shard_members(
+            jax.jit(jax.vmap(lambda hp: train_state_from_variables(config, init_variables, hp)))(hparams), mesh)
     start_epoch = int(state.step[0]) // trainer.steps_per_epoch
     # Epochs logged after the checkpoint (a kill between the two writes) are replayed, so drop their rows.
     histories = [[row for row in workdir_lib.read_jsonl(run_dir / "metrics.jsonl") if row["epoch"] <= start_epoch]
@@ -458,7 +472,8 @@ def train_members(
             }
             rows.append(row)
             histories[member].append(row)
-            workdir_lib.write_jsonl(run_dirs[member] / "metrics.jsonl", histories[member])
+            if writer:
+                workdir_lib.write_jsonl(run_dirs[member] / "metrics.jsonl", histories[member])
             # Only a non-finite training loss is divergence: an infinite validation MAE can be honest early on,
             # when BatchNorm's running statistics (momentum 0.99) still lag and a Δ saturates at −1 (the
             # reference's 1/(1 + Δ) has no guard).
@@ -501,7 +516,8 @@ def train_members(
         if config.train.get("measure_inference"):
             summary["inference_ms_per_image"] = cpu_inference_ms(
                 configs[member], {"params": member_state.params, "batch_stats": member_state.batch_stats})
-        workdir_lib.write_json(run_dir / "summary.json", summary)
+        if writer:
+            workdir_lib.write_json(run_dir / "summary.json", summary)
         summaries.append(summary)
     return summaries
 

@@ -1,0 +1,82 @@
+"""Several devices, and several hosts, with JAX's own machinery: one `Mesh`, `NamedSharding`s and `jax.jit`.
+
+The mesh has two axes:
+  member  the vmapped member axis of a group (seeds, λ, learning rates) is split across devices: eight devices
+          train eight ablation members at once. A group whose size is not a multiple of the axis is padded with
+          copies of its last member, whose results are dropped.
+  data    each training batch is split across devices (data parallelism); parameters are replicated and XLA's
+          partitioner inserts the gradient and BatchNorm all-reduces, so a step computes what one device computes.
+`config.parallel.members × config.parallel.data` devices are used (default 1 × 1: one device, no sharding). The
+dataset is replicated on every device as uint8 (≈12 KB per 64×64 image) and each device gathers its own part of a
+batch from its copy, so no image crosses devices.
+
+Multi-host: `initialize_distributed()` calls `jax.distributed.initialize()` when a cluster environment is present
+(Slurm with more than one task, or an explicit JAX_COORDINATOR_ADDRESS), so `jax.devices()` spans every host and
+the same mesh code runs unchanged; each host loads the dataset itself (a prepared dataset is read from the shared
+data_dir), and only process 0 writes run files (`is_writer()`).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+MEMBER_AXIS, DATA_AXIS = "member", "data"
+
+
+def initialize_distributed() -> bool:
+    """Joins a multi-host job when the environment describes one; returns whether it did. Idempotent."""
+    slurm_tasks = int(os.environ.get("SLURM_NTASKS", "1"))
+    if os.environ.get("JAX_COORDINATOR_ADDRESS") or slurm_tasks > 1:
+        if not jax.distributed.is_initialized():
+            jax.distributed.initialize()  # reads the coordinator, process count and id from Slurm or JAX_* vars
+        return True
+    return False
+
+
+def is_writer() -> bool:
+    """Whether this process writes run files (process 0 of a multi-host job, or the only process)."""
+    return jax.process_index() == 0
+
+
+def make_mesh(members: int, data: int) -> Mesh | None:
+    """A (member × data) mesh over the first members·data devices; None for a single device (nothing to shard)."""
+    if members * data == 1:
+        return None
+    devices = jax.devices()
+    if members * data > len(devices):
+        raise ValueError(f"parallel.members × parallel.data = {members} × {data} devices requested, "
+                         f"{len(devices)} available")
+    return Mesh(np.asarray(devices[: members * data]).reshape(members, data), (MEMBER_AXIS, DATA_AXIS))
+
+
+def padded_members(count: int, mesh: Mesh | None) -> int:
+    """Members to train so that the member axis splits evenly over the mesh (≥ count)."""
+    axis = mesh.shape[MEMBER_AXIS] if mesh is not None else 1
+    return -(-count // axis) * axis
+
+
+def shard_members(tree: Any, mesh: Mesh | None) -> Any:
+    """Places every leaf's leading (member) axis across the mesh's member axis."""
+    if mesh is None:
+        return tree
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(MEMBER_AXIS)))
+
+
+def replicate(tree: Any, mesh: Mesh | None) -> Any:
+    """Places a copy of every leaf on every device of the mesh (or on the default device without one)."""
+    if mesh is None:
+        return jax.device_put(tree)
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+def batch_constraint(mesh: Mesh | None):
+    """`x [batch, ...] → x` split on the data axis, for use inside a function vmapped with
+    `spmd_axis_name=MEMBER_AXIS` (the member axis is then prepended to the spec); identity without a mesh."""
+    if mesh is None or mesh.shape[DATA_AXIS] == 1:
+        return lambda x: x
+    sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+    return lambda x: jax.lax.with_sharding_constraint(x, sharding)

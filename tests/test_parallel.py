@@ -1,0 +1,104 @@
+"""Several devices: data parallelism (batch split, parameters replicated) and member parallelism (a sweep group's
+members split across devices) give the numbers one device gives; a group larger than the device count still runs.
+
+Four CPU devices exist only if XLA is told before JAX starts, so the checks run in a subprocess with
+`--xla_force_host_platform_device_count=4` and report back as JSON.
+"""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+SCRIPT = textwrap.dedent("""
+    import json, pathlib, sys
+    import jax, numpy as np
+    jax.config.update("jax_compilation_cache_dir", sys.argv[1])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    from configs import ssrnet
+    from ssr_jax import config_lib, parallel
+    from ssr_jax.data import load_splits
+    from ssr_jax.train import make_train, stack_members, train_members
+
+    base = config_lib.apply_overrides(ssrnet.get_config("smoke"), {"train.batch_size": 16, "data.num_train": 64})
+    splits = load_splits(base.data)
+
+    def run(members, data, count):
+        config = config_lib.apply_overrides(base, {"parallel.members": members, "parallel.data": data})
+        mesh = parallel.make_mesh(members, data)
+        trainer = make_train(config, splits, mesh=mesh)
+        configs = [config_lib.apply_overrides(config, {"seed": s, "model.lambda_d": 0.2 * s}) for s in range(count)]
+        padded = configs + configs[-1:] * (parallel.padded_members(count, mesh) - count)
+        keys, hparams = parallel.shard_members(stack_members(padded), mesh)
+        state = parallel.shard_members(trainer.init(keys, hparams), mesh)
+        losses = []
+        for _ in range(2):
+            state, metrics = trainer.train_epoch(state, keys, hparams)
+            losses.append(np.asarray(metrics["train_loss"])[:count].tolist())
+        evaluation = trainer.evaluate(state, hparams)
+        kernel = state.params["stage1"]["p"]["kernel"]
+        return {"losses": losses, "mae": np.asarray(evaluation["mae"])[:count].tolist(),
+                "kernel": np.asarray(kernel)[:3, :4].ravel().tolist(),  # the first three members' first rows
+                "kernel_devices": len(kernel.sharding.device_set),
+                "devices": jax.device_count()}
+
+    def engine(members, count, workdir):
+        # The training engine's own path: train_members pads and shards the group itself.
+        config = config_lib.apply_overrides(base, {"parallel.members": members})
+        configs = [config_lib.apply_overrides(config, {"seed": s, "model.lambda_d": 0.2 * s}) for s in range(count)]
+        dirs = [pathlib.Path(workdir) / str(s) for s in range(count)]
+        for d in dirs:
+            d.mkdir(parents=True)
+        summaries = train_members(configs, dirs, pathlib.Path(workdir), splits=splits)
+        return [summary["mae"] for summary in summaries]
+
+    print(json.dumps({"single": run(1, 1, 3), "data": run(1, 4, 3), "member": run(4, 1, 3),
+                      "engine6": engine(4, 6, sys.argv[2])}))
+""")
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    workdir = tmp_path_factory.mktemp("engine")
+    result = subprocess.run([sys.executable, "-c", SCRIPT, str(REPO / ".jax_cache"), str(workdir)], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def assert_same(got, want, members=3):
+    import numpy as np
+
+    np.testing.assert_allclose(np.array(got["losses"])[:, :members], want["losses"], rtol=2e-3, err_msg="losses")
+    np.testing.assert_allclose(got["mae"][:members], want["mae"], rtol=2e-3, err_msg="mae")
+    kernel_values = len(want["kernel"]) // 3 * members
+    np.testing.assert_allclose(got["kernel"][:kernel_values], want["kernel"], rtol=2e-3, atol=2e-4, err_msg="kernel")
+
+
+def test_four_devices_are_there(outcomes):
+    assert outcomes["single"]["devices"] == 4
+
+
+def test_data_parallel_equals_one_device(outcomes):
+    assert_same(outcomes["data"], outcomes["single"])
+    assert outcomes["data"]["kernel_devices"] == 4  # parameters replicated on every device
+
+
+def test_member_parallel_equals_one_device_and_spreads_the_members(outcomes):
+    assert_same(outcomes["member"], outcomes["single"])  # 3 members padded to 4, one per device
+    assert outcomes["member"]["kernel_devices"] == 4 and outcomes["single"]["kernel_devices"] == 1
+
+
+def test_a_group_with_more_members_than_devices_still_runs(outcomes):
+    """Six members on four devices (padded to eight) through the training engine: the first three are the
+    single-device run's members."""
+    import numpy as np
+
+    assert len(outcomes["engine6"]) == 6 and all(np.isfinite(outcomes["engine6"]))
+    np.testing.assert_allclose(outcomes["engine6"][:3], outcomes["single"]["mae"], rtol=2e-3)
