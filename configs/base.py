@@ -32,6 +32,9 @@ def get_config():
     # How convolutions are computed ("patches": slices + matmul; "xla": lax.conv). Same parameters and results;
     # "patches" trains ≈5× faster on XLA:CPU because an epoch is one scan (see ssr_jax/models/conv.py).
     config.model.conv = "patches"
+    # "bfloat16": the two streams compute in bfloat16 (mixed precision; parameters, optimizer state, heads and
+    # readout stay float32). Families ssr, dex, regression.
+    config.model.compute_dtype = "float32"
     # The baselines' sizes (families mobilenet / densenet): Table 1's are α = 0.25 and depth 19.
     config.model.mobilenet_alpha = 0.25
     config.model.densenet_depth = 19

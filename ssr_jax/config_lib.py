@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import ml_collections
 
 from ssr_jax.data import PREPARED_DATASETS, PREPARED_IMAGE_SIZE, augment
-from ssr_jax.models import COLOUR_ORDERS, INPUT_SCALES
+from ssr_jax.models import COLOUR_ORDERS, COMPUTE_DTYPES, DIRECT_AGE_FAMILIES, INPUT_SCALES
 from ssr_jax.models import FAMILIES
 from ssr_jax.models.conv import CONV_IMPLEMENTATIONS
 
@@ -106,6 +106,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     depth = model.get("densenet_depth", 19)
     if not (isinstance(depth, int) and depth >= 7 and (depth - 4) % 3 == 0):
         _fail("model.densenet_depth", depth, "needs depth = 3n + 4 with n >= 1 (the reference: 13 or 19)")
+    if model.get("compute_dtype", "float32") not in COMPUTE_DTYPES:
+        _fail("model.compute_dtype", model.compute_dtype, f"must be one of {tuple(COMPUTE_DTYPES)}")
+    if model.get("compute_dtype", "float32") != "float32" and model.family in DIRECT_AGE_FAMILIES:
+        _fail("model.compute_dtype", model.compute_dtype, "mixed precision is implemented for ssr, dex and "
+              "regression; the baselines compute in float32")
     if model.family == "regression" and len(stages) != 1:
         _fail("model.stages", stages, "the regression head has one fusion stage (its width), e.g. '(101,)'")
     if not model.v > 0:

@@ -24,6 +24,7 @@ from ssr_jax.models.ssrnet import SSRNet
 from ssr_jax.ssr import dex_age, ssr_age
 
 FAMILIES = ("ssr", "dex", "regression", "mobilenet", "densenet")
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # Families whose module returns the age itself ({"age": [batch]}) rather than SSR heads.
 DIRECT_AGE_FAMILIES = ("mobilenet", "densenet")
 # Families with one stage and no Δ/η heads, whose p activation is part of the family.
@@ -49,6 +50,7 @@ def create_model(model_config) -> SSRNet | MobileNetRegressor | DenseNetRegresso
         bn_momentum=model_config.bn_momentum,
         bn_epsilon=model_config.bn_epsilon,
         conv=model_config.conv,
+        dtype=COMPUTE_DTYPES[model_config.get("compute_dtype", "float32")],
     )
 
 

@@ -20,7 +20,7 @@ for x), flatten → s_pre, x_pre;
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -34,7 +34,6 @@ FUSION_CHANNELS = 10
 # Index into the backbone taps (pool1, pool2, pool3, conv4) for each stage, per K; and the block pool of each tap.
 TAPS_FOR_NUM_STAGES = {1: (3,), 2: (3, 1), 3: (3, 1, 0), 4: (3, 2, 1, 0)}
 BLOCK_POOL_FOR_TAP = {0: 8, 1: 4, 2: 2, 3: 1}
-# "patches" (slices + matmul, fast inside XLA:CPU loops; see conv.py) or "xla" (lax.conv_general_dilated).
 
 
 class Stream(nn.Module):
@@ -45,6 +44,7 @@ class Stream(nn.Module):
     bn_momentum: float
     bn_epsilon: float
     conv: str
+    dtype: Any = jnp.float32  # compute dtype; parameters stay float32
 
     @nn.compact
     def __call__(self, x, *, train: bool):
@@ -52,11 +52,10 @@ class Stream(nn.Module):
         pool = nn.avg_pool if self.activation == "relu" else nn.max_pool
         taps = []
         for block in range(1, 5):
-            x = nn.Conv(self.features, (3, 3), padding="VALID", kernel_init=KERNEL_INIT,
+            x = nn.Conv(self.features, (3, 3), padding="VALID", kernel_init=KERNEL_INIT, dtype=self.dtype,
                         conv_general_dilated=CONV_IMPLEMENTATIONS[self.conv], name=f"conv{block}")(x)
-            x = nn.BatchNorm(
-                use_running_average=not train, momentum=self.bn_momentum, epsilon=self.bn_epsilon, name=f"bn{block}"
-            )(x)
+            x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=self.bn_epsilon,
+                             dtype=self.dtype, name=f"bn{block}")(x)
             x = activation(x)
             if block < 4:
                 x = pool(x, (2, 2), strides=(2, 2))
@@ -133,12 +132,16 @@ class SSRNet(nn.Module):
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
     conv: str = "patches"
+    # Compute dtype of the two streams (where nearly all FLOPs are); the fusion heads and the readout stay float32,
+    # since 1 / Π s_j (1 + λ_d Δ_j) amplifies rounding. Parameters and optimizer state are float32 either way.
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, images, *, train: bool):
-        stream = dict(bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon, conv=self.conv)
-        x_taps = Stream(32, "relu", **stream, name="x_stream")(images, train=train)
-        s_taps = Stream(16, "tanh", **stream, name="s_stream")(images, train=train)
+        stream = dict(bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon, conv=self.conv, dtype=self.dtype)
+        as_float32 = lambda taps: [tap.astype(jnp.float32) for tap in taps]  # noqa: E731
+        x_taps = as_float32(Stream(32, "relu", **stream, name="x_stream")(images, train=train))
+        s_taps = as_float32(Stream(16, "tanh", **stream, name="s_stream")(images, train=train))
         heads = {"p": [], "eta": [], "delta": []}
         for k, (num_bins, tap) in enumerate(zip(self.stages, TAPS_FOR_NUM_STAGES[len(self.stages)]), start=1):
             p, eta, delta = FusionStage(

@@ -1,0 +1,79 @@
+"""`ssr_jax.bench` on the smoke config: every field is there with a sane type, groups of members work, the tables
+read as tables. Figures are never asserted: only that they are positive numbers."""
+import json
+import math
+
+import pytest
+
+from configs import ssrnet
+from ssr_jax import bench, config_lib
+from ssr_jax.data import load_splits
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    # "xla" convolutions compile faster than "patches" for these few small batches; the programs repeat across the
+    # tests below, so the persistent compilation cache (conftest) serves all but the first compile of each.
+    config = config_lib.apply_overrides(ssrnet.get_config("smoke"), {"model.conv": "xla"})
+    return config, load_splits(config.data)
+
+
+def _positive(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+@pytest.mark.parametrize("members", [1, 2])
+def test_run_benchmark_reports_every_field(smoke, members):
+    config, splits = smoke
+    result = bench.run_benchmark(config, members=members, timed_epochs=1, warmup_epochs=1, eval_repeats=1,
+                                 splits=splits)
+    json.dumps(result)  # JSON-ready
+    for key in ("train_images_per_s", "train_images_per_s_per_member", "eval_images_per_s", "compile_s",
+                "epoch_s_median", "peak_host_memory_bytes", "bytes_per_image", "dataset_device_bytes", "step_ms"):
+        assert _positive(result[key]), (key, result[key])
+    assert result["members"] == members and result["batch"] == config.train.batch_size == 16
+    assert result["num_train"] == 64 and result["images_per_epoch"] == 64
+    assert result["bytes_per_image"] == 64 * 64 * 3 and result["image_dtype"] == "uint8"
+    assert result["train_images_per_s"] == pytest.approx(members * result["train_images_per_s_per_member"])
+    device = result["device"]
+    assert device["platform"] == "cpu" and device["device_count"] >= 1 and isinstance(device["device_kind"], str)
+    assert isinstance(result["jax_version"], str)
+    assert result["config"] == {**result["config"], "family": "ssr", "stages": [3, 3, 3], "image_size": 64,
+                                "conv": "xla", "augment": True}
+    assert set(result["device_memory"]) >= {"peak_bytes_in_use"}  # None on CPU, bytes on a GPU
+    assert len(result["final_train_loss"]) == members and all(map(math.isfinite, result["final_train_loss"]))
+    table = bench.format_table(result)
+    assert "images/s" in table and "compile" in table and "12,288 bytes per image" in table
+
+
+def test_member_configs_share_one_program_and_spread_lambda(smoke):
+    from ssr_jax.train import program_signature
+
+    config, _ = smoke
+    assert bench.member_configs(config, 1) == [config]
+    grid = bench.member_configs(config, 25)
+    assert len({repr(program_signature(c)) for c in grid}) == 1
+    assert sorted({c.model.lambda_local for c in grid}) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert len({(c.model.lambda_local, c.model.lambda_d) for c in grid}) == 25
+    assert len({c.seed for c in grid}) == 25
+    line = bench.member_configs(config, 3)
+    assert [c.model.lambda_local for c in line] == [0.0, 0.5, 1.0]
+    with pytest.raises(config_lib.ConfigError):
+        bench.member_configs(config, 0)
+
+
+def test_sequential_vs_vmapped_and_timed_run(smoke):
+    config, splits = smoke
+    result = bench.sequential_vs_vmapped(config, 2, epochs=1, splits=splits)
+    json.dumps(result)
+    for side in ("sequential", "vmapped"):
+        for key in ("wall_s", "compile_s", "train_images_per_s", "images_per_s_overall"):
+            assert _positive(result[side][key]), (side, key)
+    assert _positive(result["speedup"]) and _positive(result["extrapolated"]["sequential_s"])
+    assert result["extrapolated"]["epochs"] == config.train.epochs
+    table = bench.format_table(result)
+    assert "EXTRAPOLATED" in table and "images/s" in table
+
+    run = bench.timed_run(config, members=2, splits=splits)
+    assert run["completed"] and run["epochs_run"] == config.train.epochs == 2
+    assert _positive(run["wall_s"]) and len(run["final_mae"]) == 2
