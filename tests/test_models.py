@@ -142,10 +142,10 @@ def test_bfloat16_streams_keep_float32_parameters_and_heads():
     images = jnp.asarray(np.random.default_rng(3).integers(0, 256, (2, 64, 64, 3)), jnp.float32)
     mixed, full = create_model(model_config(compute_dtype="bfloat16")), create_model(model_config())
     variables = jax.jit(lambda key: full.init(key, images[:1], train=False))(jax.random.key(4))
-    assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.float32}
+    assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {np.dtype("float32")}
     program = str(jax.make_jaxpr(lambda v, x: mixed.apply(v, x, train=False))(variables, images))
     assert "bf16" in program  # the streams really compute in bfloat16
     got, want = (m.apply(variables, images, train=False) for m in (mixed, full))
-    assert {leaf.dtype for leaf in jax.tree.leaves(got)} == {jnp.float32}
+    assert {leaf.dtype for leaf in jax.tree.leaves(got)} == {np.dtype("float32")}
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         np.testing.assert_allclose(a, b, atol=0.02)  # bfloat16 keeps ~3 significant digits
