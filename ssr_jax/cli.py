@@ -5,11 +5,15 @@
   ssr-jax demo  [--workdir runs/demo]
   ssr-jax sweep EXPERIMENT[:arg] --workdir DIR [--seeds N] [--dry_run] [--shard i/n] [--max_members M]
                 [--launcher local|slurm|submitit_local] [--job timeout_min=600,slurm_partition=gpu,...] [--wait]
+                [--set key=value ...]
   ssr-jax report DIR [--format md,latex,csv] [--out DIR] [--plot] [--baseline CONFIG]
   ssr-jax convert-keras FILE.h5 --out MODEL_DIR
   ssr-jax predict MODEL_DIR IMAGE_OR_FOLDER... [--json]
   ssr-jax evaluate MODEL_DIR --data NAME [--split test] [--data_dir DIR] [--cap N] [--out FILE.json]
   ssr-jax inspect MODEL_DIR (IMAGE_OR_FOLDER... | --data NAME [--split test]) [--out DIR] [--json]
+
+  ssr-jax bench --config configs/ssrnet.py[:arg] [--config.x=...] [--members M] [--sequential] [--json]
+                [--out FILE.json]
 
   ssr-jax data prepare NAME [--manual_dir DIR] [--data_dir DIR] [--strict]
   ssr-jax data info NAME [--data_dir DIR] [--out FILE.png]
@@ -43,10 +47,13 @@ _LAUNCHER = flags.DEFINE_string("launcher", "local", "sweep: local (this process
 _JOB = flags.DEFINE_list("job", [], "sweep: submitit job parameters key=value (timeout_min, gpus_per_node, "
                          "cpus_per_task, mem_gb, slurm_partition, slurm_account, ...).")
 _WAIT = flags.DEFINE_bool("wait", False, "sweep: with a job launcher, wait for the jobs and then write results.")
+_SET = flags.DEFINE_multi_string("set", [], "sweep: key=value config override for every run (repeatable), e.g. "
+                                 "--set parallel.members=8 --set train.eval_batch_size=100.")
 _FORMAT = flags.DEFINE_list("format", ["md", "latex", "csv"], "report: table formats.")
 _OUT = flags.DEFINE_string(
     "out", None, "report, inspect: output directory (default DIR/report, MODEL_DIR/inspect); convert-keras: the new "
-    "model directory; evaluate: the summary file (default MODEL_DIR/evaluations/NAME_SPLIT.json).")
+    "model directory; evaluate: the summary file (default MODEL_DIR/evaluations/NAME_SPLIT.json); bench: also "
+    "write the result as JSON to this file.")
 _PLOT = flags.DEFINE_bool("plot", False, "report: also draw the figures (PNG).")
 _BASELINE = flags.DEFINE_string("baseline", None, "report: config label (or part of one) for the ΔMAE column.")
 _DATA = flags.DEFINE_string("data", None, "evaluate, inspect: dataset name (synthetic or a prepared dataset).")
@@ -57,6 +64,9 @@ _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "data prepare: the folder 
                                   "downloaded (see the builder's instructions in the error when they are missing).")
 _STRICT = flags.DEFINE_bool("strict", False, "data prepare: stop at the first unreadable or misnamed image instead "
                             "of skipping and counting it.")
+_MEMBERS = flags.DEFINE_integer("members", 1, "bench: members of the vmapped group (seeds and λ spread over them).")
+_SEQUENTIAL = flags.DEFINE_bool("sequential", False, "bench: time max(M, 2) runs one after another against one "
+                                "vmapped group of them, and extrapolate both to the config's epochs.")
 _CAP = flags.DEFINE_integer("cap", None, "evaluate, inspect: use only the first N examples of the split.")
 
 
@@ -123,11 +133,12 @@ def _sweep(args):
         _exit_with("sweep takes one experiment, e.g. ssr-jax sweep experiments/dynamic_range.py:smoke --workdir DIR")
     if not _WORKDIR.value and not _DRY_RUN.value:
         _exit_with("--workdir is required, e.g. --workdir runs/dynamic_range")
-    from ssr_jax import launch
+    from ssr_jax import config_lib, launch
 
     sweep.run_sweep(args[0], _WORKDIR.value, seeds=_SEEDS.value, shard_spec=_SHARD.value,
                     max_members=_MAX_MEMBERS.value, dry_run=_DRY_RUN.value, launcher=_LAUNCHER.value,
-                    job_parameters=launch.parse_job_parameters(_JOB.value), wait=_WAIT.value)
+                    job_parameters=launch.parse_job_parameters(_JOB.value), wait=_WAIT.value,
+                    common=config_lib.parse_overrides(_SET.value))
 
 
 def _report(args):
@@ -286,6 +297,25 @@ def _data(args):
         _exit_with(str(error))
 
 
+def _bench(args):
+    _no_positional(args)
+    from ssr_jax import bench
+
+    config, _ = _config_and_overrides()
+    if _MEMBERS.value < 1:
+        _exit_with(f"--members must be at least 1, got {_MEMBERS.value}")
+    if _SEQUENTIAL.value:
+        result = bench.sequential_vs_vmapped(config, max(_MEMBERS.value, 2))
+    else:
+        result = bench.run_benchmark(config, members=_MEMBERS.value)
+    text = json.dumps(result, indent=2, sort_keys=True)
+    if _OUT.value:
+        from ssr_jax.workdir import write_text_atomic
+
+        write_text_atomic(_OUT.value, text + "\n")
+    print(text if _JSON.value else bench.format_table(result))
+
+
 def _no_positional(args):
     if args:
         _exit_with(f"unexpected arguments {args}; see `ssr-jax --help`")
@@ -293,7 +323,7 @@ def _no_positional(args):
 
 COMMANDS = {"train": _train, "info": _info, "demo": _demo, "sweep": _sweep, "report": _report,
             "convert-keras": _convert_keras, "predict": _predict, "evaluate": _evaluate, "inspect": _inspect,
-            "data": _data}
+            "bench": _bench, "data": _data}
 
 
 def _config_file(argv) -> str | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import pathlib
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import ml_collections
 
@@ -42,6 +42,22 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
         except (ValueError, SyntaxError):
             values[name] = raw
     return ml_collections.ConfigDict(values)
+
+
+def parse_overrides(items: Sequence[str], *, flag: str = "--set") -> dict[str, Any]:
+    """`["model.stages=(5,5,5)", "train.epochs=3", "data.name=morph2"]` → dotted-key overrides (Python literals,
+    else strings; lists become tuples). Keys and values are checked later, by `apply_overrides` and `validate`."""
+    overrides = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{flag} {item!r}: use key=value, e.g. {flag} train.eval_batch_size=100")
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+        overrides[key] = tuple(value) if isinstance(value, list) else value
+    return overrides
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:

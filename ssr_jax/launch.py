@@ -59,12 +59,13 @@ def make_executor(launcher: str, folder: pathlib.Path, parameters: dict[str, Any
     return executor
 
 
-def run_group_job(spec: str, workdir: str, seeds: int | None, run_ids: list[str]) -> list[dict]:
+def run_group_job(spec: str, workdir: str, seeds: int | None, run_ids: list[str],
+                  common: dict | None = None) -> list[dict]:
     """The body of one job: the group made of `run_ids`, trained as `--launcher local` trains it."""
     from ssr_jax import sweep
     from ssr_jax.data import load_splits
 
-    runs = {run.run_id: run for run in sweep.expand(spec, seeds=seeds)}
+    runs = {run.run_id: run for run in sweep.expand(spec, seeds=seeds, common=common)}
     missing = [run_id for run_id in run_ids if run_id not in runs]
     if missing:
         raise RuntimeError(f"{spec} no longer has runs {missing}; was the experiment file edited after submission?")
@@ -81,12 +82,12 @@ def _absolute_spec(spec: str) -> str:
 
 
 def submit_groups(spec: str, workdir: pathlib.Path, groups: list[list], *, seeds: int | None, launcher: str,
-                  parameters: dict[str, Any], wait: bool) -> list:
+                  parameters: dict[str, Any], wait: bool, common: dict | None = None) -> list:
     """Submits one job per group, records them in `DIR/jobs.jsonl`; with `wait`, blocks until all have ended."""
     executor = make_executor(launcher, workdir / "jobs", parameters)
     spec = _absolute_spec(spec)
     with executor.batch():  # one array job on Slurm instead of one submission per group
-        jobs = [executor.submit(run_group_job, spec, str(workdir), seeds, [run.run_id for run in members])
+        jobs = [executor.submit(run_group_job, spec, str(workdir), seeds, [run.run_id for run in members], common)
                 for members in groups]
     records = [{"group": members[0].group, "job_id": job.job_id, "runs": [run.run_id for run in members]}
                for members, job in zip(groups, jobs)]

@@ -102,11 +102,18 @@ def load_experiment(spec: str):
     return module, arg or None
 
 
-def expand(spec: str, *, seeds: int | None = None) -> list[Run]:
-    """All runs of an experiment, each validated; raises `ConfigError` naming the first bad override."""
+def expand(spec: str, *, seeds: int | None = None, common: dict | None = None) -> list[Run]:
+    """All runs of an experiment, each validated; raises `ConfigError` naming the first bad override.
+
+    `common` (`--set key=value`) overrides every run, e.g. `parallel.members` or `train.eval_batch_size`; it is part
+    of each run's overrides and so of its id. It may not set a key the sweep itself varies.
+    """
     module, arg = load_experiment(spec)
     base = module.get_config(arg)
     entries = module.get_sweep(arg)
+    common = dict(common or {})
+    if "seed" in common:
+        raise config_lib.ConfigError("--set seed=...: seeds come from --seeds")
     seeds = seeds if seeds is not None else getattr(module, "DEFAULT_SEEDS", 1)
     if seeds < 1:
         raise config_lib.ConfigError(f"--seeds={seeds}: needs at least one seed")
@@ -114,8 +121,11 @@ def expand(spec: str, *, seeds: int | None = None) -> list[Run]:
     for entry in entries:
         if "seed" in entry:
             raise config_lib.ConfigError(f"{spec}: sweep entry {entry} sets 'seed'; seeds come from --seeds")
+        clash = sorted(set(common) & set(entry))
+        if clash:
+            raise config_lib.ConfigError(f"--set {clash[0]}=...: {spec} sweeps {clash[0]} itself; drop it from --set")
         for seed in range(seeds):
-            overrides = {**entry, "seed": seed}
+            overrides = {**common, **entry, "seed": seed}
             try:
                 config = config_lib.apply_overrides(base, overrides)
                 config_lib.validate(config)
@@ -213,7 +223,8 @@ def run_group(members: list[Run], workdir: pathlib.Path, splits, progress) -> No
 
 def run_sweep(spec: str, workdir: str | pathlib.Path, *, seeds: int | None = None, shard_spec: str | None = None,
               max_members: int = DEFAULT_MAX_MEMBERS, dry_run: bool = False, progress: bool | None = None,
-              launcher: str = "local", job_parameters: dict | None = None, wait: bool = False) -> list[dict]:
+              launcher: str = "local", job_parameters: dict | None = None, wait: bool = False,
+              common: dict | None = None) -> list[dict]:
     """Expands, validates, groups and trains an experiment; returns the rows of `results.jsonl`.
 
     Finished runs (status ok or diverged) are skipped; failed runs are retried; an interrupted group resumes from
@@ -221,14 +232,14 @@ def run_sweep(spec: str, workdir: str | pathlib.Path, *, seeds: int | None = Non
     """
     if launcher not in launch.LAUNCHERS:
         raise config_lib.ConfigError(f"--launcher={launcher}: choose one of {', '.join(launch.LAUNCHERS)}")
-    runs = shard(expand(spec, seeds=seeds), shard_spec)
+    runs = shard(expand(spec, seeds=seeds, common=common), shard_spec)
     groups = group_runs(runs, max_members=max_members)
     if dry_run:
         print(f"{len(runs)} runs in {len(groups)} group(s)\n{describe(groups)}")
         return []
     workdir = workdir_lib.prepare(workdir)
     workdir_lib.write_json(workdir / "sweep.json", {"experiment": spec, "seeds": seeds, "shard": shard_spec,
-                                                   "runs": [run.run_id for run in runs]})
+                                                   "set": common or {}, "runs": [run.run_id for run in runs]})
 
     def finished(run: Run) -> bool:
         summary = _summary(workdir / "runs" / run.run_id)
@@ -240,7 +251,7 @@ def run_sweep(spec: str, workdir: str | pathlib.Path, *, seeds: int | None = Non
     pending = group_runs([run for members in pending for run in members], max_members=max_members)
     if launcher != "local":
         if pending:
-            launch.submit_groups(spec, workdir, pending, seeds=seeds, launcher=launcher,
+            launch.submit_groups(spec, workdir, pending, seeds=seeds, common=common, launcher=launcher,
                                  parameters=job_parameters or {}, wait=wait)
         else:
             print(f"all {len(runs)} runs finished; nothing to submit", flush=True)

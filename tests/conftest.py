@@ -4,7 +4,13 @@ import pathlib
 import subprocess
 import sys
 
+# Compile time dominates these tiny tests; the cache lives in the checkout (git-ignored) and survives across runs.
+# Set in the environment so that the CLI subprocesses the tests start share it.
+_CACHE = pathlib.Path(__file__).resolve().parent.parent / ".jax_cache"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(_CACHE))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -14,11 +20,6 @@ from configs import ssrnet  # noqa: E402
 from ssr_jax import saved_model  # noqa: E402
 from ssr_jax.models import abstract_variables  # noqa: E402
 
-# Compile time dominates these tiny tests; the cache lives in the checkout (git-ignored) and survives across runs.
-_CACHE = pathlib.Path(__file__).resolve().parent.parent / ".jax_cache"
-jax.config.update("jax_compilation_cache_dir", str(_CACHE))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 @pytest.fixture(scope="session")

@@ -8,13 +8,15 @@ import pytest
 from configs import ssrnet
 from ssr_jax import bench, config_lib
 from ssr_jax.data import load_splits
+from conftest import run_cli
 
 
 @pytest.fixture(scope="module")
 def smoke():
-    # "xla" convolutions compile faster than "patches" for these few small batches; the programs repeat across the
-    # tests below, so the persistent compilation cache (conftest) serves all but the first compile of each.
-    config = config_lib.apply_overrides(ssrnet.get_config("smoke"), {"model.conv": "xla"})
+    # The programs repeat across the tests below (one per member count), so the persistent compilation cache
+    # (conftest) serves all but the first compile of each. ("xla" convolutions compile faster but train ≈20× slower
+    # inside the epoch's scan on XLA:CPU, which costs more here.)
+    config = ssrnet.get_config("smoke")
     return config, load_splits(config.data)
 
 
@@ -39,7 +41,7 @@ def test_run_benchmark_reports_every_field(smoke, members):
     assert device["platform"] == "cpu" and device["device_count"] >= 1 and isinstance(device["device_kind"], str)
     assert isinstance(result["jax_version"], str)
     assert result["config"] == {**result["config"], "family": "ssr", "stages": [3, 3, 3], "image_size": 64,
-                                "conv": "xla", "augment": True}
+                                "conv": "patches", "augment": True}
     assert set(result["device_memory"]) >= {"peak_bytes_in_use"}  # None on CPU, bytes on a GPU
     assert len(result["final_train_loss"]) == members and all(map(math.isfinite, result["final_train_loss"]))
     table = bench.format_table(result)
@@ -64,11 +66,12 @@ def test_member_configs_share_one_program_and_spread_lambda(smoke):
 
 def test_sequential_vs_vmapped_and_timed_run(smoke):
     config, splits = smoke
-    result = bench.sequential_vs_vmapped(config, 2, epochs=1, splits=splits)
+    result = bench.sequential_vs_vmapped(config, 2, epochs=1, sequential_runs=1, splits=splits)
     json.dumps(result)
     for side in ("sequential", "vmapped"):
         for key in ("wall_s", "compile_s", "train_images_per_s", "images_per_s_overall"):
             assert _positive(result[side][key]), (side, key)
+    assert result["sequential"]["wall_s_is_scaled"] and result["sequential"]["runs_timed"] == 1
     assert _positive(result["speedup"]) and _positive(result["extrapolated"]["sequential_s"])
     assert result["extrapolated"]["epochs"] == config.train.epochs
     table = bench.format_table(result)
@@ -77,3 +80,15 @@ def test_sequential_vs_vmapped_and_timed_run(smoke):
     run = bench.timed_run(config, members=2, splits=splits)
     assert run["completed"] and run["epochs_run"] == config.train.epochs == 2
     assert _positive(run["wall_s"]) and len(run["final_mae"]) == 2
+
+
+def test_bench_command_prints_and_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    result = run_cli("bench", "--config", "configs/ssrnet.py:smoke", "--json", "--out", out)
+    printed = json.loads(result.stdout)
+    assert json.loads(out.read_text()) == printed
+    for key in ("train_images_per_s", "eval_images_per_s", "compile_s"):
+        assert _positive(printed[key]), key
+    assert printed["members"] == 1 and printed["batch"] == 16 and printed["device"]["platform"] == "cpu"
+    refused = run_cli("bench", "--config", "configs/ssrnet.py:smoke", "--members", "0", check=False)
+    assert refused.returncode == 2 and "--members must be at least 1" in refused.stderr

@@ -128,6 +128,23 @@ def test_patches_conv_equals_lax_conv(kernel, strides, padding, depthwise):
         patches_conv(lhs, rhs, strides, padding, rhs_dilation=(2, 2), feature_group_count=groups)
 
 
+@pytest.mark.parametrize("kind", ["avg", "max"])
+@pytest.mark.parametrize("window, shape", [((2, 2), (2, 31, 31, 3)), ((4, 4), (1, 14, 14, 2)), ((8, 8), (1, 31, 31, 2))])
+def test_reshape_pooling_equals_flax_pooling(kind, window, shape):
+    """The loop-friendly pooling (crop + reshape + reduce) against flax's reduce-window: same values, odd sizes
+    cropped the same way, and the same gradient (random inputs have no ties inside a max window)."""
+    from ssr_jax.models.conv import POOL_IMPLEMENTATIONS
+
+    inputs = jnp.asarray(np.random.default_rng(3).standard_normal(shape), jnp.float32)
+    fast, reference = POOL_IMPLEMENTATIONS["patches"][kind], POOL_IMPLEMENTATIONS["xla"][kind]
+    want = reference(inputs, window)
+    assert fast(inputs, window).shape == want.shape == (shape[0], shape[1] // window[0], shape[2] // window[1], shape[3])
+    np.testing.assert_array_equal(fast(inputs, window), want)
+    weights = jnp.asarray(np.random.default_rng(4).standard_normal(want.shape), jnp.float32)
+    grad = lambda pool: jax.grad(lambda x: jnp.sum(pool(x, window) * weights))(inputs)  # noqa: E731
+    np.testing.assert_allclose(grad(fast), grad(reference), rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("family", ["mobilenet", "densenet"])
 def test_baselines_compute_the_same_with_either_convolution(family):
     config = model_config(family=family, densenet_depth=7)

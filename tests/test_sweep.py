@@ -15,8 +15,6 @@ from ssr_jax import config_lib, sweep, train
 from ssr_jax.sweep import eta_text, product, zipit
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = {**os.environ, "JAX_COMPILATION_CACHE_DIR": os.path.join(REPO, ".jax_cache"),
-       "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PLATFORMS": "cpu"}
 
 
 def experiment(tmp_path, sweep_body, config_changes="", name="experiment.py"):
@@ -75,6 +73,21 @@ def test_expansion_run_ids_and_groups():
     assert [len(chunk) for chunk in chunks] == [3, 3, 2] and len({chunk[0].group for chunk in chunks}) == 3
     stage_groups = sweep.group_runs(sweep.expand("experiments/stages.py:smoke", seeds=1))
     assert len(stage_groups) == 8  # every stage layout is its own program
+
+
+def test_set_overrides_every_run_and_is_checked():
+    common = config_lib.parse_overrides(["train.eval_batch_size=8", "model.stages=(2, 2)"])
+    assert common == {"train.eval_batch_size": 8, "model.stages": (2, 2)}
+    runs = sweep.expand("experiments/dynamic_range.py:smoke", seeds=1, common=common)
+    assert len(runs) == 4 and {run.config.train.eval_batch_size for run in runs} == {8}
+    assert {tuple(run.config.model.stages) for run in runs} == {(2, 2)}
+    assert all("eval_batch_size=8" in run.run_id and run.overrides["model.lambda_d"] in (0.0, 1.0) for run in runs)
+    with pytest.raises(config_lib.ConfigError, match="sweeps model.lambda_d itself"):
+        sweep.expand("experiments/dynamic_range.py:smoke", common={"model.lambda_d": 0.5})
+    with pytest.raises(config_lib.ConfigError, match="unknown config key 'train.eval_batch'"):
+        sweep.expand("experiments/dynamic_range.py:smoke", common={"train.eval_batch": 8})
+    with pytest.raises(config_lib.ConfigError, match="use key=value"):
+        config_lib.parse_overrides(["parallel.members"])
 
 
 def test_shards_partition_the_runs():
@@ -138,7 +151,7 @@ def test_sigkilled_sweep_resumes_to_the_uninterrupted_result(tmp_path):
     spec = experiment(tmp_path, 'sweep("model.lambda_d", [0.0, 1.0])',
                       "config.data.num_train, config.train.batch_size, config.train.epochs = 400, 20, 4")
     command = [sys.executable, "-m", "ssr_jax", "sweep", spec, "--workdir", str(tmp_path / "killed")]
-    process = subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while process.poll() is None and time.time() < deadline:
         if list((tmp_path / "killed" / "groups").glob("*/checkpoint/20")):  # epoch 1 of 4 saved
@@ -146,7 +159,7 @@ def test_sigkilled_sweep_resumes_to_the_uninterrupted_result(tmp_path):
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL, "the sweep ended before it could be killed"
-    resumed = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
 
     sweep.run_sweep(spec, tmp_path / "straight")
@@ -160,12 +173,12 @@ def test_sigkilled_sweep_resumes_to_the_uninterrupted_result(tmp_path):
 def test_command_line_sweep_then_report(tmp_path):
     workdir = tmp_path / "dynamic_range"
     swept = subprocess.run([sys.executable, "-m", "ssr_jax", "sweep", "experiments/dynamic_range.py:smoke",
-                            "--workdir", str(workdir), "--seeds", "1"], cwd=REPO, env=ENV, capture_output=True,
+                            "--workdir", str(workdir), "--seeds", "1"], cwd=REPO, capture_output=True,
                            text=True, timeout=300)
     assert swept.returncode == 0, swept.stderr
     assert len(results(workdir)) == 4
     reported = subprocess.run([sys.executable, "-m", "ssr_jax", "report", str(workdir), "--plot"], cwd=REPO,
-                              env=ENV, capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=120)
     assert reported.returncode == 0, reported.stderr
     assert "lambda_d=0.0, lambda_local=1.0" in reported.stdout
     for name in ("results.md", "results.tex", "results.csv", "pivot.md", "heatmap.png", "learning_curves.png"):
@@ -184,21 +197,22 @@ def test_job_launcher_trains_each_group_as_a_job_with_the_local_numbers(tmp_path
     spec = experiment(tmp_path, 'sweep("model.stages", [(2, 2), (3,)])',
                       "config.data.num_train, config.data.num_test, config.train.epochs = 32, 20, 1")
     command = [sys.executable, "-m", "ssr_jax", "sweep", spec, "--workdir", str(tmp_path / "jobs"),
-               "--launcher", "submitit_local", "--job", "timeout_min=10,cpus_per_task=1", "--wait"]
-    submitted = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+               "--launcher", "submitit_local", "--job", "timeout_min=10,cpus_per_task=1", "--wait",
+               "--set", "train.eval_batch_size=10"]  # the jobs must see --set too
+    submitted = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert submitted.returncode == 0, submitted.stderr
     jobs = [json.loads(line) for line in (tmp_path / "jobs" / "jobs.jsonl").read_text().splitlines()]
     assert len(jobs) == 2 and submitted.stdout.count("submitted group") == 2
     assert sorted(len(job["runs"]) for job in jobs) == [1, 1]
 
-    sweep.run_sweep(spec, tmp_path / "local", progress=False)
+    sweep.run_sweep(spec, tmp_path / "local", progress=False, common={"train.eval_batch_size": 10})
     by_job, local = results(tmp_path / "jobs"), results(tmp_path / "local")
     assert by_job.keys() == local.keys() and len(by_job) == 2
     for run_id, row in by_job.items():
         assert row["status"] == "ok" and row["group"] == local[run_id]["group"]
         np.testing.assert_allclose(row["mae"], local[run_id]["mae"], rtol=1e-5)
 
-    again = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "nothing to submit" in again.stdout
 
 

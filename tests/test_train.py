@@ -108,9 +108,8 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path):
     flags = [f"--config.{key}={value}" for key, value in overrides.items()]
     command = [sys.executable, "-m", "ssr_jax", "train", "--config", "configs/ssrnet.py:smoke",
                "--workdir", str(tmp_path / "killed"), *flags]
-    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": os.path.join(REPO, ".jax_cache"),
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PLATFORMS": "cpu"}
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The environment (conftest) carries the shared compilation cache.
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first_checkpoint = tmp_path / "killed" / "checkpoint" / "20"
     deadline = time.time() + 180
     while not first_checkpoint.exists() and process.poll() is None and time.time() < deadline:
@@ -119,7 +118,7 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
     assert not (tmp_path / "killed" / "summary.json").exists()
 
-    resumed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
     assert summary["resumed_from_epoch"] >= 1

@@ -1,13 +1,22 @@
-"""Convolution as shifted slices × matrix, a drop-in for `lax.conv_general_dilated` in `flax.linen.Conv`.
+"""Convolution as shifted slices × matrix, a drop-in for `lax.conv_general_dilated` in `flax.linen.Conv`, and
+pooling as crop + reshape + reduce: the loop-friendly kernels behind `model.conv = "patches"`.
 
 Why: XLA:CPU runs the weight-gradient convolutions several times slower inside a `lax.scan`/while body than outside
 one (measured here: ≈35 vs ≈200 SSR-Net training images/s at batch 50, jax 0.10.2; the DenseNet baseline trained at
 ≈1 image/s), and a training epoch is one scan. Written as slices + one matrix product (or, for a depthwise
 convolution, slices × per-channel weights), forward and backward are plain dots and elementwise ops, which XLA:CPU
 runs at the same speed in and out of loops. Same parameters (HWIO kernel), same results up to float rounding.
+
+Pooling likewise: flax's `avg_pool` / `max_pool` lower to XLA `reduce-window`, and their gradients to more
+reduce-windows and select-and-scatter, which XLA:CPU runs as scalar loops (16 % of all op time in a training step,
+benchmarks/README.md). Non-overlapping windows (all SSR-Net and the baselines use) are a reshape and a mean/max
+instead: same forward values, fused elementwise work both ways (the SSR-Net step: ≈290 → ≈380 images/s). The one
+difference is in the gradient of a max over exact ties, which `jnp.max` splits between them where reduce-window
+picks one.
 """
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -45,5 +54,21 @@ def patches_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilat
                       precision=precision, preferred_element_type=preferred_element_type)
 
 
-# `model.conv`: how every convolution is computed. Same parameters and results either way.
+def _block_pool(reduce):
+    def pool(inputs, window: tuple[int, int]):
+        """`[batch, H, W, C]` → `[batch, H // wh, W // ww, C]`: windows of `window`, stride = window, 'VALID' (the
+        last H mod wh rows and W mod ww columns are dropped, as reduce-window drops them)."""
+        (wh, ww), (batch, height, width, channels) = window, inputs.shape
+        blocks = inputs[:, :height // wh * wh, :width // ww * ww, :].reshape(
+            batch, height // wh, wh, width // ww, ww, channels)
+        return reduce(blocks, axis=(2, 4))
+    return pool
+
+
+# `model.conv`: how every convolution and pooling is computed. Same parameters and forward results either way.
 CONV_IMPLEMENTATIONS = {"patches": patches_conv, "xla": None}
+POOL_IMPLEMENTATIONS = {
+    "patches": {"avg": _block_pool(jnp.mean), "max": _block_pool(jnp.max)},
+    "xla": {"avg": lambda inputs, window: nn.avg_pool(inputs, window, strides=window),
+            "max": lambda inputs, window: nn.max_pool(inputs, window, strides=window)},
+}

@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ssr_jax.models.conv import CONV_IMPLEMENTATIONS
+from ssr_jax.models.conv import CONV_IMPLEMENTATIONS, POOL_IMPLEMENTATIONS
 from ssr_jax.models.mobilenet import KERNEL_INIT, RegressionHead
 
 # tf.truncated_normal keeps ±2σ, which shrinks the standard deviation by this factor; Flax divides σ by it.
@@ -71,7 +71,7 @@ class DenseNetBody(nn.Module):
                 x = jnp.concatenate([x, conv(bn_relu(x, f"{name}_bn"), self.growth_rate, 3, f"{name}_conv")], axis=-1)
             if block < self.num_blocks:
                 x = conv(bn_relu(x, f"transition{block}_bn"), x.shape[-1], 1, f"transition{block}_conv")
-                x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+                x = POOL_IMPLEMENTATIONS[self.conv_impl]["avg"](x, (2, 2))
         return jnp.mean(bn_relu(x, "final_bn"), axis=(1, 2))
 
 

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from ssr_jax.models.conv import CONV_IMPLEMENTATIONS
+from ssr_jax.models.conv import CONV_IMPLEMENTATIONS, POOL_IMPLEMENTATIONS
 
 # Keras defaults, which the reference relies on (Flax's own defaults differ: lecun_normal, epsilon 1e-5).
 KERNEL_INIT = nn.initializers.glorot_uniform()
@@ -49,7 +49,7 @@ class Stream(nn.Module):
     @nn.compact
     def __call__(self, x, *, train: bool):
         activation = {"relu": nn.relu, "tanh": jnp.tanh}[self.activation]
-        pool = nn.avg_pool if self.activation == "relu" else nn.max_pool
+        pool = POOL_IMPLEMENTATIONS[self.conv]["avg" if self.activation == "relu" else "max"]
         taps = []
         for block in range(1, 5):
             x = nn.Conv(self.features, (3, 3), padding="VALID", kernel_init=KERNEL_INIT, dtype=self.dtype,
@@ -58,7 +58,7 @@ class Stream(nn.Module):
                              dtype=self.dtype, name=f"bn{block}")(x)
             x = activation(x)
             if block < 4:
-                x = pool(x, (2, 2), strides=(2, 2))
+                x = pool(x, (2, 2))
             taps.append(x)
         return taps
 
@@ -89,9 +89,9 @@ class FusionStage(nn.Module):
         s = nn.relu(conv("s_conv")(s_tap))
         x = nn.relu(conv("x_conv")(x_tap))
         if self.block_pool > 1:
-            window = (self.block_pool, self.block_pool)
-            s = nn.max_pool(s, window, strides=window)
-            x = nn.avg_pool(x, window, strides=window)
+            window, pools = (self.block_pool, self.block_pool), POOL_IMPLEMENTATIONS[self.conv]
+            s = pools["max"](s, window)
+            x = pools["avg"](x, window)
         # Flatten in H, W, C order, as Keras does, so imported dense kernels line up.
         s_pre = s.reshape(s.shape[0], -1)
         x_pre = x.reshape(x.shape[0], -1)
