@@ -75,6 +75,9 @@ def get_config():
     config.train.batch_size = 50
     config.train.epochs = 90
     config.train.eval_batch_size = 500
+    # Images evaluated at once across a vmapped group's members: a group of 25 at eval batch 500 would hold 12,500
+    # images' activations (≈30 GB on a CPU); above this many, members are evaluated a few at a time (lax.map).
+    config.train.eval_images_at_once = 2500
     config.train.checkpoint_every = 1
     # Also time the finished model's inference on the host CPU, one image at a time (Table 1's "CPU inference").
     config.train.measure_inference = False

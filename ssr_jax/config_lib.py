@@ -177,8 +177,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for name in ("num_train", "num_test"):
         if not data[name] >= 1:
             _fail(f"data.{name}", data[name], "needs at least one example")
-    for name in ("batch_size", "epochs", "eval_batch_size", "checkpoint_every"):
-        if not (isinstance(train[name], int) and train[name] >= 1):
+    for name in ("batch_size", "epochs", "eval_batch_size", "eval_images_at_once", "checkpoint_every"):
+        if not (isinstance(train.get(name, 1), int) and train.get(name, 1) >= 1):
             _fail(f"train.{name}", train[name], "must be a positive integer")
     if data.name == "synthetic" and train.batch_size > data.num_train:
         _fail("train.batch_size", train.batch_size,

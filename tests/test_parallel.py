@@ -64,7 +64,8 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4".strip()
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
     workdir = tmp_path_factory.mktemp("engine")
     result = subprocess.run([sys.executable, "-c", SCRIPT, str(REPO / ".jax_cache"), str(workdir)], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=600)

@@ -82,6 +82,24 @@ def test_values_ride_a_vmapped_axis(smoke):
                                    rtol=2e-3)
 
 
+def test_a_large_group_is_evaluated_a_few_members_at_a_time_with_the_same_numbers(smoke):
+    config, splits = smoke
+    keys = jax.random.split(jax.random.key(0), 3)
+    hparams = {"learning_rate": jnp.full(3, 1e-3), "lambda_local": jnp.array([1.0, 0.0, 0.5]),
+               "lambda_d": jnp.array([1.0, 0.5, 0.0])}
+    results, programs = {}, {}
+    # 3 members: all at once (the default budget), or 64 // eval batch 32 = a chunk of 2 and a remainder of 1.
+    for at_once in (config.train.eval_images_at_once, 64):
+        trainer = make_train(config_lib.apply_overrides(config, {"train.eval_images_at_once": at_once}), splits)
+        state = trainer.init(keys, hparams)
+        results[at_once] = trainer.evaluate(state, hparams)
+        programs[at_once] = str(jax.make_jaxpr(trainer._evaluate)(state, hparams, trainer.data))
+    assert programs[64].count("scan[") > programs[config.train.eval_images_at_once].count("scan[")  # lax.map
+    for name in ("mae", "ca3", "ca5", "count"):
+        assert results[64][name].shape == (3,)
+        np.testing.assert_allclose(results[64][name], results[config.train.eval_images_at_once][name], rtol=1e-6)
+    assert len(set(np.asarray(results[64]["mae"]).round(4))) == 3  # the members differ
+
 def test_run_directory_files_and_rerun(tmp_path, smoke, capsys):
     config, splits = smoke
     summary = train_and_evaluate(config, tmp_path / "run", splits=splits, overrides={"seed": 0})
