@@ -15,31 +15,24 @@ import statistics
 import sys
 
 from ssr_jax import bench, config_lib
+from where_time_goes import add_common_arguments, use_flax_pooling  # this folder is sys.path[0] as a script
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="configs/ssrnet.py")
-    parser.add_argument("--set", action="append", default=[], help="key=value override for every variant")
+    add_common_arguments(parser)
     parser.add_argument("--variant", action="append", default=[], help="NAME[:key=value...]")
     parser.add_argument("--members", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--timed_epochs", type=int, default=3)
     parser.add_argument("--warmup_epochs", type=int, default=1)
-    parser.add_argument("--quiet_wait", type=float, default=0.0,
-                        help="before each benchmark, wait up to this many seconds for the CPUs to be idle")
-    parser.add_argument("--pool", default="model", choices=("model", "flax"),
-                        help="flax: the model's pooling replaced by flax's reduce-window (the before-state)")
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.pool == "flax":
-        from where_time_goes import use_flax_pooling  # this folder is on sys.path when run as a script
-
         use_flax_pooling()
-    base = config_lib.applyconfig_lib.parse_overrides(config_lib.load_config(args.config), config_lib.parse_overrides(args.set))
+    base = config_lib.apply_overrides(config_lib.load_config(args.config), config_lib.parse_overrides(args.set))
     for spec in args.variant or ["base"]:
         name, *items = spec.split(":")
-        config = config_lib.applyconfig_lib.parse_overrides(base, config_lib.parse_overrides(items))
+        config = config_lib.apply_overrides(base, config_lib.parse_overrides(items))
         results = []
         for _ in range(args.repeats):
             if args.quiet_wait:

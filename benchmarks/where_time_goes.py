@@ -52,6 +52,17 @@ def _model_input(images, data_config):
     return model_input(images, data_config)
 
 
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options both benchmark scripts take."""
+    parser.add_argument("--config", default="configs/ssrnet.py")
+    parser.add_argument("--set", action="append", default=[], help="key=value config override")
+    parser.add_argument("--quiet_wait", type=float, default=0.0,
+                        help="before each timed run, wait up to this many seconds for the CPUs to be idle")
+    parser.add_argument("--pool", default="model", choices=("model", "flax"),
+                        help="flax: the model's pooling replaced by flax's reduce-window (the before-state)")
+    parser.add_argument("--json", action="store_true")
+
+
 def use_flax_pooling() -> None:
     """The before-state of the pooling experiment: the model's crop + reshape + mean/max pooling (conv="patches")
     replaced by flax's `avg_pool` / `max_pool` (XLA reduce-window; gradients reduce-window and select-and-scatter).
@@ -178,25 +189,19 @@ def top_ops(trace_dir: str, count: int = 20) -> list[tuple[str, float]]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="configs/ssrnet.py")
-    parser.add_argument("--set", action="append", default=[], help="key=value config override")
+    add_common_arguments(parser)
     parser.add_argument("--batch", type=int, default=None, help="train.batch_size (default: the config's)")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--pieces", default=",".join(p for p in PIECES if p != "step_data_parallel"))
     parser.add_argument("--profile", default=None, help="directory for a jax.profiler trace of step_augment")
-    parser.add_argument("--quiet_wait", type=float, default=0.0,
-                        help="before each timed repeat, wait up to this many seconds for the CPUs to be idle")
-    parser.add_argument("--pool", default="model", choices=("model", "flax"),
-                        help="flax: the model's pooling replaced by flax's reduce-window (the before-state)")
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.pool == "flax":
         use_flax_pooling()
     overrides = {"data.num_train": 2000, "data.num_test": 100, **config_lib.parse_overrides(args.set)}
     if args.batch:
         overrides["train.batch_size"] = args.batch
-    config = config_lib.applyconfig_lib.parse_overrides(config_lib.load_config(args.config), overrides)
+    config = config_lib.apply_overrides(config_lib.load_config(args.config), overrides)
     config_lib.validate(config)
     functions, state, batches = build(config, args.steps)
     images = args.steps * config.train.batch_size

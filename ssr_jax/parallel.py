@@ -59,18 +59,48 @@ def padded_members(count: int, mesh: Mesh | None) -> int:
     return -(-count // axis) * axis
 
 
+def _place(leaf: Any, sharding: NamedSharding) -> jax.Array:
+    """`leaf` laid out as `sharding`. On one host that is `device_put`. On a mesh spanning several hosts
+    `device_put` refuses devices this process cannot address, so: an array that is already global is resharded by
+    an identity program, and a host value (the same on every process, as each process computes it) becomes a global
+    array from the pieces this process's devices hold."""
+    if sharding.is_fully_addressable:
+        return jax.device_put(leaf, sharding)
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+        return jax.jit(lambda x: x, out_shardings=sharding)(leaf)
+    if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(_place(jax.random.key_data(leaf), sharding), impl=jax.random.key_impl(leaf))
+    host = np.asarray(leaf)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
 def shard_members(tree: Any, mesh: Mesh | None) -> Any:
     """Places every leaf's leading (member) axis across the mesh's member axis."""
     if mesh is None:
         return tree
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(MEMBER_AXIS)))
+    sharding = NamedSharding(mesh, PartitionSpec(MEMBER_AXIS))
+    return jax.tree.map(lambda leaf: _place(leaf, sharding), tree)
 
 
 def replicate(tree: Any, mesh: Mesh | None) -> Any:
     """Places a copy of every leaf on every device of the mesh (or on the default device without one)."""
     if mesh is None:
         return jax.device_put(tree)
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    sharding = NamedSharding(mesh, PartitionSpec())
+    return jax.tree.map(lambda leaf: _place(leaf, sharding), tree)
+
+
+def fetch(tree: Any) -> Any:
+    """Host NumPy copies of device arrays. An array spread over several hosts' devices (a member-sharded group on a
+    multi-host mesh) is not addressable from one process; it is all-gathered first, so every process sees it whole."""
+    def one(leaf):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
+        return np.asarray(jax.device_get(leaf))
+
+    return jax.tree.map(one, tree)
 
 
 def batch_constraint(mesh: Mesh | None):

@@ -215,7 +215,7 @@ class Trainer:
     def train_epoch(self, state, keys, hparams):
         if not self.chunked:
             return self._train_epoch(state, keys, hparams, self.data)
-        epoch = int(jax.device_get(state.step[0])) // self.steps_per_epoch
+        epoch = int(parallel.fetch(state.step)[0]) // self.steps_per_epoch
         losses = []
         for chunk in self.data.train_chunks(epoch):  # dispatch is asynchronous: the next gather overlaps training
             state, metrics = self._train_epoch(state, keys, hparams, parallel.replicate(chunk, self.mesh))
@@ -466,7 +466,7 @@ def train_members(
         # Every member starts from the same weights with a fresh optimizer (the reference's fine-tuning chain).
         state = parallel.shard_members(
             jax.jit(jax.vmap(lambda hp: train_state_from_variables(config, init_variables, hp)))(hparams), mesh)
-    start_epoch = int(state.step[0]) // trainer.steps_per_epoch
+    start_epoch = int(parallel.fetch(state.step)[0]) // trainer.steps_per_epoch
     # Epochs logged after the checkpoint (a kill between the two writes) are replayed, so drop their rows.
     histories = [[row for row in workdir_lib.read_jsonl(run_dir / "metrics.jsonl") if row["epoch"] <= start_epoch]
                  for run_dir in run_dirs]
@@ -480,12 +480,13 @@ def train_members(
     for epoch in range(start_epoch + 1, epochs + 1):
         if all(diverged):
             break
-        learning_rates = [float(schedule(int(state.step[0]))) for schedule in schedules]
+        step = int(parallel.fetch(state.step)[0])
+        learning_rates = [float(schedule(step)) for schedule in schedules]
         epoch_start = time.perf_counter()
         state, train_metrics = trainer.train_epoch(state, keys, hparams)
-        train_losses = jax.device_get(train_metrics["train_loss"])  # blocks until the epoch is done
+        train_losses = parallel.fetch(train_metrics["train_loss"])  # blocks until the epoch is done
         epoch_seconds.append(time.perf_counter() - epoch_start)
-        eval_metrics = jax.device_get(trainer.evaluate(state, hparams))
+        eval_metrics = parallel.fetch(trainer.evaluate(state, hparams))
         rows = []
         for member in range(members):
             if diverged[member]:
@@ -507,7 +508,7 @@ def train_members(
             # reference's 1/(1 + Δ) has no guard).
             diverged[member] = not math.isfinite(row["train_loss"])
         if epoch % config.train.checkpoint_every == 0 or epoch == epochs:
-            checkpoint.save(ckpt_dir, int(state.step[0]), state)
+            checkpoint.save(ckpt_dir, int(parallel.fetch(state.step)[0]), state)
         line = _epoch_line(name, epoch, epochs, rows, epoch_seconds[-1], trainer.images_per_epoch * members)
         if progress is not None and not progress.disable:
             progress.update(members)
@@ -540,10 +541,10 @@ def train_members(
         }
         member_state = jax.tree.map(lambda leaf: leaf[member], state)
         if run_dir != state_dir:  # a member of a group keeps its own final weights, loadable like any run
-            checkpoint.save(run_dir / "checkpoint", int(member_state.step), member_state)
+            checkpoint.save(run_dir / "checkpoint", int(parallel.fetch(state.step)[member]), member_state)
         if config.train.get("measure_inference"):
-            summary["inference_ms_per_image"] = cpu_inference_ms(
-                configs[member], {"params": member_state.params, "batch_stats": member_state.batch_stats})
+            variables = parallel.fetch({"params": member_state.params, "batch_stats": member_state.batch_stats})
+            summary["inference_ms_per_image"] = cpu_inference_ms(configs[member], variables)
         if writer:
             workdir_lib.write_json(run_dir / "summary.json", summary)
         summaries.append(summary)

@@ -14,6 +14,8 @@ import textwrap
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+# One worker runs the whole module under pytest-xdist (`--dist loadgroup`), so the subprocess runs once.
+pytestmark = pytest.mark.xdist_group("parallel")
 
 SCRIPT = textwrap.dedent("""
     import json, pathlib, sys
@@ -62,6 +64,50 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+# Two processes on this machine, two CPU devices each, joined by jax.distributed (gloo collectives): the multi-host
+# path — global arrays built from host values, member-sharded results gathered on every process, process-0 writes.
+MULTI_HOST_SCRIPT = textwrap.dedent("""
+    import json, pathlib, sys
+    import jax
+    process_id, port, workdir = int(sys.argv[1]), sys.argv[2], pathlib.Path(sys.argv[3])
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=process_id)
+    from configs import ssrnet
+    from ssr_jax import config_lib
+    from ssr_jax.data import load_splits
+    from ssr_jax.train import train_members
+
+    base = config_lib.apply_overrides(ssrnet.get_config("smoke"), {"train.batch_size": 16, "data.num_train": 64,
+                                                                   "parallel.members": 4})
+    configs = [config_lib.apply_overrides(base, {"seed": s, "model.lambda_d": 0.2 * s}) for s in range(3)]
+    dirs = [workdir / str(s) for s in range(3)]
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+    summaries = train_members(configs, dirs, workdir, splits=load_splits(base.data))
+    print(json.dumps({"process": jax.process_index(), "devices": jax.device_count(),
+                      "local_devices": jax.local_device_count(), "mae": [s["mae"] for s in summaries]}))
+""")
+
+
+@pytest.fixture(scope="module")
+def multi_host(tmp_path_factory):
+    import socket
+
+    with socket.socket() as probe:  # a free port for the coordinator
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    workdir = tmp_path_factory.mktemp("multi_host")
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2".strip()
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+    processes = [subprocess.Popen([sys.executable, "-c", MULTI_HOST_SCRIPT, str(index), str(port), str(workdir)],
+                                  cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for index in range(2)]
+    outputs = [process.communicate(timeout=600) for process in processes]
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-4000:]
+    return [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in outputs], workdir
+
+
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory):
     flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4".strip()
@@ -103,3 +149,18 @@ def test_a_group_with_more_members_than_devices_still_runs(outcomes):
 
     assert len(outcomes["engine6"]) == 6 and all(np.isfinite(outcomes["engine6"]))
     np.testing.assert_allclose(outcomes["engine6"][:3], outcomes["single"]["mae"], rtol=2e-3)
+
+
+def test_two_processes_train_a_member_sharded_group_like_one_device(multi_host, outcomes):
+    """jax.distributed across two processes (2 devices each): a group of 3 members padded to 4, one per device
+    across both hosts; every process sees the whole result, equal to the single-device run's."""
+    import numpy as np
+
+    reports, workdir = multi_host
+    assert sorted(report["process"] for report in reports) == [0, 1]
+    assert all(report["devices"] == 4 and report["local_devices"] == 2 for report in reports)
+    np.testing.assert_allclose(reports[0]["mae"], reports[1]["mae"], rtol=0)
+    np.testing.assert_allclose(reports[0]["mae"], outcomes["single"]["mae"], rtol=2e-3)
+    for member in range(3):
+        summary = json.loads((workdir / str(member) / "summary.json").read_text())
+        assert summary["status"] == "ok" and summary["mae"] == pytest.approx(reports[0]["mae"][member])
