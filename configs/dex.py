@@ -5,7 +5,7 @@ Same backbone, fusion block, data and recipe as `ssrnet.py`, so the two differ o
   ssr-jax train --config configs/dex.py:demo --workdir runs/dex_demo
 
 Measured on the 2-core CPU (jax 0.10.2), synthetic data:
-  demo: MAE 7.93, CA(3) 0.270, CA(5) 0.420, 66 s incl. compile; ≈370–390 images/s at batch 50.
+  demo: MAE 8.43, CA(3) 0.249, CA(5) 0.398, 64 s incl. compile (augmentation on); ≈390–420 images/s at batch 50.
 """
 from configs import base
 from ssr_jax.config_lib import parse_arg
