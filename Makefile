@@ -16,9 +16,10 @@ install: $(INSTALLED)
 demo: $(INSTALLED)
 	$(VENV)/bin/ssr-jax demo --workdir runs/demo
 
-# Two workers: most of the suite's time is single-threaded XLA compilation (≈13 → ≈8 min on 2 cores, cold cache).
+# Two workers: most of the suite's time is single-threaded XLA compilation. One test module per worker at a time
+# (--dist loadscope), so module fixtures (test_parallel's subprocess runs) run once.
 test: $(INSTALLED)
-	$(PYTHON) -m pytest -q -n 2 --dist loadgroup
+	$(PYTHON) -m pytest -q -n 2 --dist loadscope
 
 clean:
 	rm -rf $(VENV) .jax_cache runs/demo

@@ -29,7 +29,7 @@ from typing import Any, Iterable, Sequence
 import ml_collections
 import tqdm
 
-from ssr_jax import config_lib, launch, workdir as workdir_lib
+from ssr_jax import config_lib, launch, parallel, workdir as workdir_lib
 from ssr_jax.data import load_splits
 from ssr_jax.models import architecture_label
 from ssr_jax.train import program_signature, record_config, train_members
@@ -177,18 +177,26 @@ def _summary(run_dir: pathlib.Path) -> dict | None:
     return workdir_lib.read_json(path) if path.exists() else None
 
 
-def write_results(workdir: pathlib.Path) -> list[dict]:
-    """Rebuilds `results.jsonl` from every run directory with a summary (shards and cluster jobs may share one
-    workdir: the lock keeps a slower rebuild from replacing a newer one that saw more finished runs)."""
-    with open(workdir / ".results.lock", "w") as lock:
-        fcntl.lockf(lock, fcntl.LOCK_EX)
-        rows = []
-        for run_dir in sorted((workdir / "runs").glob("*/")):
-            summary, record = _summary(run_dir), run_dir / "config.json"
-            if summary is None or not record.exists():
-                continue
+def _result_rows(workdir: pathlib.Path) -> list[dict]:
+    """A `results.jsonl` row for every run directory with a summary."""
+    rows = []
+    for run_dir in sorted((workdir / "runs").glob("*/")):
+        summary, record = _summary(run_dir), run_dir / "config.json"
+        if summary is not None and record.exists():
             overrides = workdir_lib.read_json(record)["overrides"]
             rows.append({"run_id": run_dir.name, "overrides": overrides, "seed": overrides.get("seed"), **summary})
+    return rows
+
+
+def write_results(workdir: pathlib.Path) -> list[dict]:
+    """Rebuilds `results.jsonl` from every run directory with a summary (shards and cluster jobs may share one
+    workdir: the lock keeps a slower rebuild from replacing a newer one that saw more finished runs). On several
+    hosts only process 0 writes, as for every run file."""
+    if not parallel.is_writer():
+        return _result_rows(workdir)
+    with open(workdir / ".results.lock", "w") as lock:
+        fcntl.lockf(lock, fcntl.LOCK_EX)
+        rows = _result_rows(workdir)
         workdir_lib.write_jsonl(workdir / "results.jsonl", rows)
     return rows
 
@@ -208,8 +216,10 @@ def describe(groups: list[list[Run]]) -> str:
 def run_group(members: list[Run], workdir: pathlib.Path, splits, progress) -> None:
     """Trains one group; an exception marks every member `failed` with its traceback and is not re-raised."""
     run_dirs = [workdir_lib.prepare(workdir / "runs" / run.run_id) for run in members]
+    writer = parallel.is_writer()  # on several hosts only process 0 writes run files
     for run, run_dir in zip(members, run_dirs):  # first, so that even a group that fails has its runs on record
-        record_config(run_dir, run.config, run.overrides)
+        if writer:
+            record_config(run_dir, run.config, run.overrides)
     try:
         train_members([run.config for run in members], run_dirs, workdir_lib.prepare(workdir / "groups" / members[0].group),
                       overrides=[run.overrides for run in members], splits=splits, progress=progress,
@@ -217,7 +227,7 @@ def run_group(members: list[Run], workdir: pathlib.Path, splits, progress) -> No
     except Exception:  # noqa: BLE001 — one broken group must not stop the sweep
         trace = traceback.format_exc()
         print(f"group {members[0].group} failed:\n{trace}", file=sys.stderr, flush=True)
-        for run_dir in run_dirs:
+        for run_dir in run_dirs if writer else ():
             workdir_lib.write_json(run_dir / "summary.json", {"status": "failed", "traceback": trace})
 
 
@@ -238,8 +248,9 @@ def run_sweep(spec: str, workdir: str | pathlib.Path, *, seeds: int | None = Non
         print(f"{len(runs)} runs in {len(groups)} group(s)\n{describe(groups)}")
         return []
     workdir = workdir_lib.prepare(workdir)
-    workdir_lib.write_json(workdir / "sweep.json", {"experiment": spec, "seeds": seeds, "shard": shard_spec,
-                                                   "set": common or {}, "runs": [run.run_id for run in runs]})
+    if parallel.is_writer():
+        workdir_lib.write_json(workdir / "sweep.json", {"experiment": spec, "seeds": seeds, "shard": shard_spec,
+                                                       "set": common or {}, "runs": [run.run_id for run in runs]})
 
     def finished(run: Run) -> bool:
         summary = _summary(workdir / "runs" / run.run_id)

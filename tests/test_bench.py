@@ -24,7 +24,7 @@ def _positive(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
-@pytest.mark.parametrize("members", [1, 2])
+@pytest.mark.parametrize("members", [2])  # one member: test_bench_command_prints_and_writes_json
 def test_run_benchmark_reports_every_field(smoke, members):
     config, splits = smoke
     result = bench.run_benchmark(config, members=members, timed_epochs=1, warmup_epochs=1, eval_repeats=1,
@@ -87,8 +87,11 @@ def test_bench_command_prints_and_writes_json(tmp_path):
     result = run_cli("bench", "--config", "configs/ssrnet.py:smoke", "--json", "--out", out)
     printed = json.loads(result.stdout)
     assert json.loads(out.read_text()) == printed
-    for key in ("train_images_per_s", "eval_images_per_s", "compile_s"):
+    for key in ("train_images_per_s", "train_images_per_s_per_member", "eval_images_per_s", "compile_s",
+                "epoch_s_median", "peak_host_memory_bytes", "bytes_per_image", "dataset_device_bytes", "step_ms"):
         assert _positive(printed[key]), key
+    assert printed["bytes_per_image"] == 64 * 64 * 3 and printed["train_images_per_s_per_member"] == pytest.approx(
+        printed["train_images_per_s"])
     assert printed["members"] == 1 and printed["batch"] == 16 and printed["device"]["platform"] == "cpu"
     refused = run_cli("bench", "--config", "configs/ssrnet.py:smoke", "--members", "0", check=False)
     assert refused.returncode == 2 and "--members must be at least 1" in refused.stderr

@@ -14,8 +14,6 @@ import textwrap
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-# One worker runs the whole module under pytest-xdist (`--dist loadgroup`), so the subprocess runs once.
-pytestmark = pytest.mark.xdist_group("parallel")
 
 SCRIPT = textwrap.dedent("""
     import json, pathlib, sys

@@ -97,7 +97,8 @@ def test_a_large_group_is_evaluated_a_few_members_at_a_time_with_the_same_number
     assert programs[64].count("scan[") > programs[config.train.eval_images_at_once].count("scan[")  # lax.map
     for name in ("mae", "ca3", "ca5", "count"):
         assert results[64][name].shape == (3,)
-        np.testing.assert_allclose(results[64][name], results[config.train.eval_images_at_once][name], rtol=1e-6)
+        # Untrained members: 1 + Δ near 0 makes some ages huge and ill-conditioned, hence not rtol 1e-6.
+        np.testing.assert_allclose(results[64][name], results[config.train.eval_images_at_once][name], rtol=1e-3)
     assert len(set(np.asarray(results[64]["mae"]).round(4))) == 3  # the members differ
 
 def test_run_directory_files_and_rerun(tmp_path, smoke, capsys):
