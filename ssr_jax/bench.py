@@ -505,22 +505,22 @@ def format_table(result: dict) -> str:
         ("config", result["label"]),
         ("device", _device_line(result["device"])),
         ("jax", f"{result['jax_version']} (python {result.get('python_version', '?')})"),
-        ("data", (f"{result['num_train']:,} train ({result['images_per_epoch']:,} per epoch, "
-                 f"{result['steps_per_epoch']} steps) / {result['num_test']:,} test")),
+        ("data", f"{result['num_train']:,} train ({result['images_per_epoch']:,} per epoch, "
+                 f"{result['steps_per_epoch']} steps) / {result['num_test']:,} test"),
         ("compile", f"{result['compile_s']:.2f} s (train_epoch + evaluate; init {result['init_s']:.2f} s)"),
         ("train", f"{result['train_images_per_s']:,.0f} images/s"
                   + (f" ({result['train_images_per_s_per_member']:,.0f} images/s per member)"
                      if result["members"] > 1 else "")
                   + f"; epoch {result['epoch_s_median']:.2f} s median of {len(result['epoch_s'])}"
                   f" (spread {100 * result['epoch_s_spread']:.0f}%), {result['step_ms']:.1f} ms/step"),
-        ("evaluate", (f"{result['eval_images_per_s']:,.0f} images/s; {result['eval_s_median']:.3f} s per pass over "
-                     f"the test split (batch {result['eval_batch']})")),
+        ("evaluate", f"{result['eval_images_per_s']:,.0f} images/s; {result['eval_s_median']:.3f} s per pass over "
+                     f"the test split (batch {result['eval_batch']})"),
         ("arithmetic", f"{result['train_gflop_per_image']:.3f} GFLOP per training image, {gflops:.1f} GFLOP/s"
                        + (f"; forward {result['eval_gflop_per_image']:.3f} GFLOP per image"
                           if result.get("eval_gflop_per_image") else "")
          if gflops else "n/a (no cost analysis on this backend)"),
-        ("dataset", (f"{result['bytes_per_image']:,} bytes per image ({result['image_dtype']}), "
-                    f"{_bytes(result['dataset_device_bytes'])} on the device")),
+        ("dataset", f"{result['bytes_per_image']:,} bytes per image ({result['image_dtype']}), "
+                    f"{_bytes(result['dataset_device_bytes'])} on the device"),
         ("host memory", f"{_bytes(result['peak_host_memory_bytes'])} peak RSS"),
         ("device memory", f"{_bytes(result['device_memory']['peak_bytes_in_use'])} peak"
          if result["device_memory"]["peak_bytes_in_use"] is not None else "n/a (the backend keeps no statistics)"),
@@ -535,17 +535,17 @@ def _format_comparison(result: dict) -> str:
     rows = [
         ("config", result["label"]),
         ("device", _device_line(result["device"])),
-        ("data", (f"{result['num_train']:,} train / {result['num_test']:,} test, {epochs} epoch"
-                 f"{'s' if epochs > 1 else ''} per run, evaluation after each")),
-        ("sequential", (f"{seq['wall_s']:.1f} s for {members} runs{scaled}; compile {seq['compile_s']:.1f} s once; "
+        ("data", f"{result['num_train']:,} train / {result['num_test']:,} test, {epochs} epoch"
+                 f"{'s' if epochs > 1 else ''} per run, evaluation after each"),
+        ("sequential", f"{seq['wall_s']:.1f} s for {members} runs{scaled}; compile {seq['compile_s']:.1f} s once; "
                        f"{seq['train_images_per_s']:,.0f} training images/s; {seq['images_per_s_overall']:,.0f} "
-                       "images/s overall")),
-        ("vmapped", (f"{vm['wall_s']:.1f} s for one group of {members}; compile {vm['compile_s']:.1f} s; "
+                       "images/s overall"),
+        ("vmapped", f"{vm['wall_s']:.1f} s for one group of {members}; compile {vm['compile_s']:.1f} s; "
                     f"{vm['train_images_per_s']:,.0f} training images/s; {vm['images_per_s_overall']:,.0f} "
-                    "images/s overall")),
+                    "images/s overall"),
         ("speedup", f"{result['speedup']:.2f}× (measured)"),
-        (f"{ext['epochs']} epochs", (f"sequential {_duration(ext['sequential_s'])}, vmapped "
-                                    f"{_duration(ext['vmapped_s'])}, {ext['speedup']:.2f}× — EXTRAPOLATED")),
+        (f"{ext['epochs']} epochs", f"sequential {_duration(ext['sequential_s'])}, vmapped "
+                                    f"{_duration(ext['vmapped_s'])}, {ext['speedup']:.2f}× — EXTRAPOLATED"),
         ("", ext["note"]),
     ]
     return _rows(rows)

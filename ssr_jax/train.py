@@ -193,8 +193,8 @@ class Trainer:
     def init(self, keys, hparams) -> TrainState:
         """The members' initial state. It runs once per run, so it is compiled for compile speed rather than run
         speed (XLA backend optimisation level 0: ≈6 → 2 s on a CPU, the run itself takes milliseconds)."""
-        signature = jax.tree.map(lambda x: (x.shape, x.dtype, getattr(x, "sharding", None)), (keys, hparams))
-        signature = (jax.tree.structure((keys, hparams)), tuple(jax.tree.leaves(signature)))
+        leaves, structure = jax.tree.flatten((keys, hparams))
+        signature = (structure, tuple((leaf.shape, leaf.dtype, getattr(leaf, "sharding", None)) for leaf in leaves))
         if signature not in self._init_programs:
             self._init_programs[signature] = self._init.lower(keys, hparams).compile(INIT_COMPILER_OPTIONS)
         return self._init_programs[signature](keys, hparams)
@@ -518,7 +518,7 @@ def train_members(
 
     # Summaries -------------------------------------------------------------------------------------------------
     wall_s = compile_s + time.perf_counter() - wall_start
-    summaries = []
+    summaries, final_steps = [], parallel.fetch(state.step)
     for member, run_dir in enumerate(run_dirs):
         final = histories[member][-1]
         summary = {
@@ -541,7 +541,7 @@ def train_members(
         }
         member_state = jax.tree.map(lambda leaf: leaf[member], state)
         if run_dir != state_dir:  # a member of a group keeps its own final weights, loadable like any run
-            checkpoint.save(run_dir / "checkpoint", int(parallel.fetch(state.step)[member]), member_state)
+            checkpoint.save(run_dir / "checkpoint", int(final_steps[member]), member_state)
         if config.train.get("measure_inference"):
             variables = parallel.fetch({"params": member_state.params, "batch_stats": member_state.batch_stats})
             summary["inference_ms_per_image"] = cpu_inference_ms(configs[member], variables)

@@ -10,7 +10,7 @@ runs at the same speed in and out of loops. Same parameters (HWIO kernel), same 
 Pooling likewise: flax's `avg_pool` / `max_pool` lower to XLA `reduce-window`, and their gradients to more
 reduce-windows and select-and-scatter, which XLA:CPU runs as scalar loops (16 % of all op time in a training step,
 benchmarks/README.md). Non-overlapping windows (all SSR-Net and the baselines use) are a reshape and a mean/max
-instead: same forward values, fused elementwise work both ways (the SSR-Net step: ≈290 → ≈380 images/s). The one
+instead: same forward values, fused elementwise work both ways (SSR-Net training: ≈290 → ≈410 images/s). The one
 difference is in the gradient of a max over exact ties, which `jnp.max` splits between them where reduce-window
 picks one.
 """
