@@ -4,6 +4,13 @@ On a local disk Orbax 0.12.8 writes step N into `<directory>/N.orbax-checkpoint-
 it to `N` only once it is complete, so a run killed at any moment leaves finished step directories plus at most one
 tmp directory, which Orbax never lists as a step. `save` deletes such leftovers before writing (Orbax alone would
 only replace one when the same step is saved again, with a warning, and keep the others forever).
+
+Several processes (a multi-host job): Orbax's own multi-process mode synchronises every step of a save through
+barriers that are gloo collectives without a timeout, entered from Orbax's worker threads, so one process that falls
+out of step hangs the others for ever. Here each process uses Orbax as if it were alone: `save` gathers the state to
+host copies on every process (one collective, in the same place on each) and process 0 writes them; `restore` reads
+on every process and lays each leaf out as the target's sharding. The checkpoint directory must be on a file system
+all hosts share, as the run directories are.
 """
 from __future__ import annotations
 
@@ -12,6 +19,8 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+
+from ssr_jax import parallel
 
 # Orbax's name for the single unnamed item (checkpoint_manager.DEFAULT_ITEM_NAME). Registering its handler up front
 # lets a fresh manager read a step's metadata before any restore; without it the metadata is None.
@@ -24,14 +33,25 @@ def _manager(directory, *, keep: int | None = None) -> ocp.CheckpointManager:
     registry.add(_ITEM, ocp.args.StandardSave)
     registry.add(_ITEM, ocp.args.StandardRestore)
     writer = keep is not None
+    if writer:  # Orbax's own `create` is refused together with `active_processes` (see _this_process_only)
+        os.makedirs(directory, exist_ok=True)
     options = ocp.CheckpointManagerOptions(
-        create=writer,
+        create=False,
         cleanup_tmp_directories=writer,
         enable_async_checkpointing=False,  # save() returns only once the step is finalised; no thread outlives it
         # max_to_keep is documented as deprecated in 0.12.x; LatestN is the same rule under the current API.
         preservation_policy=ocp.checkpoint_managers.LatestN(n=keep) if writer else None,
+        multiprocessing_options=_this_process_only(),
     )
     return ocp.CheckpointManager(os.fspath(directory), options=options, handler_registry=registry)
+
+
+def _this_process_only() -> ocp.options.MultiprocessingOptions:
+    """Orbax options under which this process neither waits for nor writes on behalf of any other."""
+    if jax.process_count() == 1:
+        return ocp.options.MultiprocessingOptions()
+    me = jax.process_index()
+    return ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
 
 
 def save(directory: str | os.PathLike, step: int, state: Any, *, keep: int = 2) -> None:
@@ -43,6 +63,10 @@ def save(directory: str | os.PathLike, step: int, state: Any, *, keep: int = 2) 
     """
     if keep < 1:  # LatestN(0) would delete the checkpoint just written
         raise ValueError(f"keep must be >= 1, got {keep}")
+    if jax.process_count() > 1:
+        state = parallel.fetch(state)  # every process takes part in the gather ...
+        if not parallel.is_writer():  # ... and process 0 alone writes
+            return
     with _manager(directory, keep=keep) as manager:
         # force: bypass the save-interval policy, which would silently skip steps; the caller decides when to save.
         manager.save(step, args=ocp.args.StandardSave(state), force=True)
@@ -59,8 +83,19 @@ def latest_step(directory: str | os.PathLike) -> int | None:
 def _abstract(leaf: Any) -> jax.ShapeDtypeStruct:
     # Orbax places a leaf without a sharding where it was saved and fails when that device is missing (e.g. saved on
     # GPU, restored on CPU: "Topology mismatch"), so such leaves go to the default device.
-    sharding = getattr(leaf, "sharding", None) or jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    # A leaf spread over other processes' devices is read here whole, then placed (see `restore`).
+    sharding = getattr(leaf, "sharding", None)
+    if sharding is None or not sharding.is_fully_addressable:
+        sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding)
+
+
+def _place_like(restored: jax.Array, target: Any) -> jax.Array:
+    """`restored` with the target leaf's layout where that spans several processes (a multi-host mesh)."""
+    sharding = getattr(target, "sharding", None)
+    if sharding is None or sharding.is_fully_addressable:
+        return restored
+    return parallel.place(restored, sharding)
 
 
 def _stored_shape(leaf: jax.ShapeDtypeStruct) -> tuple[int, ...]:
@@ -113,6 +148,7 @@ def restore(directory: str | os.PathLike, target: Any, step: int | None = None) 
                 problem = _mismatch(saved, ocp.tree.to_flat_dict(abstract, sep="/"))
                 if problem:
                     raise ValueError(f"checkpoint {step} in {os.fspath(directory)} does not fit the target: {problem}")
-                return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+                restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+                return jax.tree.map(_place_like, restored, target)
     wanted = "no checkpoint" if step is None else f"no checkpoint {step}"
     raise FileNotFoundError(f"{wanted} to restore in {os.fspath(directory)} (complete steps: {sorted(steps)})")

@@ -59,7 +59,7 @@ def padded_members(count: int, mesh: Mesh | None) -> int:
     return -(-count // axis) * axis
 
 
-def _place(leaf: Any, sharding: NamedSharding) -> jax.Array:
+def place(leaf: Any, sharding: NamedSharding) -> jax.Array:
     """`leaf` laid out as `sharding`. On one host that is `device_put`. On a mesh spanning several hosts
     `device_put` refuses devices this process cannot address, so: an array that is already global is resharded by
     an identity program, and a host value (the same on every process, as each process computes it) becomes a global
@@ -69,7 +69,7 @@ def _place(leaf: Any, sharding: NamedSharding) -> jax.Array:
     if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
         return jax.jit(lambda x: x, out_shardings=sharding)(leaf)
     if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-        return jax.random.wrap_key_data(_place(jax.random.key_data(leaf), sharding), impl=jax.random.key_impl(leaf))
+        return jax.random.wrap_key_data(place(jax.random.key_data(leaf), sharding), impl=jax.random.key_impl(leaf))
     host = np.asarray(leaf)
     return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
@@ -79,7 +79,7 @@ def shard_members(tree: Any, mesh: Mesh | None) -> Any:
     if mesh is None:
         return tree
     sharding = NamedSharding(mesh, PartitionSpec(MEMBER_AXIS))
-    return jax.tree.map(lambda leaf: _place(leaf, sharding), tree)
+    return jax.tree.map(lambda leaf: place(leaf, sharding), tree)
 
 
 def replicate(tree: Any, mesh: Mesh | None) -> Any:
@@ -87,7 +87,7 @@ def replicate(tree: Any, mesh: Mesh | None) -> Any:
     if mesh is None:
         return jax.device_put(tree)
     sharding = NamedSharding(mesh, PartitionSpec())
-    return jax.tree.map(lambda leaf: _place(leaf, sharding), tree)
+    return jax.tree.map(lambda leaf: place(leaf, sharding), tree)
 
 
 def fetch(tree: Any) -> Any:

@@ -438,7 +438,7 @@ def train_members(
         raise ValueError("train_members needs configs that differ only in " + ", ".join(VALUE_FIELDS))
     config, members = configs[0], len(configs)
     overrides = overrides or [{} for _ in configs]
-    writer = parallel.is_writer()  # on several hosts only process 0 writes run files; all of them checkpoint
+    writer = parallel.is_writer()  # on several hosts only process 0 writes run files (and checkpoints)
     for run_dir, member_config, member_overrides in zip(run_dirs, configs, overrides):
         if writer:
             record_config(run_dir, member_config, member_overrides)

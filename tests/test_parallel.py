@@ -7,9 +7,11 @@ Four CPU devices exist only if XLA is told before JAX starts, so the checks run 
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -64,10 +66,15 @@ SCRIPT = textwrap.dedent("""
 
 
 # Two processes on this machine, two CPU devices each, joined by jax.distributed (gloo collectives): the multi-host
-# path — global arrays built from host values, member-sharded results gathered on every process, process-0 writes.
+# path — global arrays built from host values, member-sharded results gathered on every process, process-0 writes,
+# and a resume on both processes from the checkpoint that process 0 wrote (as after a kill during epoch 2).
 MULTI_HOST_SCRIPT = textwrap.dedent("""
-    import json, pathlib, sys
+    import faulthandler, json, os, pathlib, shutil, signal, sys, traceback
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the fixture asks for every thread's stack on a hang
+    # A failure exits at once; a normal exit would first wait minutes at jax.distributed's shutdown barrier.
+    sys.excepthook = lambda *error: (traceback.print_exception(*error), sys.stderr.flush(), os._exit(1))
     import jax
+    from jax.experimental import multihost_utils
     process_id, port, workdir = int(sys.argv[1]), sys.argv[2], pathlib.Path(sys.argv[3])
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=process_id)
@@ -82,9 +89,19 @@ MULTI_HOST_SCRIPT = textwrap.dedent("""
     dirs = [workdir / str(s) for s in range(3)]
     for d in dirs:
         d.mkdir(parents=True, exist_ok=True)
-    summaries = train_members(configs, dirs, workdir, splits=load_splits(base.data))
+    splits = load_splits(base.data)
+    summaries = train_members(configs, dirs, workdir, splits=splits)
+    if jax.process_index() == 0:  # back to the state of a kill during epoch 2: only epoch 1's checkpoint is left
+        newest = max(int(step.name) for step in (workdir / "checkpoint").iterdir() if step.name.isdigit())
+        shutil.rmtree(workdir / "checkpoint" / str(newest))
+        for d in dirs:
+            shutil.rmtree(d / "checkpoint")
+    multihost_utils.sync_global_devices("newest checkpoint removed")
+    resumed = train_members(configs, dirs, workdir, splits=splits)
     print(json.dumps({"process": jax.process_index(), "devices": jax.device_count(),
-                      "local_devices": jax.local_device_count(), "mae": [s["mae"] for s in summaries]}))
+                      "local_devices": jax.local_device_count(), "mae": [s["mae"] for s in summaries],
+                      "resumed_mae": [s["mae"] for s in resumed],
+                      "resumed_from_epoch": [s["resumed_from_epoch"] for s in resumed]}))
 """)
 
 
@@ -98,13 +115,29 @@ def multi_host(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("multi_host")
     flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2".strip()
     env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+    logs = [tmp_path_factory.mktemp("multi_host_logs") / f"process{index}" for index in range(2)]
     processes = [subprocess.Popen([sys.executable, "-c", MULTI_HOST_SCRIPT, str(index), str(port), str(workdir)],
-                                  cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for index in range(2)]
-    outputs = [process.communicate(timeout=600) for process in processes]
-    for process, (_, stderr) in zip(processes, outputs):
-        assert process.returncode == 0, stderr[-4000:]
-    return [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in outputs], workdir
+                                  cwd=REPO, env=env, stdout=open(f"{log}.out", "w"), stderr=open(f"{log}.err", "w"))
+                 for index, log in enumerate(logs)]
+    # Watch both: a process that fails leaves the other blocked in a collective for ever, so the first failure ends
+    # the run, and a run past the deadline ends with every thread's stack (faulthandler) in the failure message.
+    deadline = time.monotonic() + 420
+    while not all(process.poll() == 0 for process in processes):
+        failed = [process for process in processes if process.poll() not in (None, 0)]
+        if failed or time.monotonic() > deadline:
+            for process in processes:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            for process in processes:
+                process.kill()
+                process.wait()
+            reports = "\n".join(f"--- process {index} (exit {process.returncode}):\n"
+                                 f"{pathlib.Path(f'{log}.err').read_text()[-5000:]}"
+                                 for index, (process, log) in enumerate(zip(processes, logs)))
+            pytest.fail(f"the two-process run {'failed' if failed else 'hung'}:\n{reports}")
+        time.sleep(1)
+    return [json.loads(pathlib.Path(f"{log}.out").read_text().strip().splitlines()[-1]) for log in logs], workdir
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +193,9 @@ def test_two_processes_train_a_member_sharded_group_like_one_device(multi_host, 
     assert all(report["devices"] == 4 and report["local_devices"] == 2 for report in reports)
     np.testing.assert_allclose(reports[0]["mae"], reports[1]["mae"], rtol=0)
     np.testing.assert_allclose(reports[0]["mae"], outcomes["single"]["mae"], rtol=2e-3)
+    for report in reports:  # resumed from epoch 1 on both processes: the uninterrupted run's numbers
+        assert report["resumed_from_epoch"] == [1, 1, 1]
+        np.testing.assert_allclose(report["resumed_mae"], report["mae"], rtol=1e-5)
     for member in range(3):
         summary = json.loads((workdir / str(member) / "summary.json").read_text())
         assert summary["status"] == "ok" and summary["mae"] == pytest.approx(reports[0]["mae"][member])
