@@ -44,14 +44,16 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(values)
 
 
-def parse_overrides(items: Sequence[str], *, flag: str = "--set") -> dict[str, Any]:
+def parse_overrides(items: Sequence[str], *, flag: str = "--set",
+                    example: str = "train.eval_batch_size=100") -> dict[str, Any]:
     """`["model.stages=(5,5,5)", "train.epochs=3", "data.name=morph2"]` → dotted-key overrides (Python literals,
-    else strings; lists become tuples). Keys and values are checked later, by `apply_overrides` and `validate`."""
+    else strings; lists become tuples). Keys and values are checked later, by `apply_overrides` and `validate`
+    (or, for `--job`, by submitit)."""
     overrides = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"{flag} {item!r}: use key=value, e.g. {flag} train.eval_batch_size=100")
+            raise ConfigError(f"{flag} {item!r}: use key=value, e.g. {flag} {example}")
         try:
             value = ast.literal_eval(raw)
         except (ValueError, SyntaxError):

@@ -28,20 +28,7 @@ DEFAULT_JOB_PARAMETERS = {"timeout_min": 24 * 60, "name": "ssr_jax"}
 
 def parse_job_parameters(items: Sequence[str]) -> dict[str, Any]:
     """`["timeout_min=60", "slurm_partition=gpu"]` → `{"timeout_min": 60, "slurm_partition": "gpu"}`."""
-    parameters = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise config_lib.ConfigError(f"--job {item!r}: use key=value, e.g. --job timeout_min=120,slurm_partition=gpu")
-        for cast in (int, float):
-            try:
-                parameters[key] = cast(text)
-                break
-            except ValueError:
-                continue
-        else:
-            parameters[key] = text
-    return parameters
+    return config_lib.parse_overrides(items, flag="--job", example="timeout_min=120,slurm_partition=gpu")
 
 
 def make_executor(launcher: str, folder: pathlib.Path, parameters: dict[str, Any]):

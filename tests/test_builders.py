@@ -28,7 +28,7 @@ from ssr_jax.data.builders.imdb_wiki import (
     MetadataError,
     age_at_photo,
 )
-from ssr_jax.data.builders.reference_npz import NpzLayoutError, read_reference_npz
+from ssr_jax.data.builders.reference_npz import NpzLayoutError, read_reference_npz, write_reference_npz
 
 # --- offline guard ---------------------------------------------------------------------------------------------
 
@@ -267,6 +267,12 @@ def test_morph2_from_jpgs(morph_dir, tmp_path):
 
     again = prepare("morph2", morph_dir, data_dir)
     assert again.reused and again.kept == report.kept and again.skipped == report.skipped
+    assert prepare("morph2", None, data_dir).reused  # no manual directory: the prepared copy
+    other = tmp_path / "other_morph"
+    other.mkdir()
+    with pytest.raises(ValueError, match=f"prepared from {morph_dir.resolve()}, not {other.resolve()}: to rebuild "
+                                         "it from the new files delete .*morph2/random/1.0.0"):
+        prepare("morph2", other, data_dir)
 
 
 def test_images_are_stored_bgr(tmp_path):
@@ -403,6 +409,21 @@ def test_a_killed_run_is_not_taken_for_a_prepared_dataset(morph_dir, tmp_path):
     assert not get_builder("morph2", tmp_path / "data").is_prepared()
     report = prepare("morph2", morph_dir, tmp_path / "data")
     assert not report.reused and sum(report.kept.values()) == 10
+    assert not leftover.exists()  # removed by the next preparation, which held the lock
+
+
+def test_preparations_of_one_dataset_take_turns(morph_dir, tmp_path):
+    """A second preparation waits for the lock (here held by the test), then prepares."""
+    import threading
+
+    builder, reports = get_builder("morph2", tmp_path / "data"), []
+    with builder._prepare_lock():
+        waiting = threading.Thread(target=lambda: reports.append(prepare("morph2", morph_dir, tmp_path / "data")))
+        waiting.start()
+        waiting.join(timeout=1.0)
+        assert waiting.is_alive() and not builder.is_prepared()
+    waiting.join(timeout=120)
+    assert len(reports) == 1 and not reports[0].reused and builder.is_prepared()
 
 
 def test_an_empty_split_is_a_clear_error(tmp_path):
@@ -486,6 +507,24 @@ def test_megaage_lists_must_be_line_aligned(tmp_path):
         prepare("megaage_asian", tmp_path, tmp_path / "data")
 
 
+def test_megaage_asian_from_the_official_scripts_npz_files(tmp_path):
+    """megaage_train.npz / megaage_test.npz (already cropped, 64×64, no gender) are used as they are."""
+    images = np.arange(4 * 64 * 64 * 3, dtype=np.uint32).reshape(4, 64, 64, 3).astype(np.uint8)
+    write_reference_npz(tmp_path / "megaage_train.npz", image=images[:3], age=np.array([5, 130, 33]))
+    with pytest.raises(ManualFilesError, match="found megaage_train.npz but not megaage_test.npz"):
+        prepare("megaage_asian", tmp_path, tmp_path / "data")
+    write_reference_npz(tmp_path / "megaage_test.npz", image=images[3:], age=np.array([61]))
+    report = prepare("megaage_asian", tmp_path, tmp_path / "data")
+    assert report.kept == {"train": 2, "test": 1} and report.skipped == {common.AGE_OUT_OF_RANGE: 1}
+    assert "train: reference npz" in report.source and "megaage_test.npz" in report.source
+    train = prepared.load_split("megaage_asian", "train", data_dir=tmp_path / "data")
+    order = np.argsort(train["age"])
+    assert train["age"][order].tolist() == [5, 33] and set(train) == {"image", "age"}
+    np.testing.assert_array_equal(train["image"][order], images[[0, 2]])  # bit-exact: no resampling
+    test = prepared.load_split("megaage_asian", "test", data_dir=tmp_path / "data")
+    np.testing.assert_array_equal(test["image"], images[3:])
+
+
 def test_utkface_labels_from_file_names(tmp_path):
     root = tmp_path / "UTKFace"
     names = {"25_0_2_20170116174525125.jpg.chip.jpg": (25, 0), "1_1_0_20161219140623097.jpg.chip.jpg": (1, 1),
@@ -535,6 +574,26 @@ def test_load_split_caches_and_caps(morph_dir, tmp_path):
         prepared.load_split("morph2", "validation", data_dir=data_dir)
     with pytest.raises(ValueError, match="cap must be a positive integer"):
         prepared.load_split("morph2", "train", data_dir=data_dir, cap=0)
+
+
+def test_a_read_only_prepared_dataset_caches_in_the_users_cache_dir(morph_dir, tmp_path, monkeypatch):
+    """A shared data_dir prepared once and read-only for its users: the host-array cache goes to
+    $XDG_CACHE_HOME/ssr_jax, and the prepared directory is left untouched. (The tests run as root, for whom
+    every directory is writable, so "read-only" is what `_writable` answers.)"""
+    data_dir = tmp_path / "data"
+    prepare("morph2", morph_dir, data_dir)
+    version_dir = data_dir / "morph2/random/1.0.0"
+    before = sorted(version_dir.rglob("*"))
+    monkeypatch.setattr(prepared, "_writable", lambda directory: False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home_cache"))
+    train = prepared.load_split("morph2", "train", data_dir=data_dir)
+    assert sorted(version_dir.rglob("*")) == before
+    cached = list((tmp_path / "home_cache" / "ssr_jax").glob("*/train/image.npy"))
+    assert len(cached) == 1
+    np.testing.assert_array_equal(np.load(cached[0]), train["image"])
+    again = prepared.load_split("morph2", "train", data_dir=data_dir)  # served from there
+    np.testing.assert_array_equal(again["age"], train["age"])
+    assert len(list((tmp_path / "home_cache" / "ssr_jax").rglob("image.npy"))) == 1
 
 
 def test_load_split_of_an_unprepared_dataset_gives_the_command(tmp_path):

@@ -7,10 +7,13 @@ Where things live (`data_dir`: the argument, else $SSR_JAX_DATA_DIR, else ~/ssr_
       ssr_jax_cache/<split>/*.npy          image / age / gender as host arrays, written by the first load
 
 The cache lives inside the version directory, so re-preparing a dataset (a new directory) can never serve stale
-arrays. Images are uint8 [N, 64, 64, 3] in BGR order, ages int32, genders int32 (0 male, 1 female) where known.
+arrays. A version directory this user cannot write (a data_dir prepared once and shared read-only, as on a cluster)
+gets its cache in $XDG_CACHE_HOME/ssr_jax (default ~/.cache/ssr_jax) instead, under a name made from the directory's
+path. Images are uint8 [N, 64, 64, 3] in BGR order, ages int32, genders int32 (0 male, 1 female) where known.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import pathlib
@@ -161,10 +164,15 @@ def _split_cache(builder: FaceBuilder, split: str) -> pathlib.Path:
     if split not in splits:
         raise ValueError(f"{builder.info.full_name} has no split {split!r}: choose one of "
                          f"{', '.join(split_order(splits.keys()))}")
-    cache = pathlib.Path(builder.data_dir) / CACHE_DIR / split
+    version_dir = pathlib.Path(builder.data_dir)
+    cache = version_dir / CACHE_DIR / split
     if cache.is_dir():
         return cache
-    cache.parent.mkdir(exist_ok=True)
+    if not _writable(version_dir):
+        cache = _user_cache_dir() / hashlib.sha256(str(version_dir.resolve()).encode()).hexdigest()[:16] / split
+        if cache.is_dir():
+            return cache
+    cache.parent.mkdir(parents=True, exist_ok=True)
     source = builder.as_data_source(split)
     tmp = pathlib.Path(tempfile.mkdtemp(dir=cache.parent, prefix=f".{split}."))
     try:
@@ -189,6 +197,14 @@ def _split_cache(builder: FaceBuilder, split: str) -> pathlib.Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return cache
+
+
+def _writable(directory: pathlib.Path) -> bool:
+    return os.access(directory, os.W_OK)
+
+
+def _user_cache_dir() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "ssr_jax"
 
 
 def _plot_ages(ages_by_split: dict[str, np.ndarray], title: str, path: pathlib.Path) -> None:

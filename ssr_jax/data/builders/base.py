@@ -4,15 +4,21 @@ from image files or from a reference .npz, and the skip report written inside th
 Why the report is written in `_download_and_prepare`: TFDS builds into `<name>/<config>/incomplete.*_<version>/` and
 renames that directory to `<version>/` only when everything succeeded (a failure deletes it), so a report written
 there appears together with the data or not at all, and no half-prepared directory ever looks complete.
+
+Preparations of one dataset config take turns under a file lock (`<name>/<config>/.prepare.lock`): a second one
+waits and then finds the dataset prepared, and the one holding the lock knows that any `incomplete.*` directory
+there is a killed preparation's leftover, and deletes it (TFDS itself never does).
 """
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
 import dataclasses
+import fcntl
 import io
 import os
 import pathlib
+import shutil
 import sys
 from typing import ClassVar, Iterable, Iterator, Sequence
 
@@ -76,18 +82,37 @@ class FaceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def prepare(self, *, progress: bool = True) -> common.PrepareReport:
         """Builds the dataset unless it is already prepared; returns the report saved with it."""
         if not self.is_prepared():
-            self.sources()  # a missing input fails here, before TFDS creates any directory
-            # try_download_gcs=False: TFDS would otherwise ask Google Cloud Storage for a prepared copy first.
-            config = tfds.download.DownloadConfig(manual_dir=self._manual_dir, try_download_gcs=False)
-            tfds.display_progress_bar(progress)
-            try:
-                # TFDS prints its start and end lines with print(), not logging: only a redirect silences them.
-                with contextlib.redirect_stdout(sys.stdout if progress else io.StringIO()):
-                    self.download_and_prepare(download_config=config)
-            finally:
-                tfds.display_progress_bar(True)
-            return self.read_report(reused=False)
-        return self.read_report(reused=True)
+            self.sources()  # a missing input fails here, before any directory is created
+            with self._prepare_lock():
+                if not self.is_prepared():  # not prepared by the process that held the lock before
+                    for leftover in self.data_path.parent.glob(f"incomplete.*_{self.data_path.name}"):
+                        shutil.rmtree(leftover)
+                    # try_download_gcs=False: TFDS would otherwise ask Google Cloud Storage for a prepared copy.
+                    config = tfds.download.DownloadConfig(manual_dir=self._manual_dir, try_download_gcs=False)
+                    tfds.display_progress_bar(progress)
+                    try:
+                        # TFDS prints its start and end lines with print(), not logging: only a redirect silences
+                        # them.
+                        with contextlib.redirect_stdout(sys.stdout if progress else io.StringIO()):
+                            self.download_and_prepare(download_config=config)
+                    finally:
+                        tfds.display_progress_bar(True)
+                    return self.read_report(reused=False)
+        report = self.read_report(reused=True)
+        if self._manual_dir is not None and report.manual_dir and \
+                pathlib.Path(report.manual_dir) != self._manual_dir.resolve():
+            raise ValueError(f"{report.dataset} in {self.data_dir} was prepared from {report.manual_dir}, not "
+                             f"{self._manual_dir.resolve()}: to rebuild it from the new files delete "
+                             f"{self.data_dir}; to use the prepared copy, leave out the manual directory")
+        return report
+
+    @contextlib.contextmanager
+    def _prepare_lock(self):
+        """Exclusive, per dataset config, across processes; released by the OS if the holder is killed."""
+        self.data_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.data_path.parent / ".prepare.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
 
     def is_prepared(self) -> bool:
         """Whether the version directory exists. It only ever appears complete (renamed from TFDS's temporary
@@ -131,7 +156,8 @@ class FaceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                              f"skipped).\n{self.report.summary()}")
 
     def _download_and_prepare(self, dl_manager, download_config) -> None:
-        self.report = common.PrepareReport(dataset=self.info.full_name, source=self._describe(self.sources()))
+        self.report = common.PrepareReport(dataset=self.info.full_name, source=self._describe(self.sources()),
+                                           manual_dir=str(self._manual_dir.resolve()) if self._manual_dir else "")
         super()._download_and_prepare(dl_manager, download_config)
         splits = self.info.splits
         self.report.kept = {name: splits[name].num_examples for name in common.split_order(splits.keys())}
@@ -142,6 +168,8 @@ class FaceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         """One line naming the input, for the report."""
         if isinstance(sources, ReferenceNpz):
             return f"reference npz {sources.path} ({sources.num:,} images, img_size {sources.img_size})"
+        if isinstance(sources, dict):  # one input per split
+            return "; ".join(f"{split}: {self._describe(source)}" for split, source in sources.items())
         if isinstance(sources, list):
             return f"{len(sources):,} image files under {self._manual_dir}"
         return str(sources) if sources is not None else "generated, no input files"

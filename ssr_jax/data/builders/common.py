@@ -123,6 +123,7 @@ class PrepareReport:
 
     dataset: str
     source: str = ""
+    manual_dir: str = ""  # resolved; a later `prepare` from another manual directory is refused, not silently reused
     kept: dict[str, int] = dataclasses.field(default_factory=dict)
     skipped: dict[str, int] = dataclasses.field(default_factory=dict)
     skipped_examples: dict[str, list[str]] = dataclasses.field(default_factory=dict)
