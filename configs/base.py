@@ -87,6 +87,7 @@ def get_config():
     config.parallel = ml_collections.ConfigDict()
     config.parallel.members = 1
     config.parallel.data = 1
+    config.parallel.shard_data = False  # True: the dataset split over the data devices instead of copied to each
 
     config.optim = ml_collections.ConfigDict()
     config.optim.learning_rate = 1e-3

@@ -161,6 +161,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
         if train.batch_size % config.parallel.data:
             _fail("train.batch_size", train.batch_size, f"must split evenly over parallel.data="
                   f"{config.parallel.data} devices")
+        if config.parallel.get("shard_data", False):
+            if not isinstance(config.parallel.shard_data, bool):
+                _fail("parallel.shard_data", config.parallel.shard_data, "True or False")
+            if train.eval_batch_size % config.parallel.data:
+                _fail("train.eval_batch_size", train.eval_batch_size, f"must split evenly over parallel.data="
+                      f"{config.parallel.data} devices when parallel.shard_data is on")
+            if data.get("device_chunk", 0):
+                _fail("parallel.shard_data", True, "cannot be combined with data.device_chunk (chunks are sent to "
+                      "every device whole); use one of the two")
     chunk = data.get("device_chunk", 0)
     if not (isinstance(chunk, int) and (chunk == 0 or chunk >= train.batch_size)):
         _fail("data.device_chunk", chunk, f"0 (whole split on the device) or at least train.batch_size "

@@ -6,9 +6,12 @@ The mesh has two axes:
           copies of its last member, whose results are dropped.
   data    each training batch is split across devices (data parallelism); parameters are replicated and XLA's
           partitioner inserts the gradient and BatchNorm all-reduces, so a step computes what one device computes.
-`config.parallel.members × config.parallel.data` devices are used (default 1 × 1: one device, no sharding). The
-dataset is replicated on every device as uint8 (≈12 KB per 64×64 image) and each device gathers its own part of a
-batch from its copy, so no image crosses devices.
+`config.parallel.members × config.parallel.data` devices are used (default 1 × 1: one device, no sharding). By
+default the dataset is replicated on every device as uint8 (≈12 KB per 64×64 image) and each device gathers its own
+part of a batch from its copy, so no image crosses devices. With `config.parallel.shard_data` the dataset is split
+over the data axis instead (each device holds 1/data of the training split and its slice of every evaluation
+batch): device memory per device falls by that factor, each step's batch is gathered across devices by XLA (a
+batch of 50 is ≈0.6 MB), and the sampling, and so the numbers, stay those of one device.
 
 Multi-host: `initialize_distributed()` calls `jax.distributed.initialize()` when a cluster environment is present
 (Slurm with more than one task, or an explicit JAX_COORDINATOR_ADDRESS), so `jax.devices()` spans every host and
@@ -88,6 +91,23 @@ def replicate(tree: Any, mesh: Mesh | None) -> Any:
         return jax.device_put(tree)
     sharding = NamedSharding(mesh, PartitionSpec())
     return jax.tree.map(lambda leaf: place(leaf, sharding), tree)
+
+
+def place_dataset(host: dict, mesh: Mesh | None, *, shard: bool) -> dict:
+    """The splits `{"train": {name: [N, ...]}, "test": {name: [batches, batch, ...]}}` on the devices: replicated,
+    or with `shard` split over the data axis (training examples, and each evaluation batch). Training rows are padded
+    to a multiple of the axis with zeros that no permutation reaches (the caller draws from the true count)."""
+    if not shard or mesh is None or mesh.shape[DATA_AXIS] == 1:
+        return replicate(host, mesh)
+    rows = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+    batch_rows = NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
+
+    def padded(array):
+        pad = -len(array) % mesh.shape[DATA_AXIS]
+        return np.concatenate([array, np.zeros((pad, *array.shape[1:]), array.dtype)]) if pad else array
+
+    return {"train": {name: place(padded(array), rows) for name, array in host["train"].items()},
+            "test": {name: place(array, batch_rows) for name, array in host["test"].items()}}
 
 
 def fetch(tree: Any) -> Any:

@@ -263,6 +263,7 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
     image_shape = train_split["image"].shape[1:]
     augmentation = augment.from_config(config.data.get("augment"))  # None: off (or a config from before it existed)
     shard_batch = parallel.batch_constraint(mesh)  # identity unless batches are split over a data axis
+    shard_data = bool(config.get("parallel", {}).get("shard_data", False))  # the dataset split over the data axis
 
     def readout(heads, hparams):
         return predict_age(config.model, heads, lambda_local=hparams["lambda_local"], lambda_d=hparams["lambda_d"])
@@ -289,7 +290,9 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
         tx = optimizer(hparams)
         # One call trains on what `data` holds: the whole split, or one chunk of it (then the key is per chunk).
         epoch_key = jax.random.fold_in(jax.random.fold_in(key, 1), state.step // steps_per_call)
-        order = jax.random.permutation(epoch_key, data["train"]["age"].shape[0])[: steps_per_call * batch_size]
+        # Drawn from the true count: a sharded split is padded to a multiple of the devices (parallel.place_dataset).
+        rows = num_train if shard_data else data["train"]["age"].shape[0]
+        order = jax.random.permutation(epoch_key, rows)[: steps_per_call * batch_size]
 
         def step(state, batch_indices):
             images = shard_batch(data["train"]["image"][batch_indices])
@@ -339,7 +342,7 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
                 for name, array in host["test"].items()}
         data = HostChunks(host["train"], test, chunk, batches_per_chunk, seed=config.data.seed)
     else:
-        data = parallel.replicate(host, mesh)
+        data = parallel.place_dataset(host, mesh, shard=shard_data)
     return Trainer(
         {"init": init, "train_epoch": train_epoch, "evaluate": evaluate, "train": train},
         data,
@@ -518,7 +521,9 @@ def train_members(
 
     # Summaries -------------------------------------------------------------------------------------------------
     wall_s = compile_s + time.perf_counter() - wall_start
-    summaries, final_steps = [], parallel.fetch(state.step)
+    # One gather of the whole group to host memory, then NumPy slices per member: no per-member programs on arrays
+    # that span hosts (eager indexing of such arrays hung a two-process run).
+    summaries, host_state = [], parallel.fetch(state)
     for member, run_dir in enumerate(run_dirs):
         final = histories[member][-1]
         summary = {
@@ -539,11 +544,11 @@ def train_members(
             "group_members": members,
             "resumed_from_epoch": start_epoch,
         }
-        member_state = jax.tree.map(lambda leaf: leaf[member], state)
+        member_state = jax.tree.map(lambda leaf: leaf[member], host_state)
         if run_dir != state_dir:  # a member of a group keeps its own final weights, loadable like any run
-            checkpoint.save(run_dir / "checkpoint", int(final_steps[member]), member_state)
+            checkpoint.save(run_dir / "checkpoint", int(member_state.step), member_state)
         if config.train.get("measure_inference"):
-            variables = parallel.fetch({"params": member_state.params, "batch_stats": member_state.batch_stats})
+            variables = {"params": member_state.params, "batch_stats": member_state.batch_stats}
             summary["inference_ms_per_image"] = cpu_inference_ms(configs[member], variables)
         if writer:
             workdir_lib.write_json(run_dir / "summary.json", summary)

@@ -23,6 +23,8 @@ from ssr_jax.workdir import WorkdirError
     ({"train.batch_size": 65}, "train.batch_size"),  # the smoke split has 64 examples
     ({"data.name": "morph3"}, "data.name"),
     ({"optim.learning_rate": 0.0}, "optim.learning_rate"),
+    ({"parallel.data": 2, "parallel.shard_data": True, "train.eval_batch_size": 31}, "train.eval_batch_size"),
+    ({"parallel.shard_data": True, "data.device_chunk": 32}, "parallel.shard_data"),
 ])
 def test_bad_values_name_the_field(overrides, field, tmp_path):
     config = config_lib.apply_overrides(ssrnet.get_config("smoke"), overrides)

@@ -30,8 +30,9 @@ SCRIPT = textwrap.dedent("""
     base = config_lib.apply_overrides(ssrnet.get_config("smoke"), {"train.batch_size": 16, "data.num_train": 64})
     splits = load_splits(base.data)
 
-    def run(members, data, count):
-        config = config_lib.apply_overrides(base, {"parallel.members": members, "parallel.data": data})
+    def run(members, data, count, shard_data=False):
+        config = config_lib.apply_overrides(base, {"parallel.members": members, "parallel.data": data,
+                                                   "parallel.shard_data": shard_data})
         mesh = parallel.make_mesh(members, data)
         trainer = make_train(config, splits, mesh=mesh)
         configs = [config_lib.apply_overrides(config, {"seed": s, "model.lambda_d": 0.2 * s}) for s in range(count)]
@@ -44,9 +45,11 @@ SCRIPT = textwrap.dedent("""
             losses.append(np.asarray(metrics["train_loss"])[:count].tolist())
         evaluation = trainer.evaluate(state, hparams)
         kernel = state.params["stage1"]["p"]["kernel"]
+        images = trainer.data["train"]["image"]
         return {"losses": losses, "mae": np.asarray(evaluation["mae"])[:count].tolist(),
                 "kernel": np.asarray(kernel)[:3, :4].ravel().tolist(),  # the first three members' first rows
                 "kernel_devices": len(kernel.sharding.device_set),
+                "images_per_device": [shard.data.shape[0] for shard in images.addressable_shards],
                 "devices": jax.device_count()}
 
     def engine(members, count, workdir):
@@ -61,6 +64,7 @@ SCRIPT = textwrap.dedent("""
 
     # "member" has 6 members (padded to 8, two per device) like the engine run, so the two share their programs.
     print(json.dumps({"single": run(1, 1, 3), "data": run(1, 4, 3), "member": run(4, 1, 6),
+                      "sharded": run(1, 4, 3, shard_data=True),
                       "engine6": engine(4, 6, sys.argv[2])}))
 """)
 
@@ -79,7 +83,7 @@ MULTI_HOST_SCRIPT = textwrap.dedent("""
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=process_id)
     from configs import ssrnet
-    from ssr_jax import config_lib
+    from ssr_jax import config_lib, parallel
     from ssr_jax.data import load_splits
     from ssr_jax.train import train_members
 
@@ -98,10 +102,22 @@ MULTI_HOST_SCRIPT = textwrap.dedent("""
             shutil.rmtree(d / "checkpoint")
     multihost_utils.sync_global_devices("newest checkpoint removed")
     resumed = train_members(configs, dirs, workdir, splits=splits)
+
+    # Data parallel over both hosts with the dataset split over the four devices: each host holds half of it.
+    sharded = {"parallel.members": 1, "parallel.data": 4, "parallel.shard_data": True}
+    sharded_dirs = [workdir / "sharded" / str(s) for s in range(3)]
+    for d in sharded_dirs:
+        d.mkdir(parents=True, exist_ok=True)
+    sharded_summaries = train_members([config_lib.apply_overrides(c, sharded) for c in configs], sharded_dirs,
+                                      workdir / "sharded", splits=splits)
+    host = {"train": {"image": splits[0]["image"]}, "test": {}}
+    placed = parallel.place_dataset(host, parallel.make_mesh(1, 4), shard=True)["train"]["image"]
     print(json.dumps({"process": jax.process_index(), "devices": jax.device_count(),
                       "local_devices": jax.local_device_count(), "mae": [s["mae"] for s in summaries],
                       "resumed_mae": [s["mae"] for s in resumed],
-                      "resumed_from_epoch": [s["resumed_from_epoch"] for s in resumed]}))
+                      "resumed_from_epoch": [s["resumed_from_epoch"] for s in resumed],
+                      "sharded_mae": [s["mae"] for s in sharded_summaries],
+                      "images_on_this_host": sum(shard.data.shape[0] for shard in placed.addressable_shards)}))
 """)
 
 
@@ -169,6 +185,13 @@ def test_data_parallel_equals_one_device(outcomes):
     assert outcomes["data"]["kernel_devices"] == 4  # parameters replicated on every device
 
 
+def test_a_dataset_split_over_the_data_devices_trains_like_one_device(outcomes):
+    """parallel.shard_data: each device holds a quarter of the 64 training images, and the run is one device's."""
+    assert outcomes["data"]["images_per_device"] == [64] * 4
+    assert outcomes["sharded"]["images_per_device"] == [16] * 4
+    assert_same(outcomes["sharded"], outcomes["single"])
+
+
 def test_member_parallel_equals_one_device_and_spreads_the_members(outcomes):
     assert_same(outcomes["member"], outcomes["single"])  # 6 members padded to 8, two per device
     assert outcomes["member"]["kernel_devices"] == 4 and outcomes["single"]["kernel_devices"] == 1
@@ -185,7 +208,9 @@ def test_a_group_with_more_members_than_devices_still_runs(outcomes):
 
 def test_two_processes_train_a_member_sharded_group_like_one_device(multi_host, outcomes):
     """jax.distributed across two processes (2 devices each): a group of 3 members padded to 4, one per device
-    across both hosts; every process sees the whole result, equal to the single-device run's."""
+    across both hosts; every process sees the whole result, equal to the single-device run's; it resumes from the
+    checkpoint process 0 wrote; and data parallelism across the hosts, each holding half of the dataset, gives the
+    single-device numbers too."""
     import numpy as np
 
     reports, workdir = multi_host
@@ -196,6 +221,9 @@ def test_two_processes_train_a_member_sharded_group_like_one_device(multi_host, 
     for report in reports:  # resumed from epoch 1 on both processes: the uninterrupted run's numbers
         assert report["resumed_from_epoch"] == [1, 1, 1]
         np.testing.assert_allclose(report["resumed_mae"], report["mae"], rtol=1e-5)
+        # Data parallel across the hosts, each holding half of the 64 training images: one device's numbers.
+        assert report["images_on_this_host"] == 32
+        np.testing.assert_allclose(report["sharded_mae"], outcomes["single"]["mae"], rtol=2e-3)
     for member in range(3):
         summary = json.loads((workdir / str(member) / "summary.json").read_text())
         assert summary["status"] == "ok" and summary["mae"] == pytest.approx(reports[0]["mae"][member])
