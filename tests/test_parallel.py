@@ -70,8 +70,21 @@ SCRIPT = textwrap.dedent("""
 
 
 # Two processes on this machine, two CPU devices each, joined by jax.distributed (gloo collectives): the multi-host
-# path — global arrays built from host values, member-sharded results gathered on every process, process-0 writes,
-# and a resume on both processes from the checkpoint that process 0 wrote (as after a kill during epoch 2).
+# path through the sweep engine — global arrays built from host values, member-sharded results gathered on every
+# process, process-0 writes, and a resume on both processes from the checkpoint process 0 wrote (as after a kill
+# during epoch 2) — then data parallelism across both hosts on a dataset split over the four devices.
+MULTI_HOST_EXPERIMENT = textwrap.dedent("""
+    from configs import ssrnet
+    from ssr_jax import config_lib
+    from ssr_jax.sweep import sweep
+
+    def get_config(arg=None):
+        return config_lib.apply_overrides(ssrnet.get_config("smoke"), {"train.batch_size": 16, "data.num_train": 64})
+
+    def get_sweep(arg=None):
+        return sweep("model.lambda_d", [0.0, 0.2, 0.4])
+""")
+
 MULTI_HOST_SCRIPT = textwrap.dedent("""
     import faulthandler, json, os, pathlib, shutil, signal, sys, traceback
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # the fixture asks for every thread's stack on a hang
@@ -82,41 +95,43 @@ MULTI_HOST_SCRIPT = textwrap.dedent("""
     process_id, port, workdir = int(sys.argv[1]), sys.argv[2], pathlib.Path(sys.argv[3])
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=process_id)
-    from configs import ssrnet
-    from ssr_jax import config_lib, parallel
+    from ssr_jax import config_lib, parallel, sweep
     from ssr_jax.data import load_splits
     from ssr_jax.train import train_members
 
-    base = config_lib.apply_overrides(ssrnet.get_config("smoke"), {"train.batch_size": 16, "data.num_train": 64,
-                                                                   "parallel.members": 4})
+    # 3 λ_d × 3 seeds = 9 members, padded to 12 on the 4 devices of both hosts.
+    def run_sweep():
+        return sweep.run_sweep(str(workdir / "experiment.py"), workdir / "sweep", seeds=3, progress=False,
+                               common={"parallel.members": 4})
+
+    def table(rows):
+        return sorted([row["seed"], row["overrides"]["model.lambda_d"], row["mae"], row["resumed_from_epoch"]]
+                      for row in rows)
+
+    first = run_sweep()
+    if jax.process_index() == 0:  # back to the state of a kill during epoch 2: only epoch 1's checkpoint is left
+        group = next((workdir / "sweep" / "groups").iterdir()) / "checkpoint"
+        shutil.rmtree(group / str(max(int(step.name) for step in group.iterdir() if step.name.isdigit())))
+        for run in (workdir / "sweep" / "runs").iterdir():
+            shutil.rmtree(run / "checkpoint")
+            (run / "summary.json").unlink()
+    multihost_utils.sync_global_devices("newest checkpoint removed")
+    resumed = run_sweep()
+
+    # Data parallel over both hosts with the dataset split over the four devices: each host holds half of it.
+    base = config_lib.apply_overrides(sweep.load_experiment(str(workdir / "experiment.py"))[0].get_config(), {
+        "parallel.members": 1, "parallel.data": 4, "parallel.shard_data": True})
     configs = [config_lib.apply_overrides(base, {"seed": s, "model.lambda_d": 0.2 * s}) for s in range(3)]
-    dirs = [workdir / str(s) for s in range(3)]
+    dirs = [workdir / "sharded" / str(s) for s in range(3)]
     for d in dirs:
         d.mkdir(parents=True, exist_ok=True)
     splits = load_splits(base.data)
-    summaries = train_members(configs, dirs, workdir, splits=splits)
-    if jax.process_index() == 0:  # back to the state of a kill during epoch 2: only epoch 1's checkpoint is left
-        newest = max(int(step.name) for step in (workdir / "checkpoint").iterdir() if step.name.isdigit())
-        shutil.rmtree(workdir / "checkpoint" / str(newest))
-        for d in dirs:
-            shutil.rmtree(d / "checkpoint")
-    multihost_utils.sync_global_devices("newest checkpoint removed")
-    resumed = train_members(configs, dirs, workdir, splits=splits)
-
-    # Data parallel over both hosts with the dataset split over the four devices: each host holds half of it.
-    sharded = {"parallel.members": 1, "parallel.data": 4, "parallel.shard_data": True}
-    sharded_dirs = [workdir / "sharded" / str(s) for s in range(3)]
-    for d in sharded_dirs:
-        d.mkdir(parents=True, exist_ok=True)
-    sharded_summaries = train_members([config_lib.apply_overrides(c, sharded) for c in configs], sharded_dirs,
-                                      workdir / "sharded", splits=splits)
+    sharded = train_members(configs, dirs, workdir / "sharded", splits=splits)
     host = {"train": {"image": splits[0]["image"]}, "test": {}}
     placed = parallel.place_dataset(host, parallel.make_mesh(1, 4), shard=True)["train"]["image"]
     print(json.dumps({"process": jax.process_index(), "devices": jax.device_count(),
-                      "local_devices": jax.local_device_count(), "mae": [s["mae"] for s in summaries],
-                      "resumed_mae": [s["mae"] for s in resumed],
-                      "resumed_from_epoch": [s["resumed_from_epoch"] for s in resumed],
-                      "sharded_mae": [s["mae"] for s in sharded_summaries],
+                      "local_devices": jax.local_device_count(), "sweep": table(first), "resumed": table(resumed),
+                      "sharded_mae": [summary["mae"] for summary in sharded],
                       "images_on_this_host": sum(shard.data.shape[0] for shard in placed.addressable_shards)}))
 """)
 
@@ -129,6 +144,7 @@ def multi_host(tmp_path_factory):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     workdir = tmp_path_factory.mktemp("multi_host")
+    (workdir / "experiment.py").write_text(MULTI_HOST_EXPERIMENT)
     flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2".strip()
     env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
     logs = [tmp_path_factory.mktemp("multi_host_logs") / f"process{index}" for index in range(2)]
@@ -206,24 +222,28 @@ def test_a_group_with_more_members_than_devices_still_runs(outcomes):
     np.testing.assert_allclose(outcomes["engine6"][:3], outcomes["single"]["mae"], rtol=2e-3)
 
 
-def test_two_processes_train_a_member_sharded_group_like_one_device(multi_host, outcomes):
-    """jax.distributed across two processes (2 devices each): a group of 3 members padded to 4, one per device
-    across both hosts; every process sees the whole result, equal to the single-device run's; it resumes from the
-    checkpoint process 0 wrote; and data parallelism across the hosts, each holding half of the dataset, gives the
-    single-device numbers too."""
+def test_two_processes_sweep_resume_and_train_on_sharded_data_like_one_device(multi_host, outcomes):
+    """jax.distributed across two processes (2 devices each). A sweep of 9 members (3 λ_d × 3 seeds), padded to 12
+    and split over the devices of both hosts: process 0 alone writes the results, equal to the single-device run's;
+    deleting the newest checkpoint and the runs' final files (a kill during epoch 2) and sweeping again resumes on
+    both processes from epoch 1 to the same numbers. Then data parallelism across the hosts, each holding half of
+    the dataset, gives the single-device numbers too."""
     import numpy as np
 
     reports, workdir = multi_host
     assert sorted(report["process"] for report in reports) == [0, 1]
     assert all(report["devices"] == 4 and report["local_devices"] == 2 for report in reports)
-    np.testing.assert_allclose(reports[0]["mae"], reports[1]["mae"], rtol=0)
-    np.testing.assert_allclose(reports[0]["mae"], outcomes["single"]["mae"], rtol=2e-3)
-    for report in reports:  # resumed from epoch 1 on both processes: the uninterrupted run's numbers
-        assert report["resumed_from_epoch"] == [1, 1, 1]
-        np.testing.assert_allclose(report["resumed_mae"], report["mae"], rtol=1e-5)
-        # Data parallel across the hosts, each holding half of the 64 training images: one device's numbers.
+    writer = next(report for report in reports if report["process"] == 0)
+    assert [report["sweep"] for report in reports if report["process"] == 1] == [[]]  # rows come back on process 0
+    assert len(writer["sweep"]) == 9 and {row[3] for row in writer["sweep"]} == {0}
+    single = dict(zip([(s, round(0.2 * s, 1)) for s in range(3)], outcomes["single"]["mae"]))
+    for seed, lambda_d, mae, _ in writer["sweep"]:
+        if (seed, lambda_d) in single:  # the single-device run's three (seed, λ_d) pairs
+            assert mae == pytest.approx(single[seed, lambda_d], rel=2e-3)
+    assert [row[3] for row in writer["resumed"]] == [1] * 9
+    np.testing.assert_allclose([row[2] for row in writer["resumed"]], [row[2] for row in writer["sweep"]], rtol=1e-5)
+    results = [json.loads(line) for line in (workdir / "sweep" / "results.jsonl").read_text().splitlines()]
+    assert len(results) == 9 and all(row["status"] == "ok" for row in results)
+    for report in reports:
         assert report["images_on_this_host"] == 32
         np.testing.assert_allclose(report["sharded_mae"], outcomes["single"]["mae"], rtol=2e-3)
-    for member in range(3):
-        summary = json.loads((workdir / str(member) / "summary.json").read_text())
-        assert summary["status"] == "ok" and summary["mae"] == pytest.approx(reports[0]["mae"][member])
