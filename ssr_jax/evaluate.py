@@ -15,13 +15,18 @@ import numpy as np
 CA_THRESHOLDS = (3, 5)
 
 
+def pad_rows(array: np.ndarray, count: int) -> np.ndarray:
+    """`array` with `count` rows of zeros appended (the array itself when there are none)."""
+    return np.concatenate([array, np.zeros((count, *array.shape[1:]), array.dtype)]) if count else array
+
+
 def pad_to_batches(images: np.ndarray, ages: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
     """`images` `[N, H, W, 3]` uint8 and `ages` `[N]` → `image` `[B, batch, H, W, 3]`, `age`, `mask` `[B, batch]`."""
     num = len(ages)
     num_batches = -(-num // batch_size)
     pad = num_batches * batch_size - num
-    padded_images = np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)])
-    padded_ages = np.concatenate([ages.astype(np.float32), np.zeros(pad, np.float32)])
+    padded_images = pad_rows(images, pad)
+    padded_ages = pad_rows(ages.astype(np.float32), pad)
     mask = np.arange(num_batches * batch_size) < num
     return {
         "image": padded_images.reshape(num_batches, batch_size, *images.shape[1:]),

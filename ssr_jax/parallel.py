@@ -27,6 +27,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ssr_jax.evaluate import pad_rows
+
 MEMBER_AXIS, DATA_AXIS = "member", "data"
 
 
@@ -101,12 +103,8 @@ def place_dataset(host: dict, mesh: Mesh | None, *, shard: bool) -> dict:
         return replicate(host, mesh)
     rows = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
     batch_rows = NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
-
-    def padded(array):
-        pad = -len(array) % mesh.shape[DATA_AXIS]
-        return np.concatenate([array, np.zeros((pad, *array.shape[1:]), array.dtype)]) if pad else array
-
-    return {"train": {name: place(padded(array), rows) for name, array in host["train"].items()},
+    return {"train": {name: place(pad_rows(array, -len(array) % mesh.shape[DATA_AXIS]), rows)
+                      for name, array in host["train"].items()},
             "test": {name: place(array, batch_rows) for name, array in host["test"].items()}}
 
 

@@ -29,7 +29,7 @@ import tqdm
 
 from ssr_jax import checkpoint, config_lib, parallel, workdir as workdir_lib
 from ssr_jax.data import augment, load_splits
-from ssr_jax.evaluate import evaluate_batches, pad_to_batches, predict_the_mean_mae
+from ssr_jax.evaluate import evaluate_batches, pad_rows, pad_to_batches, predict_the_mean_mae
 from ssr_jax.models import (abstract_variables, count_parameters, create_model, model_input, predict_age,
                             regularisation)
 
@@ -338,8 +338,7 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
     if chunk:
         batches_per_chunk = max(1, chunk // config.train.eval_batch_size)
         padding = -len(host["test"]["age"]) % batches_per_chunk  # whole chunks: one compiled evaluate
-        test = {name: np.concatenate([array, np.zeros((padding, *array.shape[1:]), array.dtype)])
-                for name, array in host["test"].items()}
+        test = {name: pad_rows(array, padding) for name, array in host["test"].items()}
         data = HostChunks(host["train"], test, chunk, batches_per_chunk, seed=config.data.seed)
     else:
         data = parallel.place_dataset(host, mesh, shard=shard_data)

@@ -85,18 +85,7 @@ class FaceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             self.sources()  # a missing input fails here, before any directory is created
             with self._prepare_lock():
                 if not self.is_prepared():  # not prepared by the process that held the lock before
-                    for leftover in self.data_path.parent.glob(f"incomplete.*_{self.data_path.name}"):
-                        shutil.rmtree(leftover)
-                    # try_download_gcs=False: TFDS would otherwise ask Google Cloud Storage for a prepared copy.
-                    config = tfds.download.DownloadConfig(manual_dir=self._manual_dir, try_download_gcs=False)
-                    tfds.display_progress_bar(progress)
-                    try:
-                        # TFDS prints its start and end lines with print(), not logging: only a redirect silences
-                        # them.
-                        with contextlib.redirect_stdout(sys.stdout if progress else io.StringIO()):
-                            self.download_and_prepare(download_config=config)
-                    finally:
-                        tfds.display_progress_bar(True)
+                    self._build(progress)
                     return self.read_report(reused=False)
         report = self.read_report(reused=True)
         if self._manual_dir is not None and report.manual_dir and \
@@ -105,6 +94,20 @@ class FaceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                              f"{self._manual_dir.resolve()}: to rebuild it from the new files delete "
                              f"{self.data_dir}; to use the prepared copy, leave out the manual directory")
         return report
+
+    def _build(self, progress: bool) -> None:
+        """TFDS's preparation, under the lock: a killed predecessor's leftovers go first."""
+        for leftover in self.data_path.parent.glob(f"incomplete.*_{self.data_path.name}"):
+            shutil.rmtree(leftover)
+        # try_download_gcs=False: TFDS would otherwise ask Google Cloud Storage for a prepared copy first.
+        config = tfds.download.DownloadConfig(manual_dir=self._manual_dir, try_download_gcs=False)
+        tfds.display_progress_bar(progress)
+        try:
+            # TFDS prints its start and end lines with print(), not logging: only a redirect silences them.
+            with contextlib.redirect_stdout(sys.stdout if progress else io.StringIO()):
+                self.download_and_prepare(download_config=config)
+        finally:
+            tfds.display_progress_bar(True)
 
     @contextlib.contextmanager
     def _prepare_lock(self):
