@@ -35,10 +35,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ssr_jax import bench, config_lib
+from ssr_jax import bench, config_lib, validation
 from ssr_jax.data import augment, load_splits
 from ssr_jax.models import create_model, predict_age
-from ssr_jax.train import make_optimizer, train_state_from_variables
+from ssr_jax.state import make_optimizer, train_state_from_variables
 
 PIECES = ("augment", "forward_eval", "forward_train", "forward_backward", "step", "step_augment",
           "step_data_parallel", "step_unrolled")
@@ -202,7 +202,7 @@ def main(argv=None) -> None:
     if args.batch:
         overrides["train.batch_size"] = args.batch
     config = config_lib.apply_overrides(config_lib.load_config(args.config), overrides)
-    config_lib.validate(config)
+    validation.validate(config)
     functions, state, batches = build(config, args.steps)
     images = args.steps * config.train.batch_size
     header = (f"{config.model.family} {tuple(config.model.stages)} conv={config.model.conv} pool={args.pool} batch "

@@ -12,7 +12,7 @@ Every figure is measured on the data the config names (by default the embedded s
 are JSON-ready dicts. Figures are printed and recorded (benchmarks/README.md), never asserted.
 
 A group of M > 1 members is M copies of the config with seeds `seed, seed+1, …` and λ_local, λ_d spread over
-[0, 1] (a √M × √M grid when M is a square, as the reference's 5 × 5 λ grid); those are values (`train.VALUE_FIELDS`),
+[0, 1] (a √M × √M grid when M is a square, as the reference's 5 × 5 λ grid); those are values (`state.VALUE_FIELDS`),
 so the group is one program whatever M is.
 """
 from __future__ import annotations
@@ -30,9 +30,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from ssr_jax import config_lib
+from ssr_jax import config_lib, validation
 from ssr_jax.data import load_splits
-from ssr_jax.train import Splits, make_train, stack_members
+from ssr_jax.state import stack_members
+from ssr_jax.train import Splits, make_train
 
 RESULT_VERSION = 1
 
@@ -226,7 +227,7 @@ def run_benchmark(config: ml_collections.ConfigDict, *, members: int = 1, timed_
 
     `splits` (train, test) replaces the dataset named by `config.data`.
     """
-    config_lib.validate(config)
+    validation.validate(config)
     if timed_epochs < 1 or warmup_epochs < 0 or eval_repeats < 1:
         raise ValueError("needs timed_epochs >= 1, warmup_epochs >= 0, eval_repeats >= 1")
     configs = member_configs(config, members)
@@ -322,7 +323,7 @@ def timed_run(config: ml_collections.ConfigDict, *, members: int = 1, splits: Sp
     stop and report the whole run as extrapolated from the median epoch (`completed` False). `wall_s` counts the
     compile (init included) and every epoch, not the data generation (`data_s`).
     """
-    config_lib.validate(config)
+    validation.validate(config)
     epochs = epochs or config.train.epochs
     configs = member_configs(config, members)
     start = time.perf_counter()
@@ -387,7 +388,7 @@ def sequential_vs_vmapped(config: ml_collections.ConfigDict, members: int, *, ep
     Both are then extrapolated to `full_epochs` (default `config.train.epochs`) from the measured per-epoch train
     and evaluation times plus the compile times — an extrapolation, not a measurement.
     """
-    config_lib.validate(config)
+    validation.validate(config)
     configs = member_configs(config, members)
     runs = members if sequential_runs is None else max(1, min(sequential_runs, members))
     full_epochs = full_epochs or config.train.epochs

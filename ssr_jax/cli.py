@@ -41,7 +41,8 @@ _JSON = flags.DEFINE_bool("json", False, "info, predict, evaluate, inspect: prin
 _SEEDS = flags.DEFINE_integer("seeds", None, "sweep: seeds per configuration (default: the experiment's).")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "sweep: print the runs and their groups, train nothing.")
 _SHARD = flags.DEFINE_string("shard", None, "sweep: run only the deterministic subset i/n.")
-_MAX_MEMBERS = flags.DEFINE_integer("max_members", 32, "sweep: most members trained together in one program.")
+_MAX_MEMBERS = flags.DEFINE_integer("max_members", None, "sweep: most members trained together in one program "
+                                     "(default: the sweep engine's).")
 _LAUNCHER = flags.DEFINE_string("launcher", "local", "sweep: local (this process), slurm (one submitit job per "
                                 "group) or submitit_local (the job path, as local processes).")
 _JOB = flags.DEFINE_list("job", [], "sweep: submitit job parameters key=value (timeout_min, gpus_per_node, "
@@ -76,12 +77,12 @@ def _exit_with(message: str):
 
 
 def _config_and_overrides():
-    from ssr_jax import config_lib
+    from ssr_jax import validation
 
     if _CONFIG.value is None:
         _exit_with("--config is required, e.g. --config configs/ssrnet.py")
     config = _CONFIG.value
-    config_lib.validate(config)
+    validation.validate(config)
     return config, config_flags.get_override_values(flags.FLAGS["config"])
 
 
@@ -121,24 +122,25 @@ def _info(args):
 
 def _demo(args):
     _no_positional(args)
+    from configs import dex, ssrnet
     from ssr_jax import demo
 
-    demo.main(_WORKDIR.value or "runs/demo")
+    demo.main(_WORKDIR.value or "runs/demo", [("SSR-Net (3,3,3)", "ssrnet", ssrnet.get_config("demo")),
+                                               ("DEX (101 bins)", "dex", dex.get_config("demo"))])
 
 
 def _sweep(args):
-    from ssr_jax import sweep
-
     if len(args) != 1:
         _exit_with("sweep takes one experiment, e.g. ssr-jax sweep experiments/dynamic_range.py:smoke --workdir DIR")
     if not _WORKDIR.value and not _DRY_RUN.value:
         _exit_with("--workdir is required, e.g. --workdir runs/dynamic_range")
     from ssr_jax import config_lib, launch
 
-    sweep.run_sweep(args[0], _WORKDIR.value, seeds=_SEEDS.value, shard_spec=_SHARD.value,
-                    max_members=_MAX_MEMBERS.value, dry_run=_DRY_RUN.value, launcher=_LAUNCHER.value,
-                    job_parameters=launch.parse_job_parameters(_JOB.value), wait=_WAIT.value,
-                    common=config_lib.parse_overrides(_SET.value))
+    # --max_members unset: the engine's own default (sweep.DEFAULT_MAX_MEMBERS), stated once.
+    sizes = {} if _MAX_MEMBERS.value is None else {"max_members": _MAX_MEMBERS.value}
+    launch.run_sweep(args[0], _WORKDIR.value, seeds=_SEEDS.value, shard_spec=_SHARD.value, dry_run=_DRY_RUN.value,
+                     launcher=_LAUNCHER.value, job_parameters=launch.parse_job_parameters(_JOB.value),
+                     wait=_WAIT.value, common=config_lib.parse_overrides(_SET.value), **sizes)
 
 
 def _report(args):
@@ -159,12 +161,15 @@ def _report(args):
 
 
 def _convert_keras(args):
+    from configs import ssrnet
     from ssr_jax import keras_import
 
     if len(args) != 1 or not _OUT.value:
         _exit_with("usage: ssr-jax convert-keras FILE.h5 --out MODEL_DIR")
+    # The recipe recorded with the weights: --config's, else the shipped SSR-Net config (model fields are pinned).
+    recipe = _CONFIG.value if _CONFIG.value is not None else ssrnet.get_config()
     try:
-        directory = keras_import.convert_keras(args[0], _OUT.value)
+        directory = keras_import.convert_keras(args[0], _OUT.value, recipe)
     except (FileNotFoundError, ValueError) as error:
         _exit_with(str(error))
     print(f"{args[0]} → {directory} (SSR-Net (3,3,3), λ_local = λ_d = 1; expects 64×64 BGR raw 0–255 input)")
@@ -181,9 +186,10 @@ def _model_dir(args, usage: str) -> str:
 
 def _predict(args):
     from ssr_jax import predict
+    from ssr_jax.data import images
 
     model_dir = _model_dir(args, "ssr-jax predict MODEL_DIR IMAGE_OR_FOLDER... [--json]")
-    paths = predict.expand_image_paths(args[1:])
+    paths = images.expand_image_paths(args[1:])
     if not paths:
         _exit_with("no images given: pass image files or folders of images after MODEL_DIR")
     results = predict.predict_files(model_dir, paths)
@@ -232,7 +238,8 @@ def _evaluate(args):
 def _inspect(args):
     import numpy as np
 
-    from ssr_jax import inspect_model, predict, saved_model, workdir
+    from ssr_jax import inspect_model, saved_model, workdir
+    from ssr_jax.data.images import expand_image_paths, fit_images, read_images
 
     usage = "ssr-jax inspect MODEL_DIR (IMAGE_OR_FOLDER... | --data NAME [--split test]) [--out DIR] [--json]"
     model_dir = _model_dir(args, usage)
@@ -240,11 +247,11 @@ def _inspect(args):
         _exit_with(f"inspect reads either images or --data, not both or neither; usage: {usage}")
     if _DATA.value:
         split = _dataset_split(model_dir)
-        images = predict.fit_images(split["image"], saved_model.read_config(model_dir).data.image_size)
+        images = fit_images(split["image"], saved_model.read_config(model_dir).data.image_size)
         ages = split["age"]
     else:
-        results, readable = predict.read_images(predict.expand_image_paths(args[1:]),
-                                                saved_model.read_config(model_dir).data.image_size)
+        results, readable = read_images(expand_image_paths(args[1:]),
+                                        saved_model.read_config(model_dir).data.image_size)
         for row in results:
             if "error" in row:
                 print(f"skipped {row['file']}: {row['error']}", file=sys.stderr)

@@ -1,21 +1,21 @@
 """`make demo`: SSR-Net (3,3,3) and DEX trained on the same synthetic faces with a short schedule, one table.
 
-Both runs use `configs/ssrnet.py:demo` and `configs/dex.py:demo` (same data, backbone and recipe; only the head and
-readout differ). Each run is an ordinary resumable workdir under `WORKDIR/<model>/`, so a second `make demo` prints
+`ssr-jax demo` passes `configs/ssrnet.py:demo` and `configs/dex.py:demo` (same data, backbone and recipe; only the
+head and readout differ). Each run is an ordinary resumable workdir under `WORKDIR/<model>/`, so a second `make demo` prints
 the table again without retraining. The table is written to `WORKDIR/results.md` and `WORKDIR/results.json`.
 """
 from __future__ import annotations
 
 import pathlib
+from typing import Sequence
 
+import ml_collections
 import tabulate
 
-from ssr_jax import config_lib, workdir as workdir_lib
+from ssr_jax import validation, workdir as workdir_lib
 from ssr_jax.data import load_splits
 from ssr_jax.train import train_and_evaluate
 
-CONFIGS_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
-RUNS = (("SSR-Net (3,3,3)", "ssrnet", "ssrnet.py:demo"), ("DEX (101 bins)", "dex", "dex.py:demo"))
 COLUMNS = ("model", "parameters", "size (KB)", "MAE", "CA(3)", "CA(5)", "train time (s)")
 
 
@@ -31,11 +31,13 @@ def table_rows(results: list[tuple[str, dict]]) -> list[list]:
     return rows
 
 
-def main(workdir: str | pathlib.Path = "runs/demo") -> list[tuple[str, dict]]:
+def main(workdir: str | pathlib.Path,
+         configs: Sequence[tuple[str, str, ml_collections.ConfigDict]]) -> list[tuple[str, dict]]:
+    """Trains each (table name, subdirectory, config) in `workdir/<subdirectory>` on one dataset; returns
+    (name, summary) pairs in order."""
     workdir = workdir_lib.prepare(workdir)
-    configs = [(name, slug, config_lib.load_config(str(CONFIGS_DIR / spec))) for name, slug, spec in RUNS]
     for _, _, config in configs:
-        config_lib.validate(config)
+        validation.validate(config)
     data_configs = {repr(config.data.to_dict()) for _, _, config in configs}
     assert len(data_configs) == 1, "the demo compares models on one dataset"
     splits = load_splits(configs[0][2].data)
@@ -51,6 +53,6 @@ def main(workdir: str | pathlib.Path = "runs/demo") -> list[tuple[str, dict]]:
     print("\n" + table)
     workdir_lib.write_text_atomic(workdir / "results.md", table + "\n")
     workdir_lib.write_json(workdir / "results.json", {slug: summary for (_, summary), (_, slug, _) in
-                                                      zip(results, RUNS)})
+                                                      zip(results, configs)})
     print(f"\nwritten: {workdir / 'results.md'}, {workdir / 'results.json'}")
     return results

@@ -12,12 +12,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ssr_jax.data import pad_rows
+
 CA_THRESHOLDS = (3, 5)
-
-
-def pad_rows(array: np.ndarray, count: int) -> np.ndarray:
-    """`array` with `count` rows of zeros appended (the array itself when there are none)."""
-    return np.concatenate([array, np.zeros((count, *array.shape[1:]), array.dtype)]) if count else array
 
 
 def pad_to_batches(images: np.ndarray, ages: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:

@@ -13,34 +13,31 @@ from __future__ import annotations
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tabulate import tabulate
 
 from ssr_jax import saved_model
-from ssr_jax.models import create_model, model_input
+from ssr_jax.ssr import ssr_age
 
 ACTIVE_ETA = 1e-6  # |η| above this counts as active (tanh is exactly 0 only for a zero pre-activation)
 CONSTANT_STD = 1e-6  # a head whose every unit varies less than this across inputs is input-independent
 
 
 def stage_contributions(p, eta, delta, *, stages, v, lambda_local, lambda_d) -> np.ndarray:
-    """`[K, N]` additive stage shares c_k of the SSR age (`ssr_jax.ssr.ssr_age` is their sum over k).
+    """`[K, N]` additive stage shares c_k of the SSR age: `ssr_jax.ssr.ssr_age`'s per-stage terms (Eq. 7).
 
     p, eta: K arrays `[N, s_k]`; delta: K arrays `[N]`.
     """
-    contributions, denominator = [], 1.0
-    for s_k, p_k, eta_k, delta_k in zip(stages, p, eta, delta):
-        p_k, eta_k, delta_k = (np.asarray(a, np.float64) for a in (p_k, eta_k, delta_k))
-        denominator = denominator * s_k * (1.0 + lambda_d * delta_k)
-        contributions.append(v * np.sum(p_k * (np.arange(s_k) + lambda_local * eta_k), axis=-1) / denominator)
-    return np.stack(contributions)
+    as_arrays = lambda arrays: [jnp.asarray(a, jnp.float32) for a in arrays]  # noqa: E731
+    return np.asarray(ssr_age(as_arrays(p), as_arrays(eta), as_arrays(delta), stages=stages, v=v,
+                              lambda_local=lambda_local, lambda_d=lambda_d, per_stage=True), np.float64)
 
 
 def compute_heads(config, variables, images: np.ndarray, batch_size: int = 256) -> dict[str, list[np.ndarray]]:
     """Evaluation-mode heads for uint8 images `[N, H, W, 3]`: p, eta K × `[N, s_k]`, delta K × `[N]`."""
-    model = create_model(config.model)
-    apply = jax.jit(lambda batch: model.apply(variables, model_input(batch, config.data), train=False))
-    chunks = [apply(images[start:start + batch_size]) for start in range(0, len(images), batch_size)]
+    apply = saved_model.make_apply(config, heads=True)
+    chunks = [apply(variables, images[start:start + batch_size]) for start in range(0, len(images), batch_size)]
     heads = jax.tree.map(lambda *parts: np.concatenate([np.asarray(part) for part in parts]), *chunks)
     return {name: list(heads[name]) for name in ("p", "eta", "delta")}
 

@@ -24,14 +24,18 @@ import pathlib
 
 import h5py
 import jax
+import ml_collections
 import numpy as np
 
-from configs import ssrnet as ssrnet_config
-from ssr_jax import saved_model
+from ssr_jax import config_lib, saved_model
 from ssr_jax.models import abstract_variables
 
 IMAGE_SIZE = 64
 EXPECTS = "64x64 BGR raw 0-255"
+# What the released weights are: SSR-Net (3,3,3) with both λ = 1 and ReLU p, on 64×64 input (dotted overrides).
+RELEASED_MODEL = {"model.family": "ssr", "model.stages": (3, 3, 3), "model.lambda_local": 1.0, "model.lambda_d": 1.0,
+                  "model.p_activation": "relu", "model.with_delta": True, "model.with_eta": True, "model.v": 101.0,
+                  "data.image_size": IMAGE_SIZE}
 
 # Keras weight name → (Flax collection, Flax leaf name); conv and dense layers both hold kernel + bias.
 KERNEL_BIAS = {"kernel": ("params", "kernel"), "bias": ("params", "bias")}
@@ -64,16 +68,10 @@ def layer_map() -> dict[str, tuple[tuple[str, ...], dict[str, tuple[str, str]]]]
     return layers
 
 
-def reference_config():
-    """`configs/ssrnet.py` pinned to what the released weights need: (3,3,3), λ = 1, ReLU p, 64×64 input."""
-    config = ssrnet_config.get_config()
-    config.model.stages = (3, 3, 3)
-    config.model.lambda_local = config.model.lambda_d = 1.0
-    config.model.p_activation = "relu"
-    config.model.with_delta = config.model.with_eta = True
-    config.model.v = 101.0
-    config.data.image_size = IMAGE_SIZE
-    return config
+def reference_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """`config` (a recipe such as `configs/ssrnet.py`'s) pinned to what the released weights are
+    (`RELEASED_MODEL`)."""
+    return config_lib.apply_overrides(config, RELEASED_MODEL)
 
 
 def _weight_groups(file: h5py.File) -> h5py.Group:
@@ -93,8 +91,9 @@ def _layer_arrays(group: h5py.Group) -> dict[str, np.ndarray]:
     return arrays
 
 
-def read_keras_weights(h5_path: str | os.PathLike) -> dict:
-    """Flax `{"params", "batch_stats"}` for SSR-Net (3,3,3) from a Keras 2 HDF5 weight file.
+def read_keras_weights(h5_path: str | os.PathLike, config: ml_collections.ConfigDict) -> dict:
+    """Flax `{"params", "batch_stats"}` for SSR-Net (3,3,3) from a Keras 2 HDF5 weight file (shapes checked
+    against `reference_config(config)`).
 
     Raises ValueError naming the layer (and the expected shape) when the file is not such a file.
     """
@@ -103,7 +102,7 @@ def read_keras_weights(h5_path: str | os.PathLike) -> dict:
         raise FileNotFoundError(f"{h5_path} does not exist")
     if not h5py.is_hdf5(h5_path):
         raise ValueError(f"{h5_path} is not an HDF5 file; expected a Keras 2 SSR-Net (3,3,3) weight file (.h5)")
-    expected = jax.tree.map(lambda leaf: leaf.shape, abstract_variables(reference_config().model, IMAGE_SIZE))
+    expected = jax.tree.map(lambda leaf: leaf.shape, abstract_variables(reference_config(config).model, IMAGE_SIZE))
     variables = {"params": {}, "batch_stats": {}}
     mapping = layer_map()
     with h5py.File(h5_path, "r") as file:
@@ -139,9 +138,11 @@ def _lookup(tree: dict, path: tuple[str, ...]) -> dict:
     return tree
 
 
-def convert_keras(h5_path: str | os.PathLike, out_dir: str | os.PathLike) -> pathlib.Path:
-    """Writes the Keras weights as a model directory (`saved_model.load`-able) and returns its path."""
+def convert_keras(h5_path: str | os.PathLike, out_dir: str | os.PathLike,
+                  config: ml_collections.ConfigDict) -> pathlib.Path:
+    """Writes the Keras weights as a model directory (`saved_model.load`-able) whose config is
+    `reference_config(config)`, and returns its path."""
     h5_path = pathlib.Path(h5_path).resolve()
-    variables = read_keras_weights(h5_path)
+    variables = read_keras_weights(h5_path, config)
     source = {"kind": "keras", "file": str(h5_path), "expects": EXPECTS}
-    return saved_model.save(out_dir, reference_config(), variables, source=source)
+    return saved_model.save(out_dir, reference_config(config), variables, source=source)

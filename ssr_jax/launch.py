@@ -20,7 +20,8 @@ import os
 import pathlib
 from typing import Any, Sequence
 
-from ssr_jax import config_lib, workdir as workdir_lib
+from ssr_jax import config_lib, sweep, workdir as workdir_lib
+from ssr_jax.data import load_splits
 
 LAUNCHERS = ("local", "slurm", "submitit_local")
 DEFAULT_JOB_PARAMETERS = {"timeout_min": 24 * 60, "name": "ssr_jax"}
@@ -49,9 +50,6 @@ def make_executor(launcher: str, folder: pathlib.Path, parameters: dict[str, Any
 def run_group_job(spec: str, workdir: str, seeds: int | None, run_ids: list[str],
                   common: dict | None = None) -> list[dict]:
     """The body of one job: the group made of `run_ids`, trained as `--launcher local` trains it."""
-    from ssr_jax import sweep
-    from ssr_jax.data import load_splits
-
     runs = {run.run_id: run for run in sweep.expand(spec, seeds=seeds, common=common)}
     missing = [run_id for run_id in run_ids if run_id not in runs]
     if missing:
@@ -91,3 +89,23 @@ def submit_groups(spec: str, workdir: pathlib.Path, groups: list[list], *, seeds
                 print(f"job {record['job_id']} (group {record['group']}) ended without finishing: {error}",
                       flush=True)
     return jobs
+
+
+def run_sweep(spec: str, workdir: str | pathlib.Path | None, *, launcher: str = "local",
+              job_parameters: dict[str, Any] | None = None, wait: bool = False, **sweep_options) -> list[dict]:
+    """`ssr-jax sweep`: `sweep.run_sweep` in this process (launcher "local"), or one submitit job per pending group
+    ("slurm", "submitit_local"); returns the rows of `results.jsonl` as they stand. `sweep_options` are
+    `sweep.plan`'s (seeds, shard_spec, max_members, dry_run, common)."""
+    if launcher not in LAUNCHERS:
+        raise config_lib.ConfigError(f"--launcher={launcher}: choose one of {', '.join(LAUNCHERS)}")
+    if launcher == "local":
+        return sweep.run_sweep(spec, workdir, **sweep_options)
+    runs, pending, workdir = sweep.plan(spec, workdir, **sweep_options)
+    if workdir is None:
+        return []
+    if pending:
+        submit_groups(spec, workdir, pending, seeds=sweep_options.get("seeds"), common=sweep_options.get("common"),
+                      launcher=launcher, parameters=job_parameters or {}, wait=wait)
+    else:
+        print(f"all {len(runs)} runs finished; nothing to submit", flush=True)
+    return sweep.write_results(workdir)

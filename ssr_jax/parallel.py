@@ -27,7 +27,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ssr_jax.evaluate import pad_rows
+from ssr_jax.data import pad_rows
 
 MEMBER_AXIS, DATA_AXIS = "member", "data"
 

@@ -1,26 +1,29 @@
 """A model directory: `config.json` + `checkpoint/` (a `TrainState`), as every training run writes it.
 
-Training runs, `convert-keras` and later `init_from` all share this layout, so `load` serves predict, evaluate,
-inspect and fine-tuning alike, whatever produced the weights.
+Training runs, `convert-keras` and `init_from` all share this layout, so `load` serves predict, evaluate, inspect and
+fine-tuning alike, whatever produced the weights; `make_apply` is the one inference function they all call.
 """
 from __future__ import annotations
 
 import os
 import pathlib
-from typing import Any
+import statistics
+import time
+from typing import Any, Callable
 
 import jax
 import ml_collections
+import numpy as np
 
-from ssr_jax import checkpoint, config_lib, workdir as workdir_lib
-from ssr_jax.models import abstract_variables
-from ssr_jax.train import hparams_from_config, train_state_from_variables
+from ssr_jax import checkpoint, config_lib, validation, workdir as workdir_lib
+from ssr_jax.models import abstract_variables, create_model, model_input, predict_age
+from ssr_jax.state import hparams_from_config, train_state_from_variables
 
 
 def save(directory: str | os.PathLike, config: ml_collections.ConfigDict, variables: dict,
          *, source: dict[str, Any] | None = None) -> pathlib.Path:
     """Writes `variables` (`{"params", "batch_stats"}`) as a step-0 model directory for `config`."""
-    config_lib.validate(config)
+    validation.validate(config)
     directory = workdir_lib.prepare(directory)
     record = {"config": config_lib.to_json(config), "overrides": {}, "source": source or {},
               **workdir_lib.provenance()}
@@ -81,3 +84,48 @@ def architecture_difference(config: ml_collections.ConfigDict, directory: str | 
             return f"parameter {path} has shape {have[path]} in {directory}, this run needs {shape}"
     extra = [path for path in have if path not in want]
     return f"{directory} has parameter {extra[0]} {have[extra[0]]}, which this run does not" if extra else None
+
+
+def init_from(config: ml_collections.ConfigDict) -> dict:
+    """`{"params", "batch_stats"}` of the model directory `config.init_from`; a different architecture is a
+    `ConfigError` naming the first differing parameter."""
+    source = pathlib.Path(config.init_from)
+    if not (source / "config.json").is_file():
+        raise config_lib.ConfigError(f"init_from={str(source)!r}: not a model directory (no config.json); pass a "
+                                     "training workdir, a sweep run directory or a convert-keras output")
+    difference = architecture_difference(config, source)
+    if difference:
+        raise config_lib.ConfigError(f"init_from={str(source)!r}: architecture mismatch: {difference}")
+    _, variables = load(source)
+    return variables
+
+
+def make_apply(config: ml_collections.ConfigDict, *, heads: bool = False) -> Callable:
+    """Jitted `(variables, images uint8 [batch, H, W, 3]) → ages [batch]` at the config's λ, in evaluation mode;
+    with `heads`, the model's raw heads instead (p, eta K × `[batch, s_k]`, delta K × `[batch]`).
+
+    The variables are an argument, not a constant of the program: one compile serves any weights of this shape.
+    """
+    model = create_model(config.model)
+    lambdas = dict(lambda_local=config.model.lambda_local, lambda_d=config.model.lambda_d)
+
+    def apply(variables, images):
+        outputs = model.apply(variables, model_input(images, config.data), train=False)
+        return outputs if heads else predict_age(config.model, outputs, **lambdas)
+
+    return jax.jit(apply)
+
+
+def inference_ms(config: ml_collections.ConfigDict, variables: dict, repeats: int = 50) -> float:
+    """Median milliseconds to predict one image (batch 1, `make_apply`, compiled) on the host CPU (Table 1's
+    "CPU inference")."""
+    apply = make_apply(config)
+    size = config.data.image_size
+    variables, image = jax.device_put((variables, np.zeros((1, size, size, 3), np.uint8)), jax.devices("cpu")[0])
+    apply(variables, image).block_until_ready()  # compile
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        apply(variables, image).block_until_ready()
+        seconds.append(time.perf_counter() - start)
+    return 1000 * statistics.median(seconds)

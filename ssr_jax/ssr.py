@@ -28,8 +28,9 @@ def ssr_age(
     v: float | Array = 101.0,
     lambda_local: float | Array = 1.0,
     lambda_d: float | Array = 1.0,
+    per_stage: bool = False,
 ) -> Array:
-    """Soft stagewise age.
+    """Soft stagewise age (Eq. 7), or with `per_stage` its K additive stage terms.
 
     Args:
       p: K arrays `[batch, s_k]`, the stage-k bin weights p^(k).
@@ -39,23 +40,30 @@ def ssr_age(
       v: the age range V (the reference uses 101, so that K = 1, s = (101,) has bin centres 0 … 100).
       lambda_local: weight of η (0 switches the index shift off).
       lambda_d: weight of Δ (0 switches the dynamic scale off).
+      per_stage: return the stage terms c_k = V · Σ_i p_i^(k) (i + λ_local η_i^(k)) / Π_{j≤k} s_j (1 + λ_d Δ_j)
+        instead of their sum (`ssr_jax.inspect_model` reads them).
 
     Returns:
-      `[batch]` ages.
+      `[batch]` ages, or `[K, batch]` stage terms with `per_stage`.
     """
     if not (len(p) == len(eta) == len(delta) == len(stages)) or not stages:
         raise ValueError(
             f"ssr_age needs one p, eta and delta per stage: got {len(p)}, {len(eta)}, {len(delta)} "
             f"for stages={tuple(stages)}"
         )
-    age = 0.0
+    terms = []
     denominator = 1.0
     for s_k, p_k, eta_k, delta_k in zip(stages, p, eta, delta):
         index = jnp.arange(s_k, dtype=p_k.dtype)
         stage_sum = jnp.sum(p_k * (index + lambda_local * eta_k), axis=-1)
         # Π_{j≤k}: each stage divides by its own scaled bin count on top of the coarser stages' ones.
         denominator = denominator * s_k * (1.0 + lambda_d * delta_k)
-        age = age + stage_sum / denominator
+        terms.append(stage_sum / denominator)
+    if per_stage:
+        return v * jnp.stack(terms)
+    age = 0.0
+    for term in terms:
+        age = age + term
     return v * age
 
 

@@ -4,7 +4,7 @@ An experiment file (`experiments/*.py`) defines `get_config(arg)` (the base conf
 dotted-key override dicts, built with `sweep` / `product` / `zipit`). Each override dict × seed is a *run*, with a
 run id that is a deterministic function of its overrides, so a rerun finds its directory again.
 
-Runs whose configs differ only in values (seed, λ_local, λ_d, learning rate — `train.VALUE_FIELDS`) share one
+Runs whose configs differ only in values (seed, λ_local, λ_d, learning rate — `state.VALUE_FIELDS`) share one
 compiled program and train together as the members of a vmapped group (purejaxrl's `jit(vmap(train))`); a group
 larger than `max_members` is split into chunks. Layout of a sweep directory:
 
@@ -29,10 +29,11 @@ from typing import Any, Iterable, Sequence
 import ml_collections
 import tqdm
 
-from ssr_jax import config_lib, launch, parallel, workdir as workdir_lib
+from ssr_jax import config_lib, parallel, validation, workdir as workdir_lib
 from ssr_jax.data import load_splits
 from ssr_jax.models import architecture_label
-from ssr_jax.train import program_signature, record_config, train_members
+from ssr_jax.state import program_signature
+from ssr_jax.train import record_config, train_members
 
 FINISHED = ("ok", "diverged")
 DEFAULT_MAX_MEMBERS = 32
@@ -128,7 +129,7 @@ def expand(spec: str, *, seeds: int | None = None, common: dict | None = None) -
             overrides = {**common, **entry, "seed": seed}
             try:
                 config = config_lib.apply_overrides(base, overrides)
-                config_lib.validate(config)
+                validation.validate(config)
             except config_lib.ConfigError as error:
                 raise config_lib.ConfigError(f"{spec}: run {overrides}: {error}") from None
             identifier = run_id(overrides)
@@ -231,22 +232,19 @@ def run_group(members: list[Run], workdir: pathlib.Path, splits, progress) -> No
             workdir_lib.write_json(run_dir / "summary.json", {"status": "failed", "traceback": trace})
 
 
-def run_sweep(spec: str, workdir: str | pathlib.Path, *, seeds: int | None = None, shard_spec: str | None = None,
-              max_members: int = DEFAULT_MAX_MEMBERS, dry_run: bool = False, progress: bool | None = None,
-              launcher: str = "local", job_parameters: dict | None = None, wait: bool = False,
-              common: dict | None = None) -> list[dict]:
-    """Expands, validates, groups and trains an experiment; returns the rows of `results.jsonl`.
+def plan(spec: str, workdir: str | pathlib.Path | None, *, seeds: int | None = None, shard_spec: str | None = None,
+         max_members: int = DEFAULT_MAX_MEMBERS, dry_run: bool = False,
+         common: dict | None = None) -> tuple[list[Run], list[list[Run]], pathlib.Path | None]:
+    """Expands, validates and groups an experiment; returns (all runs, the unfinished ones regrouped, workdir).
 
-    Finished runs (status ok or diverged) are skipped; failed runs are retried; an interrupted group resumes from
-    its checkpoint. `launcher` "slurm" or "submitit_local" submits one job per group instead (`ssr_jax.launch`).
+    Writes `DIR/sweep.json`; with `dry_run` it prints the groups instead and returns no pending groups and no
+    workdir. Finished runs (status ok or diverged) are left out; failed ones are pending again.
     """
-    if launcher not in launch.LAUNCHERS:
-        raise config_lib.ConfigError(f"--launcher={launcher}: choose one of {', '.join(launch.LAUNCHERS)}")
     runs = shard(expand(spec, seeds=seeds, common=common), shard_spec)
     groups = group_runs(runs, max_members=max_members)
     if dry_run:
         print(f"{len(runs)} runs in {len(groups)} group(s)\n{describe(groups)}")
-        return []
+        return runs, [], None
     workdir = workdir_lib.prepare(workdir)
     if parallel.is_writer():
         workdir_lib.write_json(workdir / "sweep.json", {"experiment": spec, "seeds": seeds, "shard": shard_spec,
@@ -259,14 +257,18 @@ def run_sweep(spec: str, workdir: str | pathlib.Path, *, seeds: int | None = Non
     pending = [[run for run in members if not finished(run)] for members in groups]
     # Regroup what is left: a group whose members all finished disappears, a partly finished one (a new seed
     # added, say) becomes a new chunk with its own id.
-    pending = group_runs([run for members in pending for run in members], max_members=max_members)
-    if launcher != "local":
-        if pending:
-            launch.submit_groups(spec, workdir, pending, seeds=seeds, common=common, launcher=launcher,
-                                 parameters=job_parameters or {}, wait=wait)
-        else:
-            print(f"all {len(runs)} runs finished; nothing to submit", flush=True)
-        return write_results(workdir)
+    return runs, group_runs([run for members in pending for run in members], max_members=max_members), workdir
+
+
+def run_sweep(spec: str, workdir: str | pathlib.Path | None, *, seeds: int | None = None,
+              shard_spec: str | None = None, max_members: int = DEFAULT_MAX_MEMBERS, dry_run: bool = False,
+              progress: bool | None = None, common: dict | None = None) -> list[dict]:
+    """Plans an experiment (`plan`) and trains its pending groups in this process; returns the rows of
+    `results.jsonl`. An interrupted group resumes from its checkpoint. (Cluster jobs: `ssr_jax.launch`.)"""
+    runs, pending, workdir = plan(spec, workdir, seeds=seeds, shard_spec=shard_spec, max_members=max_members,
+                                  dry_run=dry_run, common=common)
+    if workdir is None:
+        return []
     total = sum(run.config.train.epochs for run in runs)
     done = total - sum(run.config.train.epochs for members in pending for run in members)
     runs_done = len(runs) - sum(map(len, pending))

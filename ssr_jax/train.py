@@ -17,9 +17,8 @@ import pathlib
 import statistics
 import sys
 import time
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -27,81 +26,15 @@ import numpy as np
 import optax
 import tqdm
 
-from ssr_jax import checkpoint, config_lib, parallel, workdir as workdir_lib
-from ssr_jax.data import augment, load_splits
-from ssr_jax.evaluate import evaluate_batches, pad_rows, pad_to_batches, predict_the_mean_mae
+from ssr_jax import checkpoint, config_lib, parallel, saved_model, validation, workdir as workdir_lib
+from ssr_jax.data import augment, load_splits, pad_rows
+from ssr_jax.evaluate import evaluate_batches, pad_to_batches, predict_the_mean_mae
 from ssr_jax.models import (abstract_variables, count_parameters, create_model, model_input, predict_age,
                             regularisation)
+from ssr_jax.state import (VALUE_FIELDS, TrainState, learning_rate_at, make_optimizer, program_signature,
+                           stack_members, train_state_from_variables)
 
 Splits = tuple[dict[str, np.ndarray], dict[str, np.ndarray]]
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# State, hyper-parameters and optimizer
-# ----------------------------------------------------------------------------------------------------------------
-@flax.struct.dataclass
-class TrainState:
-    step: jax.Array  # int32 scalar: optimizer steps taken
-    params: Any
-    batch_stats: Any
-    opt_state: Any
-
-
-# Config fields that are only values: they ride the vmapped member axis (the seed through the member's key, the
-# rest through `hparams`). Every other field changes shapes or Python-side structure and defines the program.
-VALUE_FIELDS = ("seed", "model.lambda_local", "model.lambda_d", "optim.learning_rate")
-
-
-def hparams_from_config(config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
-    """The values a sweep may put on a vmapped axis, as float32 scalars."""
-    return {
-        "learning_rate": jnp.float32(config.optim.learning_rate),
-        "lambda_local": jnp.float32(config.model.lambda_local),
-        "lambda_d": jnp.float32(config.model.lambda_d),
-    }
-
-
-def program_signature(config: ml_collections.ConfigDict) -> dict:
-    """The config without its value fields: configs with equal signatures train as one vmapped program."""
-    signature = config_lib.to_json(config)
-    for dotted in VALUE_FIELDS:
-        *parents, leaf = dotted.split(".")
-        node = signature
-        for name in parents:
-            node = node[name]
-        node.pop(leaf)
-    return signature
-
-
-def learning_rate_schedule(optim_config, learning_rate, *, epochs: int, steps_per_epoch: int):
-    """count → learning_rate × decay_factor^(boundaries passed); boundaries at the start of epochs
-    round(fraction × epochs) (the reference: ×0.1 at epochs 30 and 60 of 90)."""
-    boundaries = jnp.array(
-        [round(fraction * epochs) * steps_per_epoch for fraction in optim_config.decay_fractions], jnp.int32
-    )
-    return lambda count: learning_rate * optim_config.decay_factor ** jnp.sum(count >= boundaries)
-
-
-def make_optimizer(optim_config, learning_rate: jax.Array, *, epochs: int, steps_per_epoch: int):
-    """Adam with the step-decay schedule.
-
-    Built inside the traced functions from a (possibly traced) `learning_rate`; the optimizer state's structure does
-    not depend on it, so members with different rates share one program.
-    """
-    schedule = learning_rate_schedule(optim_config, learning_rate, epochs=epochs, steps_per_epoch=steps_per_epoch)
-    return optax.adam(schedule, b1=optim_config.b1, b2=optim_config.b2, eps=optim_config.eps)
-
-
-def train_state_from_variables(config, variables: dict, hparams: dict) -> TrainState:
-    """A step-0 state around `{"params", "batch_stats"}` (a fresh init or imported weights)."""
-    # The Adam state's structure does not depend on the schedule, so any steps_per_epoch builds the same tree.
-    tx = make_optimizer(config.optim, hparams["learning_rate"], epochs=config.train.epochs, steps_per_epoch=1)
-    return TrainState(
-        step=jnp.zeros((), jnp.int32),
-        params=variables["params"],
-        batch_stats=variables["batch_stats"],
-        opt_state=tx.init(variables["params"]),
-    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -353,13 +286,6 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
     )
 
 
-def stack_members(configs: list[ml_collections.ConfigDict]) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Member keys `[M]` and hparams `{name: [M]}` for configs that share one program."""
-    keys = jnp.stack([jax.random.key(config.seed) for config in configs])
-    hparams = jax.tree.map(lambda *values: jnp.stack(values), *[hparams_from_config(c) for c in configs])
-    return keys, hparams
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Resumable runs: a group of members trained together, each with its own run directory
 # ----------------------------------------------------------------------------------------------------------------
@@ -374,40 +300,6 @@ def record_config(run_dir: pathlib.Path, config, overrides: dict | None) -> None
         return
     record = {"config": resolved, "overrides": config_lib.jsonable(dict(overrides or {})), **workdir_lib.provenance()}
     workdir_lib.write_json(path, record)
-
-
-def cpu_inference_ms(config: ml_collections.ConfigDict, variables: dict, repeats: int = 50) -> float:
-    """Median milliseconds to predict one image (batch 1, evaluation mode, compiled) on the host CPU."""
-    cpu = jax.devices("cpu")[0]
-    model = create_model(config.model)
-    lambdas = dict(lambda_local=config.model.lambda_local, lambda_d=config.model.lambda_d)
-    predict = jax.jit(lambda v, x: predict_age(config.model, model.apply(v, model_input(x, config.data), train=False),
-                                               **lambdas))
-    size = config.data.image_size
-    variables, image = jax.device_put((variables, np.zeros((1, size, size, 3), np.uint8)), cpu)
-    predict(variables, image).block_until_ready()  # compile
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        predict(variables, image).block_until_ready()
-        seconds.append(time.perf_counter() - start)
-    return 1000 * statistics.median(seconds)
-
-
-def load_init_from(config: ml_collections.ConfigDict) -> dict:
-    """`{"params", "batch_stats"}` of the model directory `config.init_from`; a different architecture is a
-    `ConfigError` naming the first differing parameter."""
-    from ssr_jax import saved_model  # saved_model builds on this module
-
-    source = pathlib.Path(config.init_from)
-    if not (source / "config.json").is_file():
-        raise config_lib.ConfigError(f"init_from={str(source)!r}: not a model directory (no config.json); pass a "
-                                     "training workdir, a sweep run directory or a convert-keras output")
-    difference = saved_model.architecture_difference(config, source)
-    if difference:
-        raise config_lib.ConfigError(f"init_from={str(source)!r}: architecture mismatch: {difference}")
-    _, variables = saved_model.load(source)
-    return variables
 
 
 def _epoch_line(name: str, epoch: int, epochs: int, rows: list[dict], seconds: float, images: int) -> str:
@@ -448,7 +340,7 @@ def train_members(
     ckpt_dir = state_dir / "checkpoint"
     resuming = checkpoint.latest_step(ckpt_dir) is not None
     # Checked and read before anything compiles; a resumed run has its weights in its checkpoint already.
-    init_variables = load_init_from(config) if config.get("init_from") and not resuming else None
+    init_variables = saved_model.init_from(config) if config.get("init_from") and not resuming else None
 
     # Input pipeline and compiled functions ---------------------------------------------------------------------
     splits = splits if splits is not None else load_splits(config.data)
@@ -473,8 +365,6 @@ def train_members(
     histories = [[row for row in workdir_lib.read_jsonl(run_dir / "metrics.jsonl") if row["epoch"] <= start_epoch]
                  for run_dir in run_dirs]
     diverged = [any(not math.isfinite(row["train_loss"]) for row in history) for history in histories]
-    schedules = [learning_rate_schedule(c.optim, c.optim.learning_rate, epochs=c.train.epochs,
-                                        steps_per_epoch=trainer.steps_per_epoch) for c in configs]
 
     # Train loop ------------------------------------------------------------------------------------------------
     epochs, name = config.train.epochs, name or run_dirs[0].name
@@ -482,8 +372,8 @@ def train_members(
     for epoch in range(start_epoch + 1, epochs + 1):
         if all(diverged):
             break
-        step = int(parallel.fetch(state.step)[0])
-        learning_rates = [float(schedule(step)) for schedule in schedules]
+        step = (epoch - 1) * trainer.steps_per_epoch  # the host knows the step: no device round trip
+        learning_rates = [learning_rate_at(c, step, steps_per_epoch=trainer.steps_per_epoch) for c in configs]
         epoch_start = time.perf_counter()
         state, train_metrics = trainer.train_epoch(state, keys, hparams)
         train_losses = parallel.fetch(train_metrics["train_loss"])  # blocks until the epoch is done
@@ -510,7 +400,7 @@ def train_members(
             # reference's 1/(1 + Δ) has no guard).
             diverged[member] = not math.isfinite(row["train_loss"])
         if epoch % config.train.checkpoint_every == 0 or epoch == epochs:
-            checkpoint.save(ckpt_dir, int(parallel.fetch(state.step)[0]), state)
+            checkpoint.save(ckpt_dir, epoch * trainer.steps_per_epoch, state)
         line = _epoch_line(name, epoch, epochs, rows, epoch_seconds[-1], trainer.images_per_epoch * members)
         if progress is not None and not progress.disable:
             progress.update(members)
@@ -548,7 +438,7 @@ def train_members(
             checkpoint.save(run_dir / "checkpoint", int(member_state.step), member_state)
         if config.train.get("measure_inference"):
             variables = {"params": member_state.params, "batch_stats": member_state.batch_stats}
-            summary["inference_ms_per_image"] = cpu_inference_ms(configs[member], variables)
+            summary["inference_ms_per_image"] = saved_model.inference_ms(configs[member], variables)
         if writer:
             workdir_lib.write_json(run_dir / "summary.json", summary)
         summaries.append(summary)
@@ -568,7 +458,7 @@ def train_and_evaluate(
     A finished workdir is reported and left alone; an interrupted one resumes from its last checkpoint and ends
     with the numbers an uninterrupted run gives. `splits` replaces the dataset named by `config.data`.
     """
-    config_lib.validate(config)
+    validation.validate(config)
     workdir = workdir_lib.prepare(workdir)
     summary_path = workdir / "summary.json"
     if summary_path.exists():

@@ -49,7 +49,7 @@ def test_run_benchmark_reports_every_field(smoke, members):
 
 
 def test_member_configs_share_one_program_and_spread_lambda(smoke):
-    from ssr_jax.train import program_signature
+    from ssr_jax.state import program_signature
 
     config, _ = smoke
     assert bench.member_configs(config, 1) == [config]

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import run_cli
 from configs import dex, regression, ssrnet
-from ssr_jax import config_lib
+from ssr_jax import config_lib, validation
 from ssr_jax.train import train_and_evaluate
 from ssr_jax.workdir import WorkdirError
 
@@ -37,13 +37,13 @@ def test_bad_values_name_the_field(overrides, field, tmp_path):
 def test_dex_needs_one_stage():
     config = config_lib.apply_overrides(dex.get_config(), {"model.stages": (10, 10)})
     with pytest.raises(config_lib.ConfigError, match="DEX has one softmax stage"):
-        config_lib.validate(config)
+        validation.validate(config)
 
 
 def test_regression_needs_one_stage():
     config = config_lib.apply_overrides(regression.get_config(), {"model.stages": (3, 3)})
     with pytest.raises(config_lib.ConfigError, match="regression head has one fusion stage"):
-        config_lib.validate(config)
+        validation.validate(config)
 
 
 def test_unknown_keys_are_rejected():

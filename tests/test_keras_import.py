@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import ssrnet
 from ssr_jax import keras_import, saved_model
 from ssr_jax.models import abstract_variables, create_model, predict_age
 
@@ -18,7 +19,7 @@ WEIGHT_SETS = ("morph2", "imdb", "wiki", "megaface_asian")
 def keras_layout(seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
     """{layer: {weight: array}} with random values in the shapes an SSR-Net (3,3,3) weight file holds."""
     shapes = jax.tree.map(lambda leaf: leaf.shape,
-                          abstract_variables(keras_import.reference_config().model, keras_import.IMAGE_SIZE))
+                          abstract_variables(keras_import.reference_config(ssrnet.get_config()).model, keras_import.IMAGE_SIZE))
     rng = np.random.default_rng(seed)
     layout = {}
     for layer, (module_path, weights) in keras_import.layer_map().items():
@@ -50,7 +51,7 @@ def write_h5(path, layout, *, full_model: bool = False) -> pathlib.Path:
 def test_written_weights_arrive_where_the_map_says(tmp_path, full_model):
     layout = keras_layout()
     directory = keras_import.convert_keras(write_h5(tmp_path / "w.h5", layout, full_model=full_model),
-                                           tmp_path / "model")
+                                           tmp_path / "model", ssrnet.get_config())
     config, variables = saved_model.load(directory)
     assert config.model.stages == (3, 3, 3) and config.data.image_size == 64
     record = json.loads((directory / "config.json").read_text())
@@ -74,40 +75,40 @@ def test_missing_layer_names_the_layer(tmp_path):
     layout = keras_layout()
     del layout["conv2d_7"]
     with pytest.raises(ValueError, match=r"layer conv2d_7 missing from .*SSR-Net \(3,3,3\) weight file"):
-        keras_import.read_keras_weights(write_h5(tmp_path / "w.h5", layout))
+        keras_import.read_keras_weights(write_h5(tmp_path / "w.h5", layout), ssrnet.get_config())
 
 
 def test_misshaped_layer_names_the_layer_and_expected_shape(tmp_path):
     layout = keras_layout()
     layout["dense_3"]["kernel"] = np.zeros((5, 10), np.float32)
     with pytest.raises(ValueError, match=r"dense_3/kernel: expected shape \(3, 6\), file has \(5, 10\)"):
-        keras_import.read_keras_weights(write_h5(tmp_path / "w.h5", layout))
+        keras_import.read_keras_weights(write_h5(tmp_path / "w.h5", layout), ssrnet.get_config())
 
 
 def test_missing_weight_names_the_weight(tmp_path):
     layout = keras_layout()
     del layout["batch_normalization_3"]["moving_mean"]
     with pytest.raises(ValueError, match=r"batch_normalization_3/moving_mean missing .*expected shape \(32,\)"):
-        keras_import.read_keras_weights(write_h5(tmp_path / "w.h5", layout))
+        keras_import.read_keras_weights(write_h5(tmp_path / "w.h5", layout), ssrnet.get_config())
 
 
 def test_extra_weighted_layer_is_rejected(tmp_path):
     layout = keras_layout()
     layout["dense_10"] = {"kernel": np.zeros((6, 3), np.float32), "bias": np.zeros(3, np.float32)}
     with pytest.raises(ValueError, match="does not have: dense_10"):
-        keras_import.read_keras_weights(write_h5(tmp_path / "w.h5", layout))
+        keras_import.read_keras_weights(write_h5(tmp_path / "w.h5", layout), ssrnet.get_config())
 
 
 def test_other_files_are_clear_errors(tmp_path):
     with h5py.File(tmp_path / "other.h5", "w") as file:
         file.create_dataset("features/x", data=np.zeros(4))
     with pytest.raises(ValueError, match="layer conv2d_1 missing .*is this an SSR-Net"):
-        keras_import.read_keras_weights(tmp_path / "other.h5")
+        keras_import.read_keras_weights(tmp_path / "other.h5", ssrnet.get_config())
     (tmp_path / "text.h5").write_text("not hdf5")
     with pytest.raises(ValueError, match="is not an HDF5 file"):
-        keras_import.read_keras_weights(tmp_path / "text.h5")
+        keras_import.read_keras_weights(tmp_path / "text.h5", ssrnet.get_config())
     with pytest.raises(FileNotFoundError):
-        keras_import.read_keras_weights(tmp_path / "absent.h5")
+        keras_import.read_keras_weights(tmp_path / "absent.h5", ssrnet.get_config())
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -152,7 +153,7 @@ def converted(tmp_path_factory):
     for name in WEIGHT_SETS:
         h5 = REFERENCE / "pretrained" / name / "ssrnet_3_3_3_64_1.0_1.0.h5"
         if h5.is_file():
-            models[name] = saved_model.load(keras_import.convert_keras(h5, tmp_path_factory.mktemp(name)))
+            models[name] = saved_model.load(keras_import.convert_keras(h5, tmp_path_factory.mktemp(name), ssrnet.get_config()))
     return models
 
 

@@ -25,7 +25,8 @@ SCRIPT = textwrap.dedent("""
     from configs import ssrnet
     from ssr_jax import config_lib, parallel
     from ssr_jax.data import load_splits
-    from ssr_jax.train import make_train, stack_members, train_members
+    from ssr_jax.state import stack_members
+    from ssr_jax.train import make_train, train_members
 
     base = config_lib.apply_overrides(ssrnet.get_config("smoke"), {"train.batch_size": 16, "data.num_train": 64})
     splits = load_splits(base.data)

@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from configs import ssrnet
 from ssr_jax import keras_import
 from ssr_jax.models import create_model, predict_age
-from ssr_jax.predict import load_image, predict_files, resize_bilinear
+from ssr_jax.data.images import load_image, resize_bilinear
+from ssr_jax.predict import predict_files
 
 REFERENCE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference"
 
@@ -68,7 +70,7 @@ def test_released_morph2_weights_give_the_keras_ages_on_the_golden_files(tmp_pat
     golden = REFERENCE / "golden" / "morph2"
     if not h5.is_file() or not (golden / "keras_ages.json").is_file():
         pytest.skip(f"reference weights or golden outputs not available under {REFERENCE}")
-    directory = keras_import.convert_keras(h5, tmp_path / "morph2")
+    directory = keras_import.convert_keras(h5, tmp_path / "morph2", ssrnet.get_config())
     keras = json.loads((golden / "keras_ages.json").read_text())
     results = predict_files(directory, [golden / entry["file"] for entry in keras])
     np.testing.assert_allclose([r["age"] for r in results], [entry["age"] for entry in keras], atol=1e-3, rtol=0)

@@ -227,7 +227,7 @@ def test_job_parameters_are_parsed_and_checked_before_submission(tmp_path):
     with pytest.raises(config_lib.ConfigError, match="--job: .*gpus_per_nod"):
         launch.make_executor("submitit_local", tmp_path, {"gpus_per_nod": 1})
     with pytest.raises(config_lib.ConfigError, match="--launcher=pbs: choose one of local, slurm, submitit_local"):
-        sweep.run_sweep(experiment(tmp_path, 'sweep("model.lambda_d", [0.0])'), tmp_path / "w", launcher="pbs")
+        launch.run_sweep(experiment(tmp_path, 'sweep("model.lambda_d", [0.0])'), tmp_path / "w", launcher="pbs")
 
 
 def test_table1_rows_are_the_papers_models_with_their_parameter_counts():

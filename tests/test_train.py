@@ -15,7 +15,8 @@ import pytest
 from configs import ssrnet
 from ssr_jax import config_lib
 from ssr_jax.data import load_splits
-from ssr_jax.train import make_train, stack_members, train_and_evaluate
+from ssr_jax.state import stack_members
+from ssr_jax.train import make_train, train_and_evaluate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -8,13 +8,54 @@ from __future__ import annotations
 
 import numpy as np
 
-from ssr_jax.data import synthetic
+from ssr_jax.config_lib import ConfigError, fail
+from ssr_jax.data import augment, synthetic
+from ssr_jax.data.images import COLOUR_ORDERS
 
 SYNTHETIC_SPLITS = ("train", "test")
 # The TFDS builders' names (ssr_jax.data.builders.BUILDERS, a test keeps the two equal), listed here so that
 # validating a config does not import TFDS.
 PREPARED_DATASETS = ("morph2", "imdb", "wiki", "megaage_asian", "utkface", "synthetic_faces")
 PREPARED_IMAGE_SIZE = 64
+DATASETS = ("synthetic", *PREPARED_DATASETS)
+
+
+def pad_rows(array: np.ndarray, count: int) -> np.ndarray:
+    """`array` with `count` rows of zeros appended (the array itself when there are none)."""
+    return np.concatenate([array, np.zeros((count, *array.shape[1:]), array.dtype)]) if count else array
+
+
+def validate_config(config) -> None:
+    """Checks `config.data` (and that a synthetic split holds a training batch); raises `ConfigError`."""
+    data, train = config.data, config.train
+    if data.name not in DATASETS:
+        fail("data.name", data.name, f"must be one of {DATASETS} (prepare a real one first: ssr-jax data prepare "
+             "NAME --manual_dir DIR)")
+    if data.name != "synthetic" and data.image_size != PREPARED_IMAGE_SIZE:
+        fail("data.image_size", data.image_size, f"prepared datasets are stored at {PREPARED_IMAGE_SIZE}×"
+             f"{PREPARED_IMAGE_SIZE}, as the reference's; use {PREPARED_IMAGE_SIZE}")
+    if data.colour_order not in COLOUR_ORDERS:
+        fail("data.colour_order", data.colour_order, f"must be one of {COLOUR_ORDERS} (the reference feeds BGR)")
+    if not (isinstance(data.cap, int) and data.cap >= 0):
+        fail("data.cap", data.cap, "a number of examples per split (0: all)")
+    chunk = data.device_chunk
+    if not (isinstance(chunk, int) and (chunk == 0 or chunk >= train.batch_size)):
+        fail("data.device_chunk", chunk, f"0 (whole split on the device) or at least train.batch_size "
+             f"({train.batch_size}) examples")
+    try:
+        augment.from_config(data.augment)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"data.{error}; see configs/base.py for the reference's values") from None
+    if data.age_distribution not in synthetic.AGE_DISTRIBUTIONS:
+        fail("data.age_distribution", data.age_distribution, f"must be one of {synthetic.AGE_DISTRIBUTIONS}")
+    if not 0 <= data.age_min <= data.age_max <= 100:
+        fail("data.age_min/age_max", (data.age_min, data.age_max), "need 0 <= age_min <= age_max <= 100")
+    for name in ("num_train", "num_test"):
+        if not data[name] >= 1:
+            fail(f"data.{name}", data[name], "needs at least one example")
+    if data.name == "synthetic" and train.batch_size > data.num_train:
+        fail("train.batch_size", train.batch_size,
+             f"is larger than the training split ({data.num_train} examples); lower it or raise data.num_train")
 
 
 def prepared_name(data_config) -> str:

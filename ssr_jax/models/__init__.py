@@ -17,7 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ssr_jax.config_lib import fail
 from ssr_jax.models import densenet
+from ssr_jax.models.conv import CONV_IMPLEMENTATIONS
 from ssr_jax.models.densenet import DenseNetRegressor
 from ssr_jax.models.mobilenet import MobileNetRegressor
 from ssr_jax.models.ssrnet import SSRNet
@@ -29,6 +31,9 @@ COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 DIRECT_AGE_FAMILIES = ("mobilenet", "densenet")
 # Families with one stage and no Δ/η heads, whose p activation is part of the family.
 FIXED_P_ACTIVATION = {"dex": "softmax", "regression": "linear"}
+P_ACTIVATIONS = ("relu", "softmax", "linear")
+MAX_STAGES = 4
+MIN_IMAGE_SIZE = 38  # the four 3×3 VALID convolutions and three poolings of the SSR-Net streams
 
 
 def create_model(model_config) -> SSRNet | MobileNetRegressor | DenseNetRegressor:
@@ -54,7 +59,6 @@ def create_model(model_config) -> SSRNet | MobileNetRegressor | DenseNetRegresso
     )
 
 
-COLOUR_ORDERS = ("BGR", "RGB")
 INPUT_SCALES = {"raw": (1.0, 0.0), "unit": (1 / 255, 0.0), "symmetric": (2 / 255, -1.0)}  # x · a + b
 
 
@@ -118,3 +122,48 @@ def count_parameters(variables) -> dict[str, int]:
     batch_stats = count(variables.get("batch_stats", {}))
     total = trainable + batch_stats
     return {"trainable": trainable, "batch_stats": batch_stats, "total": total, "bytes": 4 * total}
+
+
+def validate_config(config) -> None:
+    """Checks `config.model` and the input it needs (`data.image_size`, `data.input_scale`); raises `ConfigError`."""
+    model, data = config.model, config.data
+    if model.family not in FAMILIES:
+        fail("model.family", model.family, f"must be one of {FAMILIES}")
+    stages = model.stages
+    if (
+        not isinstance(stages, (tuple, list))
+        or not 1 <= len(stages) <= MAX_STAGES
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in stages)
+    ):
+        fail("model.stages", stages, f"needs 1 to {MAX_STAGES} positive integers, e.g. --config.model.stages=3,3,3")
+    if model.family == "dex" and len(stages) != 1:
+        fail("model.stages", stages, "DEX has one softmax stage, e.g. --config.model.stages='(101,)'")
+    if not model.mobilenet_alpha > 0:
+        fail("model.mobilenet_alpha", model.mobilenet_alpha, "the MobileNet width multiplier must be positive "
+             "(Table 1: 0.25)")
+    depth = model.densenet_depth
+    if not (isinstance(depth, int) and depth >= 7 and (depth - 4) % 3 == 0):
+        fail("model.densenet_depth", depth, "needs depth = 3n + 4 with n >= 1 (the reference: 13 or 19)")
+    if model.compute_dtype not in COMPUTE_DTYPES:
+        fail("model.compute_dtype", model.compute_dtype, f"must be one of {tuple(COMPUTE_DTYPES)}")
+    if model.compute_dtype != "float32" and model.family in DIRECT_AGE_FAMILIES:
+        fail("model.compute_dtype", model.compute_dtype, "mixed precision is implemented for ssr, dex and "
+             "regression; the baselines compute in float32")
+    if model.family == "regression" and len(stages) != 1:
+        fail("model.stages", stages, "the regression head has one fusion stage (its width), e.g. '(101,)'")
+    if not model.v > 0:
+        fail("model.v", model.v, "the age range V must be positive (the reference uses 101)")
+    for name in ("lambda_local", "lambda_d"):
+        if not 0.0 <= model[name] <= 1.0:
+            fail(f"model.{name}", model[name], "must lie in [0, 1] (0 switches the term off, 1 is the reference)")
+    if model.p_activation not in P_ACTIVATIONS:
+        fail("model.p_activation", model.p_activation, f"must be one of {P_ACTIVATIONS}")
+    if model.conv not in CONV_IMPLEMENTATIONS:
+        fail("model.conv", model.conv, f"must be one of {tuple(CONV_IMPLEMENTATIONS)}")
+    if not 0.0 <= model.dropout_rate < 1.0:
+        fail("model.dropout_rate", model.dropout_rate, "must lie in [0, 1)")
+    if data.input_scale not in INPUT_SCALES:
+        fail("data.input_scale", data.input_scale, f"must be one of {tuple(INPUT_SCALES)} (the reference: raw)")
+    if not data.image_size >= MIN_IMAGE_SIZE:
+        fail("data.image_size", data.image_size,
+             f"the four 3×3 VALID convs and three poolings need at least {MIN_IMAGE_SIZE} pixels (reference: 64)")

@@ -27,7 +27,7 @@ import tensorflow_datasets as tfds
 
 from ssr_jax.data.builders import common
 from ssr_jax.data.builders.reference_npz import ReferenceNpz
-from ssr_jax.predict import resize_bilinear
+from ssr_jax.data.images import resize_bilinear
 
 _DECODE_THREADS = min(4, os.cpu_count() or 1)
 _DECODE_CHUNK = 256  # images decoded ahead of the writer: bounds memory, keeps the threads busy

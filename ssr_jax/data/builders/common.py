@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from ssr_jax.predict import read_rgb, resize_bilinear
+from ssr_jax.data.images import read_rgb, resize_bilinear
 
 IMAGE_SIZE = 64
 AGE_MIN, AGE_MAX = 0, 100
