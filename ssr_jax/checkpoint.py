@@ -11,16 +11,32 @@ out of step hangs the others for ever. Here each process uses Orbax as if it wer
 host copies on every process (one collective, in the same place on each) and process 0 writes them; `restore` reads
 on every process and lays each leaf out as the target's sharding. The checkpoint directory must be on a file system
 all hosts share, as the run directories are.
+
+A step that cannot be read (a truncated file, emptied metadata) is skipped by `restore` with one warning naming it,
+in favour of the newest intact step; when none is intact, `DamagedCheckpointError` names the directory to delete.
 """
 from __future__ import annotations
 
+import errno
 import os
+import shutil
+import sys
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
-from ssr_jax import parallel
+from ssr_jax import parallel, workdir as workdir_lib
+
+class DamagedCheckpointError(workdir_lib.WorkdirError):
+    """No checkpoint step in a directory can be read; the message names the directory to delete."""
+
+
+class _UnreadableStep(Exception):
+    def __init__(self, step: int, error: BaseException):
+        reason = (str(error).strip().splitlines() or [""])[0].split(" See full TensorStore details")[0]
+        super().__init__(f"step {step} is unreadable ({type(error).__name__}: {reason[:160]})")
+
 
 # Orbax's name for the single unnamed item (checkpoint_manager.DEFAULT_ITEM_NAME). Registering its handler up front
 # lets a fresh manager read a step's metadata before any restore; without it the metadata is None.
@@ -67,9 +83,17 @@ def save(directory: str | os.PathLike, step: int, state: Any, *, keep: int = 2) 
         state = parallel.fetch(state)  # every process takes part in the gather ...
         if not parallel.is_writer():  # ... and process 0 alone writes
             return
-    with _manager(directory, keep=keep) as manager:
-        # force: bypass the save-interval policy, which would silently skip steps; the caller decides when to save.
-        manager.save(step, args=ocp.args.StandardSave(state), force=True)
+    try:
+        with _manager(directory, keep=keep) as manager:
+            # force: bypass the save-interval policy, which would silently skip steps; the caller decides when to save.
+            manager.save(step, args=ocp.args.StandardSave(state), force=True)
+    except OSError as error:
+        raise workdir_lib.write_error(os.path.join(directory, str(step)), error) from None
+    except ValueError as error:  # TensorStore reports a full disk as a ValueError ("RESOURCE_EXHAUSTED ...")
+        if "No space left on device" not in str(error):
+            raise
+        full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        raise workdir_lib.write_error(f"checkpoint {os.path.join(directory, str(step))}", full) from None
 
 
 def latest_step(directory: str | os.PathLike) -> int | None:
@@ -116,39 +140,87 @@ def _mismatch(saved: dict, wanted: dict) -> str | None:
     return f"{extra[0]}: in the checkpoint but not in the model" if extra else None
 
 
+def _steps(directory) -> list[int]:
+    """The complete steps in `directory`, newest first ([] if there is no such directory)."""
+    if not os.path.isdir(directory):
+        return []
+    with _manager(directory) as manager:
+        return sorted(manager.all_steps(), reverse=True)
+
+
+def _saved_leaves(manager: ocp.CheckpointManager, step: int) -> dict:
+    """{"a/b/c": leaf metadata} of `step`; `_UnreadableStep` when its metadata cannot be read."""
+    try:
+        return ocp.tree.to_flat_dict(manager.metadata(step).item_metadata.tree, sep="/")
+    except Exception as error:  # noqa: BLE001 — Orbax raises JSON, key and plain errors for damaged files
+        raise _UnreadableStep(step, error) from None
+
+
 def stored_shapes(directory: str | os.PathLike, step: int | None = None) -> dict[str, tuple[int, ...]]:
-    """{"a/b/c": shape} of checkpoint `step` (default: latest) from its metadata, without reading any array."""
-    if os.path.isdir(directory):
+    """{"a/b/c": shape} of checkpoint `step` (default: the newest whose metadata reads), without reading any
+    array."""
+    problems = []
+    for candidate in _steps(directory) if step is None else [step]:
+        # A fresh manager per step: one that failed on a damaged step can fail on the next, intact one.
         with _manager(directory) as manager:
-            step = max(manager.all_steps(), default=None) if step is None else step
-            if step is not None:
-                saved = ocp.tree.to_flat_dict(manager.metadata(step).item_metadata.tree, sep="/")
-                return {path: tuple(leaf.shape) for path, leaf in saved.items()}
+            try:
+                return {path: tuple(leaf.shape) for path, leaf in _saved_leaves(manager, candidate).items()}
+            except _UnreadableStep as problem:
+                problems.append(str(problem))
+    if problems:
+        raise _damaged(directory, problems)
     raise FileNotFoundError(f"no checkpoint in {os.fspath(directory)}")
 
 
-def restore(directory: str | os.PathLike, target: Any, step: int | None = None) -> Any:
-    """Restores checkpoint `step` (default: latest) into the structure, shapes and dtypes of `target` (a pytree of
-    arrays or of jax.ShapeDtypeStruct, e.g. from jax.eval_shape). Returns a pytree of the same structure as target
-    with jax arrays. Raises FileNotFoundError with a clear message if no checkpoint exists, and a ValueError naming
-    the first differing leaf path (e.g. "params/stage_1/delta/kernel: checkpoint has shape (161, 1), model expects
-    (91, 1)") when the checkpoint does not match the target structure/shape.
+def _damaged(directory, problems: list[str]) -> DamagedCheckpointError:
+    return DamagedCheckpointError(f"no readable checkpoint in {os.fspath(directory)} ({'; '.join(problems)}); "
+                                  f"delete {os.fspath(directory)} to start this run over")
 
-    Dtypes are not checked: Orbax casts each leaf to the target's dtype.
+
+def _restore_step(manager: ocp.CheckpointManager, directory, step: int, target: Any) -> Any:
+    abstract = jax.tree.map(_abstract, target)
+    # Compare first: Orbax's own shape error comes wrapped in TensorStore specs and asyncio tracebacks.
+    problem = _mismatch(_saved_leaves(manager, step), ocp.tree.to_flat_dict(abstract, sep="/"))
+    if problem:
+        raise ValueError(f"checkpoint {step} in {os.fspath(directory)} does not fit the target: {problem}")
+    try:
+        restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    except Exception as error:  # noqa: BLE001 — a truncated array file surfaces as a bare TensorStore Exception
+        raise _UnreadableStep(step, error) from None
+    return jax.tree.map(_place_like, restored, target)
+
+
+def restore(directory: str | os.PathLike, target: Any, step: int | None = None) -> Any:
+    """Restores checkpoint `step` (default: the newest intact one) into the structure, shapes and dtypes of `target`
+    (a pytree of arrays or of jax.ShapeDtypeStruct, e.g. from jax.eval_shape). Returns a pytree of the same
+    structure as target with jax arrays. Raises FileNotFoundError with a clear message if no checkpoint exists, and a
+    ValueError naming the first differing leaf path (e.g. "params/stage_1/delta/kernel: checkpoint has shape
+    (161, 1), model expects (91, 1)") when the checkpoint does not match the target structure/shape.
+
+    A newer step that cannot be read is skipped with one warning on stderr naming it; `DamagedCheckpointError` when
+    no step (or the requested one) can be read. Dtypes are not checked: Orbax casts each leaf to the target's dtype.
     """
-    steps = []
-    if os.path.isdir(directory):
-        with _manager(directory) as manager:
-            steps = manager.all_steps()
-            step = max(steps, default=None) if step is None else step
-            if step in steps:
-                abstract = jax.tree.map(_abstract, target)
-                # Compare first: Orbax's own shape error comes wrapped in TensorStore specs and asyncio tracebacks.
-                saved = ocp.tree.to_flat_dict(manager.metadata(step).item_metadata.tree, sep="/")
-                problem = _mismatch(saved, ocp.tree.to_flat_dict(abstract, sep="/"))
-                if problem:
-                    raise ValueError(f"checkpoint {step} in {os.fspath(directory)} does not fit the target: {problem}")
-                restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
-                return jax.tree.map(_place_like, restored, target)
+    steps, problems = _steps(directory), []
+    for candidate in steps if step is None else [step] if step in steps else []:
+        with _manager(directory) as manager:  # fresh per step, as in `stored_shapes`
+            try:
+                restored = _restore_step(manager, directory, candidate, target)
+            except _UnreadableStep as problem:
+                problems.append(str(problem))
+                continue
+        for problem in problems:
+            print(f"warning: checkpoint {os.fspath(directory)}: {problem}; using step {candidate}", file=sys.stderr,
+                  flush=True)
+        return restored
+    if problems:
+        raise _damaged(directory, problems)
     wanted = "no checkpoint" if step is None else f"no checkpoint {step}"
     raise FileNotFoundError(f"{wanted} to restore in {os.fspath(directory)} (complete steps: {sorted(steps)})")
+
+
+def drop_steps_after(directory: str | os.PathLike, step: int) -> None:
+    """Deletes the steps newer than `step` (unreadable ones that `restore` skipped), so that training on from
+    `step` can save them again."""
+    for candidate in _steps(directory):
+        if candidate > step:
+            shutil.rmtree(os.path.join(directory, str(candidate)))

@@ -24,10 +24,13 @@ wiki, megaage_asian, utkface, synthetic_faces), optionally with its split protoc
 
 Config files and `--config.x=value` overrides are parsed by ml_collections' `config_flags`, as in the Flax examples.
 A bad config, override or workdir ends the command with one line on stderr and exit status 2, before anything
-compiles.
+compiles. Every error a user can meet ends with one line on stderr, not a traceback (`_user_errors`): exit status 2
+for a refusal (a bad value, a busy, damaged or unwritable directory, a full disk), 1 for a sweep with failed or
+diverged runs, 130 for Ctrl-C (rerunning the same command resumes).
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -88,13 +91,14 @@ def _config_and_overrides():
 
 def _train(args):
     _no_positional(args)
+    from ssr_jax import workdir
     from ssr_jax.train import train_and_evaluate
 
     if not _WORKDIR.value:
         _exit_with("--workdir is required, e.g. --workdir runs/ssrnet")
     config, overrides = _config_and_overrides()
     summary = train_and_evaluate(config, _WORKDIR.value, overrides=overrides)
-    print(json.dumps(summary, indent=2, sort_keys=True))
+    print(workdir.dumps(summary, indent=2))
 
 
 def _info(args):
@@ -134,13 +138,18 @@ def _sweep(args):
         _exit_with("sweep takes one experiment, e.g. ssr-jax sweep experiments/dynamic_range.py:smoke --workdir DIR")
     if not _WORKDIR.value and not _DRY_RUN.value:
         _exit_with("--workdir is required, e.g. --workdir runs/dynamic_range")
-    from ssr_jax import config_lib, launch
+    from ssr_jax import config_lib, launch, sweep
 
     # --max_members unset: the engine's own default (sweep.DEFAULT_MAX_MEMBERS), stated once.
     sizes = {} if _MAX_MEMBERS.value is None else {"max_members": _MAX_MEMBERS.value}
-    launch.run_sweep(args[0], _WORKDIR.value, seeds=_SEEDS.value, shard_spec=_SHARD.value, dry_run=_DRY_RUN.value,
-                     launcher=_LAUNCHER.value, job_parameters=launch.parse_job_parameters(_JOB.value),
-                     wait=_WAIT.value, common=config_lib.parse_overrides(_SET.value), **sizes)
+    try:
+        launch.run_sweep(args[0], _WORKDIR.value, seeds=_SEEDS.value, shard_spec=_SHARD.value,
+                         dry_run=_DRY_RUN.value, launcher=_LAUNCHER.value,
+                         job_parameters=launch.parse_job_parameters(_JOB.value), wait=_WAIT.value,
+                         common=config_lib.parse_overrides(_SET.value), check=True, **sizes)
+    except sweep.SweepFailedError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
 
 
 def _report(args):
@@ -158,6 +167,8 @@ def _report(args):
     if "pivot.md" in written:
         print(written["pivot.md"].read_text())
     print("written: " + ", ".join(str(path) for path in written.values()))
+    for line in report.failures(args[0]):
+        print(line, file=sys.stderr)
 
 
 def _convert_keras(args):
@@ -228,7 +239,7 @@ def _evaluate(args):
     workdir.prepare(os.path.dirname(os.path.abspath(out)))
     workdir.write_json(out, summary)
     if _JSON.value:
-        print(json.dumps(summary, indent=2, sort_keys=True))
+        print(workdir.dumps(summary, indent=2))
     else:
         print(f"{model_dir} on {_DATA.value}/{_SPLIT.value} ({summary['num_test']} images): MAE {summary['mae']:.3f}, "
               f"CA(3) {summary['ca3']:.3f}, CA(5) {summary['ca5']:.3f}")
@@ -266,7 +277,7 @@ def _inspect(args):
     workdir.write_json(out / "inspect.json", result)
     inspect_model.plot(result, out / "inspect.png")
     if _JSON.value:
-        print(json.dumps({key: value for key, value in result.items() if key != "predictions"}, indent=2))
+        print(workdir.dumps({key: value for key, value in result.items() if key != "predictions"}, indent=2))
     else:
         print(inspect_model.format_table(result))
         print(f"\nwritten: {out / 'inspect.json'}, {out / 'inspect.png'}")
@@ -306,7 +317,7 @@ def _data(args):
 
 def _bench(args):
     _no_positional(args)
-    from ssr_jax import bench
+    from ssr_jax import bench, workdir
 
     config, _ = _config_and_overrides()
     if _MEMBERS.value < 1:
@@ -315,11 +326,9 @@ def _bench(args):
         result = bench.sequential_vs_vmapped(config, max(_MEMBERS.value, 2))
     else:
         result = bench.run_benchmark(config, members=_MEMBERS.value)
-    text = json.dumps(result, indent=2, sort_keys=True)
+    text = workdir.dumps(result, indent=2)
     if _OUT.value:
-        from ssr_jax.workdir import write_text_atomic
-
-        write_text_atomic(_OUT.value, text + "\n")
+        workdir.write_text_atomic(_OUT.value, text + "\n")
     print(text if _JSON.value else bench.format_table(result))
 
 
@@ -359,20 +368,39 @@ def _parse_flags(argv):
         _exit_with(f"bad command line: {reason}")
 
 
+def _user_errors(command, args) -> None:
+    """Runs `command`; an error a user can meet (and fix) ends it with one line on stderr and an exit status."""
+    from ssr_jax.config_lib import ConfigError
+
+    try:
+        command(args)
+    except KeyboardInterrupt as error:  # train.Interrupted says from which epoch a rerun resumes
+        print(f"error: {error or 'interrupted: rerun the same command to carry on'}", file=sys.stderr)
+        sys.exit(130)
+    except ConfigError as error:
+        _exit_with(str(error))
+    except OSError as error:  # WorkdirError, a dataset to prepare, a damaged checkpoint, a full disk, ...
+        _exit_with(_os_error_line(error))
+
+
+def _os_error_line(error: OSError) -> str:
+    from ssr_jax.workdir import write_error
+
+    if error.errno is None:  # raised by ssr_jax with a whole sentence (WorkdirError, FileNotFoundError(message))
+        return str(error)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return str(write_error(error.filename or "a file", error))
+    return f"{error.filename}: {error.strerror}" if error.filename else str(error.strerror or error)
+
+
 def _as_absl_main(command):
     def main(argv):
-        from ssr_jax.config_lib import ConfigError
-        from ssr_jax.workdir import WorkdirError
-
         logging.set_verbosity(logging.WARNING)
         if command in (_train, _sweep):
             from ssr_jax import parallel
 
             parallel.initialize_distributed()  # a multi-host job (Slurm with several tasks); else nothing
-        try:
-            command(argv[1:])
-        except (ConfigError, WorkdirError, FileNotFoundError) as error:  # FileNotFoundError: a dataset to prepare
-            _exit_with(str(error))
+        _user_errors(command, argv[1:])
 
     return main
 

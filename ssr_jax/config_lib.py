@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import math
 import pathlib
 from typing import Any, Mapping, Sequence
 
@@ -88,7 +89,13 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, A
         current = node[leaf]
         if isinstance(current, tuple) and not isinstance(value, tuple):
             value = tuple(value) if isinstance(value, list) else (value,)
-        node[leaf] = value
+        try:
+            if isinstance(value, str) and isinstance(current, (int, float)) and not isinstance(current, bool):
+                value = type(current)(value)  # "inf", "1e-3" as `--config.x=` reads them (`--set` gave a string)
+            node[leaf] = value
+        except (TypeError, ValueError):  # ConfigDict keeps a field's type, as `--config.x=value` does
+            raise ConfigError(f"{dotted}={value!r}: must be of type {type(current).__name__}, like its default "
+                              f"{current!r}") from None
     return config
 
 
@@ -103,8 +110,8 @@ def validate_training(config: ml_collections.ConfigDict) -> None:
     for name in ("batch_size", "epochs", "eval_batch_size", "eval_images_at_once", "checkpoint_every"):
         if not (isinstance(train[name], int) and train[name] >= 1):
             fail(f"train.{name}", train[name], "must be a positive integer")
-    if not optim.learning_rate > 0:
-        fail("optim.learning_rate", optim.learning_rate, "must be positive (the reference uses 1e-3)")
+    if not 0 < optim.learning_rate < math.inf:
+        fail("optim.learning_rate", optim.learning_rate, "must be positive and finite (the reference uses 1e-3)")
     if not all(0.0 < f < 1.0 for f in optim.decay_fractions):
         fail("optim.decay_fractions", optim.decay_fractions, "each must lie in (0, 1), e.g. (1/3, 2/3)")
     if "parallel" in config:

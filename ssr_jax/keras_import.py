@@ -102,6 +102,15 @@ def read_keras_weights(h5_path: str | os.PathLike, config: ml_collections.Config
         raise FileNotFoundError(f"{h5_path} does not exist")
     if not h5py.is_hdf5(h5_path):
         raise ValueError(f"{h5_path} is not an HDF5 file; expected a Keras 2 SSR-Net (3,3,3) weight file (.h5)")
+    try:
+        return _read(h5_path, config)
+    except OSError as error:  # h5py reports a truncated or damaged file as an OSError from deep inside HDF5
+        reason = (str(error).strip().splitlines() or [""])[0]
+        raise ValueError(f"{h5_path} cannot be read ({reason}); the file is damaged or truncated: download it "
+                         "again") from None
+
+
+def _read(h5_path: pathlib.Path, config: ml_collections.ConfigDict) -> dict:
     expected = jax.tree.map(lambda leaf: leaf.shape, abstract_variables(reference_config(config).model, IMAGE_SIZE))
     variables = {"params": {}, "batch_stats": {}}
     mapping = layer_map()
@@ -143,6 +152,7 @@ def convert_keras(h5_path: str | os.PathLike, out_dir: str | os.PathLike,
     """Writes the Keras weights as a model directory (`saved_model.load`-able) whose config is
     `reference_config(config)`, and returns its path."""
     h5_path = pathlib.Path(h5_path).resolve()
+    saved_model.check_new_directory(out_dir)  # before reading: nothing to wait for when --out is taken
     variables = read_keras_weights(h5_path, config)
     source = {"kind": "keras", "file": str(h5_path), "expects": EXPECTS}
     return saved_model.save(out_dir, reference_config(config), variables, source=source)

@@ -92,14 +92,16 @@ def submit_groups(spec: str, workdir: pathlib.Path, groups: list[list], *, seeds
 
 
 def run_sweep(spec: str, workdir: str | pathlib.Path | None, *, launcher: str = "local",
-              job_parameters: dict[str, Any] | None = None, wait: bool = False, **sweep_options) -> list[dict]:
+              job_parameters: dict[str, Any] | None = None, wait: bool = False, check: bool = False,
+              **sweep_options) -> list[dict]:
     """`ssr-jax sweep`: `sweep.run_sweep` in this process (launcher "local"), or one submitit job per pending group
     ("slurm", "submitit_local"); returns the rows of `results.jsonl` as they stand. `sweep_options` are
-    `sweep.plan`'s (seeds, shard_spec, max_members, dry_run, common)."""
+    `sweep.plan`'s (seeds, shard_spec, max_members, dry_run, common). Once the runs have ended (local, `wait`, or
+    nothing left to submit), the outcome is counted as `sweep.report_tally` does (`check`: raise on failures)."""
     if launcher not in LAUNCHERS:
         raise config_lib.ConfigError(f"--launcher={launcher}: choose one of {', '.join(LAUNCHERS)}")
     if launcher == "local":
-        return sweep.run_sweep(spec, workdir, **sweep_options)
+        return sweep.run_sweep(spec, workdir, check=check, **sweep_options)
     runs, pending, workdir = sweep.plan(spec, workdir, **sweep_options)
     if workdir is None:
         return []
@@ -108,4 +110,7 @@ def run_sweep(spec: str, workdir: str | pathlib.Path | None, *, launcher: str = 
                       launcher=launcher, parameters=job_parameters or {}, wait=wait)
     else:
         print(f"all {len(runs)} runs finished; nothing to submit", flush=True)
-    return sweep.write_results(workdir)
+    rows = sweep.write_results(workdir)
+    if wait or not pending:
+        sweep.report_tally(workdir, runs, check)
+    return rows

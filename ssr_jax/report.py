@@ -37,13 +37,44 @@ def _value(value) -> str:
 
 
 def load_results(sweep_dir: str | pathlib.Path) -> pd.DataFrame:
+    """The rows of `DIR/results.jsonl`; a row that is not a run's result is a ValueError naming the file and line.
+    Metrics a row lacks (a failed run has none) are NaN."""
     path = pathlib.Path(sweep_dir) / "results.jsonl"
     rows = workdir_lib.read_jsonl(path)
     if not rows:
         raise FileNotFoundError(f"no finished runs in {path}; run `ssr-jax sweep EXPERIMENT --workdir {sweep_dir}`")
+    for number, row in enumerate(rows, start=1):
+        problem = _row_problem(row)
+        if problem:
+            raise ValueError(f"{path}, line {number}: {problem}; rerun the sweep to rebuild the file")
     frame = pd.DataFrame(rows)
+    for metric in [name for name, _, _ in METRICS] + ["wall_s"]:
+        frame[metric] = pd.to_numeric(frame[metric], errors="coerce") if metric in frame else np.nan
     frame["config"] = frame["overrides"].map(config_label)
     return frame
+
+
+def _row_problem(row: dict) -> str | None:
+    if not isinstance(row.get("overrides"), dict):
+        return "no overrides object"
+    if not isinstance(row.get("status"), str):
+        return "no status"
+    for name in (name for name, _, _ in METRICS):
+        value = row.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f"{name}={value!r} is not a number"
+    return None
+
+
+def failures(sweep_dir: str | pathlib.Path) -> list[str]:
+    """One line per run that did not end "ok": `failed: <run id>: <the error's last line>` (or `diverged: ...`)."""
+    lines = []
+    for row in workdir_lib.read_jsonl(pathlib.Path(sweep_dir) / "results.jsonl"):
+        if row.get("status") != "ok":
+            trace = (row.get("traceback") or "").strip().splitlines()
+            reason = f": {trace[-1]}" if trace else ""
+            lines.append(f"{row.get('status')}: {row.get('run_id')}{reason}")
+    return lines
 
 
 def aggregate(frame: pd.DataFrame) -> pd.DataFrame:

@@ -22,8 +22,11 @@ from ssr_jax.state import hparams_from_config, train_state_from_variables
 
 def save(directory: str | os.PathLike, config: ml_collections.ConfigDict, variables: dict,
          *, source: dict[str, Any] | None = None) -> pathlib.Path:
-    """Writes `variables` (`{"params", "batch_stats"}`) as a step-0 model directory for `config`."""
+    """Writes `variables` (`{"params", "batch_stats"}`) as a step-0 model directory for `config`, into a new or
+    empty `directory` only (`WorkdirError` otherwise: it may hold a run whose config and weights this would mix
+    with)."""
     validation.validate(config)
+    check_new_directory(directory)
     directory = workdir_lib.prepare(directory)
     record = {"config": config_lib.to_json(config), "overrides": {}, "source": source or {},
               **workdir_lib.provenance()}
@@ -33,6 +36,14 @@ def save(directory: str | os.PathLike, config: ml_collections.ConfigDict, variab
     return directory
 
 
+def check_new_directory(directory: str | os.PathLike) -> None:
+    """`WorkdirError` unless `directory` is missing or an empty directory."""
+    path = pathlib.Path(directory)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise workdir_lib.WorkdirError(f"{directory} exists and is not an empty directory; a model directory is "
+                                       "written into a new or empty one: pass another --out")
+
+
 def read_config(directory: str | os.PathLike) -> ml_collections.ConfigDict:
     """The config a model directory was trained or converted with (no weights are read)."""
     config_file = pathlib.Path(directory) / "config.json"
@@ -40,7 +51,11 @@ def read_config(directory: str | os.PathLike) -> ml_collections.ConfigDict:
         raise FileNotFoundError(
             f"{directory} is not a model directory (no config.json); pass a training workdir or a convert-keras output"
         )
-    return config_lib.from_json(workdir_lib.read_json(config_file)["config"])
+    try:
+        return config_lib.from_json(workdir_lib.read_json(config_file)["config"])
+    except (ValueError, KeyError, TypeError):
+        raise workdir_lib.WorkdirError(f"{config_file} is unreadable, so what {directory} holds cannot be told; "
+                                       "restore it, or train or convert the model again") from None
 
 
 def load(directory: str | os.PathLike) -> tuple[ml_collections.ConfigDict, dict]:

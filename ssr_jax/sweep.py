@@ -11,9 +11,14 @@ larger than `max_members` is split into chunks. Layout of a sweep directory:
   DIR/runs/<run_id>/     config.json, metrics.jsonl, summary.json, checkpoint/   (one per run)
   DIR/groups/<group>/    checkpoint/ of the stacked member state, for resuming the group
   DIR/results.jsonl      one row per finished run, rebuilt from the run directories after every group
+
+A group trains only while its process holds the locks of its run and group directories, so a second sweep on the
+same directory is refused at the first group the other one holds, before it writes anything there.
 """
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import fcntl
 import hashlib
@@ -33,10 +38,14 @@ from ssr_jax import config_lib, parallel, validation, workdir as workdir_lib
 from ssr_jax.data import load_splits
 from ssr_jax.models import architecture_label
 from ssr_jax.state import program_signature
-from ssr_jax.train import record_config, train_members
+from ssr_jax.train import read_summary, record_config, train_members
 
 FINISHED = ("ok", "diverged")
 DEFAULT_MAX_MEMBERS = 32
+
+
+class SweepFailedError(RuntimeError):
+    """Some runs of a sweep failed or diverged; the message is the one-line count."""
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -173,18 +182,17 @@ def shard(runs: Sequence[Run], spec: str | None) -> list[Run]:
 # ----------------------------------------------------------------------------------------------------------------
 # Running
 # ----------------------------------------------------------------------------------------------------------------
-def _summary(run_dir: pathlib.Path) -> dict | None:
-    path = run_dir / "summary.json"
-    return workdir_lib.read_json(path) if path.exists() else None
-
-
 def _result_rows(workdir: pathlib.Path) -> list[dict]:
-    """A `results.jsonl` row for every run directory with a summary."""
+    """A `results.jsonl` row for every run directory with a readable summary and config record."""
     rows = []
     for run_dir in sorted((workdir / "runs").glob("*/")):
-        summary, record = _summary(run_dir), run_dir / "config.json"
+        summary, record = read_summary(run_dir), run_dir / "config.json"
         if summary is not None and record.exists():
-            overrides = workdir_lib.read_json(record)["overrides"]
+            try:
+                overrides = workdir_lib.read_json(record)["overrides"]
+            except (ValueError, KeyError, TypeError):
+                print(f"warning: {record} is unreadable; {run_dir.name} is left out of the results", file=sys.stderr)
+                continue
             rows.append({"run_id": run_dir.name, "overrides": overrides, "seed": overrides.get("seed"), **summary})
     return rows
 
@@ -215,21 +223,53 @@ def describe(groups: list[list[Run]]) -> str:
 
 
 def run_group(members: list[Run], workdir: pathlib.Path, splits, progress) -> None:
-    """Trains one group; an exception marks every member `failed` with its traceback and is not re-raised."""
+    """Trains one group; an exception marks every member `failed` with its traceback and is not re-raised.
+
+    The group first takes the locks of its run and group directories: `WorkdirBusyError` (another process trains
+    them) is raised before anything is written there, as is a `ConfigError` from a run directory of another config.
+    """
     run_dirs = [workdir_lib.prepare(workdir / "runs" / run.run_id) for run in members]
+    group_dir = workdir_lib.prepare(workdir / "groups" / members[0].group)
     writer = parallel.is_writer()  # on several hosts only process 0 writes run files
-    for run, run_dir in zip(members, run_dirs):  # first, so that even a group that fails has its runs on record
-        if writer:
-            record_config(run_dir, run.config, run.overrides)
-    try:
-        train_members([run.config for run in members], run_dirs, workdir_lib.prepare(workdir / "groups" / members[0].group),
-                      overrides=[run.overrides for run in members], splits=splits, progress=progress,
-                      name=members[0].group)
-    except Exception:  # noqa: BLE001 — one broken group must not stop the sweep
-        trace = traceback.format_exc()
-        print(f"group {members[0].group} failed:\n{trace}", file=sys.stderr, flush=True)
-        for run_dir in run_dirs if writer else ():
-            workdir_lib.write_json(run_dir / "summary.json", {"status": "failed", "traceback": trace})
+    with contextlib.ExitStack() as locks:
+        for directory in [*run_dirs, group_dir] if writer else ():
+            locks.enter_context(workdir_lib.exclusive(directory, what=f"ssr-jax sweep, group {members[0].group}"))
+        for run, run_dir in zip(members, run_dirs):  # first, so that even a group that fails has its runs on record
+            if writer:
+                record_config(run_dir, run.config, run.overrides)
+        try:
+            train_members([run.config for run in members], run_dirs, group_dir,
+                          overrides=[run.overrides for run in members], splits=splits, progress=progress,
+                          name=members[0].group)
+        except Exception as error:  # noqa: BLE001 — one broken group must not stop the sweep
+            trace = traceback.format_exc()
+            where = run_dirs[0] / "summary.json"
+            print(f"group {members[0].group} failed: {type(error).__name__}: {_first_line(error)} (traceback in "
+                  f"{where})", file=sys.stderr, flush=True)
+            for run_dir in run_dirs if writer else ():
+                try:
+                    workdir_lib.write_json(run_dir / "summary.json", {"status": "failed", "traceback": trace})
+                except OSError as write_error:  # e.g. the full disk that failed the group: the run stays pending
+                    print(f"warning: {write_error}", file=sys.stderr, flush=True)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [""])[0][:300]
+
+
+def tally(workdir: pathlib.Path, runs: Sequence[Run]) -> tuple[str, bool]:
+    """("25 runs: 22 ok, 1 diverged, 2 failed — see DIR/results.jsonl", all ok?) over `runs`; a run without a
+    readable summary counts as failed."""
+    counts = collections.Counter()
+    for run in runs:
+        summary = read_summary(workdir / "runs" / run.run_id)
+        counts[summary["status"] if summary is not None else "failed"] += 1
+    parts = [f"{counts[status]} {status}" for status in ("ok", "diverged", "failed") if counts[status]]
+    parts += [f"{count} {status}" for status, count in sorted(counts.items()) if status not in ("ok", "diverged",
+                                                                                                   "failed")]
+    all_ok = counts["ok"] == len(runs)
+    line = f"{len(runs)} runs: {', '.join(parts) or 'none'}"
+    return (line if all_ok else f"{line} — see {workdir / 'results.jsonl'} and `ssr-jax report {workdir}`"), all_ok
 
 
 def plan(spec: str, workdir: str | pathlib.Path | None, *, seeds: int | None = None, shard_spec: str | None = None,
@@ -251,7 +291,7 @@ def plan(spec: str, workdir: str | pathlib.Path | None, *, seeds: int | None = N
                                                        "set": common or {}, "runs": [run.run_id for run in runs]})
 
     def finished(run: Run) -> bool:
-        summary = _summary(workdir / "runs" / run.run_id)
+        summary = read_summary(workdir / "runs" / run.run_id)
         return summary is not None and summary["status"] in FINISHED
 
     pending = [[run for run in members if not finished(run)] for members in groups]
@@ -262,9 +302,13 @@ def plan(spec: str, workdir: str | pathlib.Path | None, *, seeds: int | None = N
 
 def run_sweep(spec: str, workdir: str | pathlib.Path | None, *, seeds: int | None = None,
               shard_spec: str | None = None, max_members: int = DEFAULT_MAX_MEMBERS, dry_run: bool = False,
-              progress: bool | None = None, common: dict | None = None) -> list[dict]:
+              progress: bool | None = None, common: dict | None = None, check: bool = False) -> list[dict]:
     """Plans an experiment (`plan`) and trains its pending groups in this process; returns the rows of
-    `results.jsonl`. An interrupted group resumes from its checkpoint. (Cluster jobs: `ssr_jax.launch`.)"""
+    `results.jsonl`. An interrupted group resumes from its checkpoint. (Cluster jobs: `ssr_jax.launch`.)
+
+    The last line printed counts the outcomes of this sweep's runs (`report_tally`); with `check`, a sweep with
+    failed or diverged runs raises `SweepFailedError` with that line instead (the command's exit status).
+    """
     runs, pending, workdir = plan(spec, workdir, seeds=seeds, shard_spec=shard_spec, max_members=max_members,
                                   dry_run=dry_run, common=common)
     if workdir is None:
@@ -293,7 +337,17 @@ def run_sweep(spec: str, workdir: str | pathlib.Path | None, *, seeds: int | Non
             done += sum(run.config.train.epochs for run in members)
             write_results(workdir)
     print(f"runs {runs_done}/{len(runs)} done in {time.perf_counter() - start:.0f} s", flush=True)
-    return write_results(workdir)
+    rows = write_results(workdir)
+    report_tally(workdir, runs, check)
+    return rows
+
+
+def report_tally(workdir: pathlib.Path, runs: Sequence[Run], check: bool) -> None:
+    """Prints `tally`'s line (stderr unless all runs are ok); with `check`, raises `SweepFailedError` instead."""
+    line, all_ok = tally(workdir, runs)
+    if check and not all_ok:
+        raise SweepFailedError(line)
+    print(line, file=sys.stdout if all_ok else sys.stderr, flush=True)
 
 
 def eta_text(elapsed_s: float, work_done: float, work_left: float) -> str:

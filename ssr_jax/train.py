@@ -10,6 +10,7 @@ one program (purejaxrl's `make_train`).
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import functools
 import math
@@ -289,17 +290,59 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
 # ----------------------------------------------------------------------------------------------------------------
 # Resumable runs: a group of members trained together, each with its own run directory
 # ----------------------------------------------------------------------------------------------------------------
+# A run directory holding any of these has trained: without its config.json, what it was trained with is unknown.
+RUN_FILES = ("checkpoint", "metrics.jsonl", "summary.json")
+
+
 def record_config(run_dir: pathlib.Path, config, overrides: dict | None) -> None:
-    """Writes config.json, or checks that an existing one describes the same run."""
+    """Writes config.json, or checks that an existing one describes the same run.
+
+    A run directory with a run's files but no readable config.json is refused (`ConfigError`): it cannot tell what
+    its checkpoint was trained with, so resuming it under `config` could record a config it never trained with.
+    """
     path, resolved = run_dir / "config.json", config_lib.to_json(config)
     if path.exists():
-        if workdir_lib.read_json(path)["config"] != resolved:
+        try:
+            recorded = workdir_lib.read_json(path)["config"]
+        except (ValueError, KeyError, TypeError):
+            raise config_lib.ConfigError(f"{path} is unreadable, so what {run_dir} was trained with cannot be told; "
+                                         f"restore it, or delete {run_dir} to start over") from None
+        if recorded != resolved:
             raise config_lib.ConfigError(
                 f"{run_dir} holds a run of another config; resume with the same config or pick a new --workdir"
             )
         return
+    found = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if found:
+        raise config_lib.ConfigError(f"{path} is missing beside {run_dir / found[0]}, so what that run was trained "
+                                     f"with cannot be told; restore config.json, or delete {run_dir} to start over")
     record = {"config": resolved, "overrides": config_lib.jsonable(dict(overrides or {})), **workdir_lib.provenance()}
     workdir_lib.write_json(path, record)
+
+
+def read_summary(run_dir: pathlib.Path) -> dict | None:
+    """The run's summary.json; None when there is none, or (with a warning) when it cannot be read: the run is
+    then redone (it resumes from its checkpoint, so a finished one only rewrites its summary)."""
+    path = run_dir / "summary.json"
+    if not path.exists():
+        return None
+    try:
+        summary = workdir_lib.read_json(path)
+    except (ValueError, OSError) as error:
+        print(f"warning: {error}; the run is redone", file=sys.stderr, flush=True)
+        return None
+    if not isinstance(summary, dict) or "status" not in summary:
+        print(f"warning: {path} holds no status; the run is redone", file=sys.stderr, flush=True)
+        return None
+    return summary
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during training; the message says from which epoch a rerun resumes."""
+
+
+def _finite(value) -> bool:
+    return value is not None and math.isfinite(value)  # a non-finite number is recorded as null
 
 
 def _epoch_line(name: str, epoch: int, epochs: int, rows: list[dict], seconds: float, images: int) -> str:
@@ -338,7 +381,7 @@ def train_members(
             record_config(run_dir, member_config, member_overrides)
 
     ckpt_dir = state_dir / "checkpoint"
-    resuming = checkpoint.latest_step(ckpt_dir) is not None
+    resuming = checkpoint.latest_step(ckpt_dir) is not None  # a damaged newest step is skipped by the restore
     # Checked and read before anything compiles; a resumed run has its weights in its checkpoint already.
     init_variables = saved_model.init_from(config) if config.get("init_from") and not resuming else None
 
@@ -356,6 +399,8 @@ def train_members(
     # Load checkpoint, or the pre-trained weights of a fresh run -----------------------------------------------
     if resuming:
         state = checkpoint.restore(ckpt_dir, state)
+        if writer:  # steps the restore skipped as unreadable are trained and saved again
+            checkpoint.drop_steps_after(ckpt_dir, int(parallel.fetch(state.step)[0]))
     elif init_variables is not None:
         # Every member starts from the same weights with a fresh optimizer (the reference's fine-tuning chain).
         state = parallel.shard_members(
@@ -364,49 +409,56 @@ def train_members(
     # Epochs logged after the checkpoint (a kill between the two writes) are replayed, so drop their rows.
     histories = [[row for row in workdir_lib.read_jsonl(run_dir / "metrics.jsonl") if row["epoch"] <= start_epoch]
                  for run_dir in run_dirs]
-    diverged = [any(not math.isfinite(row["train_loss"]) for row in history) for history in histories]
+    diverged = [any(not _finite(row["train_loss"]) for row in history) for history in histories]
 
     # Train loop ------------------------------------------------------------------------------------------------
     epochs, name = config.train.epochs, name or run_dirs[0].name
     wall_start, epoch_seconds = time.perf_counter(), []
-    for epoch in range(start_epoch + 1, epochs + 1):
-        if all(diverged):
-            break
-        step = (epoch - 1) * trainer.steps_per_epoch  # the host knows the step: no device round trip
-        learning_rates = [learning_rate_at(c, step, steps_per_epoch=trainer.steps_per_epoch) for c in configs]
-        epoch_start = time.perf_counter()
-        state, train_metrics = trainer.train_epoch(state, keys, hparams)
-        train_losses = parallel.fetch(train_metrics["train_loss"])  # blocks until the epoch is done
-        epoch_seconds.append(time.perf_counter() - epoch_start)
-        eval_metrics = parallel.fetch(trainer.evaluate(state, hparams))
-        rows = []
-        for member in range(members):
-            if diverged[member]:
-                continue
-            row = {
-                "epoch": epoch,
-                "train_loss": float(train_losses[member]),
-                **{metric: float(eval_metrics[metric][member]) for metric in ("mae", "ca3", "ca5")},
-                "learning_rate": learning_rates[member],
-                "images_per_s": trainer.images_per_epoch * members / epoch_seconds[-1],
-                "epoch_s": epoch_seconds[-1],
-            }
-            rows.append(row)
-            histories[member].append(row)
-            if writer:
-                workdir_lib.write_jsonl(run_dirs[member] / "metrics.jsonl", histories[member])
-            # Only a non-finite training loss is divergence: an infinite validation MAE can be honest early on,
-            # when BatchNorm's running statistics (momentum 0.99) still lag and a Δ saturates at −1 (the
-            # reference's 1/(1 + Δ) has no guard).
-            diverged[member] = not math.isfinite(row["train_loss"])
-        if epoch % config.train.checkpoint_every == 0 or epoch == epochs:
-            checkpoint.save(ckpt_dir, epoch * trainer.steps_per_epoch, state)
-        line = _epoch_line(name, epoch, epochs, rows, epoch_seconds[-1], trainer.images_per_epoch * members)
-        if progress is not None and not progress.disable:
-            progress.update(members)
-            progress.set_postfix_str(line.split(": ", 1)[1], refresh=False)
-        else:
-            print(line, flush=True)
+    saved_epoch = start_epoch
+    try:
+        for epoch in range(start_epoch + 1, epochs + 1):
+            if all(diverged):
+                break
+            step = (epoch - 1) * trainer.steps_per_epoch  # the host knows the step: no device round trip
+            learning_rates = [learning_rate_at(c, step, steps_per_epoch=trainer.steps_per_epoch) for c in configs]
+            epoch_start = time.perf_counter()
+            state, train_metrics = trainer.train_epoch(state, keys, hparams)
+            train_losses = parallel.fetch(train_metrics["train_loss"])  # blocks until the epoch is done
+            epoch_seconds.append(time.perf_counter() - epoch_start)
+            eval_metrics = parallel.fetch(trainer.evaluate(state, hparams))
+            rows = []
+            for member in range(members):
+                if diverged[member]:
+                    continue
+                row = {
+                    "epoch": epoch,
+                    "train_loss": float(train_losses[member]),
+                    **{metric: float(eval_metrics[metric][member]) for metric in ("mae", "ca3", "ca5")},
+                    "learning_rate": learning_rates[member],
+                    "images_per_s": trainer.images_per_epoch * members / epoch_seconds[-1],
+                    "epoch_s": epoch_seconds[-1],
+                }
+                rows.append(row)
+                histories[member].append(row)
+                if writer:
+                    workdir_lib.write_jsonl(run_dirs[member] / "metrics.jsonl", histories[member])
+                # Only a non-finite training loss is divergence: an infinite validation MAE can be honest early on,
+                # when BatchNorm's running statistics (momentum 0.99) still lag and a Δ saturates at −1 (the
+                # reference's 1/(1 + Δ) has no guard).
+                diverged[member] = not math.isfinite(row["train_loss"])
+            if epoch % config.train.checkpoint_every == 0 or epoch == epochs:
+                checkpoint.save(ckpt_dir, epoch * trainer.steps_per_epoch, state)
+                saved_epoch = epoch
+            line = _epoch_line(name, epoch, epochs, rows, epoch_seconds[-1], trainer.images_per_epoch * members)
+            if progress is not None and not progress.disable:
+                progress.update(members)
+                progress.set_postfix_str(line.split(": ", 1)[1], refresh=False)
+            else:
+                print(line, flush=True)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: rerun the same command to resume from epoch {saved_epoch} (its checkpoint "
+                          f"is in {ckpt_dir})" if saved_epoch else "interrupted before the first checkpoint: rerun "
+                          "the same command to start over") from None
 
     # Summaries -------------------------------------------------------------------------------------------------
     wall_s = compile_s + time.perf_counter() - wall_start
@@ -435,6 +487,8 @@ def train_members(
         }
         member_state = jax.tree.map(lambda leaf: leaf[member], host_state)
         if run_dir != state_dir:  # a member of a group keeps its own final weights, loadable like any run
+            if writer:  # a redone run (its summary was unreadable) replaces the weights it saved before
+                checkpoint.drop_steps_after(run_dir / "checkpoint", int(member_state.step) - 1)
             checkpoint.save(run_dir / "checkpoint", int(member_state.step), member_state)
         if config.train.get("measure_inference"):
             variables = {"params": member_state.params, "batch_stats": member_state.batch_stats}
@@ -460,13 +514,17 @@ def train_and_evaluate(
     """
     validation.validate(config)
     workdir = workdir_lib.prepare(workdir)
-    summary_path = workdir / "summary.json"
-    if summary_path.exists():
-        summary = workdir_lib.read_json(summary_path)
-        print(f"{workdir}: already finished ({summary['status']}, MAE {summary['mae']:.3f}); nothing to do")
-        return summary
-    show_bar = sys.stderr.isatty() if progress is None else progress
-    with tqdm.tqdm(total=config.train.epochs, desc=workdir.name, disable=not show_bar, leave=False) as bar:
-        (summary,) = train_members([config], [workdir], workdir, overrides=[overrides or {}], splits=splits,
-                                   progress=bar)
+    writer = parallel.is_writer()
+    with workdir_lib.exclusive(workdir, what="ssr-jax train") if writer else contextlib.nullcontext():
+        if writer:  # before the summary: a finished run of another config is refused like an unfinished one
+            record_config(workdir, config, overrides)
+        summary = read_summary(workdir)
+        if summary is not None:
+            mae = f"MAE {summary['mae']:.3f}" if _finite(summary.get("mae")) else "no finite MAE"
+            print(f"{workdir}: already finished ({summary['status']}, {mae}); nothing to do")
+            return summary
+        show_bar = sys.stderr.isatty() if progress is None else progress
+        with tqdm.tqdm(total=config.train.epochs, desc=workdir.name, disable=not show_bar, leave=False) as bar:
+            (summary,) = train_members([config], [workdir], workdir, overrides=[overrides or {}], splits=splits,
+                                       progress=bar)
     return summary

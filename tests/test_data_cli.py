@@ -1,6 +1,8 @@
 """A real dataset end to end, as a user meets it: the reference's morph2_db_align.npz → `ssr-jax data prepare` →
 `data info` → `data export-npz` round trip → training on it (augmentation on) → `ssr-jax evaluate` on it."""
 import json
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -81,3 +83,34 @@ def test_data_command_errors_are_one_line(tmp_path):
     assert missing.returncode == 2 and "wiki_crop" in missing.stderr
     usage = run_cli("data", "frobnicate", "morph2", check=False)
     assert usage.returncode == 2 and usage.stderr.startswith("error: usage: ssr-jax data prepare")
+
+
+def test_export_npz_refuses_targets_that_are_not_regular_files_and_leaves_no_temporary_file(prepared_morph2, tmp_path):
+    _, data_dir, _ = prepared_morph2
+    (tmp_path / "taken").mkdir()
+    for target in (tmp_path / "taken", "/dev/null"):
+        result = run_cli("data", "export-npz", "morph2", "--split", "test", "--out", target, "--data_dir", data_dir,
+                         check=False)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.strip().splitlines()[-1] == (f"error: {target} exists and is not a regular file; pass a "
+                                                          "new file name")
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+    unwritable = run_cli("data", "export-npz", "morph2", "--split", "test", "--out", "/proc/version/x.npz",
+                         "--data_dir", data_dir, check=False)
+    assert unwritable.returncode == 2 and "Traceback" not in unwritable.stderr
+    assert "/proc/version" in unwritable.stderr.strip().splitlines()[-1]
+    assert os.listdir(tmp_path) == ["taken"] and os.listdir(tmp_path / "taken") == []
+
+
+def test_a_damaged_prepared_dataset_names_the_file_and_the_prepare_command(prepared_morph2, tmp_path):
+    _, data_dir, _ = prepared_morph2
+    shutil.copytree(data_dir, tmp_path / "data", ignore=shutil.ignore_patterns("ssr_jax_cache"))
+    (records,) = (tmp_path / "data").rglob("morph2-train.array_record*")
+    records.write_bytes(records.read_bytes()[:len(records.read_bytes()) // 2])
+    result = run_cli("data", "export-npz", "morph2", "--split", "train", "--out", tmp_path / "train.npz",
+                     "--data_dir", tmp_path / "data", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert f"{records} is damaged (Corrupted Riegeli" in line and f"delete {records.parent}" in line
+    assert f"ssr-jax data prepare morph2/random --manual_dir DIR --data_dir {tmp_path / 'data'}" in line
+    assert not (tmp_path / "train.npz").exists()

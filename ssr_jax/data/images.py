@@ -27,9 +27,19 @@ def load_image(path: str | os.PathLike, image_size: int, colour_order: str = "BG
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """uint8 `[H, W, 3]` RGB of an image file, turned upright by its EXIF orientation as `cv2.imread` does (the
-    dataset builders read files with this too, so training data and predictions see the same pixels)."""
+    dataset builders read files with this too, so training data and predictions see the same pixels).
+
+    16-bit greyscale is scaled to 8 bits (Pillow's own conversion would clip everything above 255 to white); 32-bit
+    integer or float pixels, whose range is unknown, are a ValueError naming the file.
+    """
     with Image.open(path) as image:
         ImageOps.exif_transpose(image, in_place=True)
+        if image.mode.startswith("I;16"):
+            grey = np.rint(np.asarray(image, np.float64) / 257.0).astype(np.uint8)  # 65535 → 255
+            return np.repeat(grey[..., None], 3, axis=-1)
+        if image.mode in ("I", "F"):
+            raise ValueError(f"{path}: {image.mode} ({'32-bit integer' if image.mode == 'I' else 'float'}) pixels "
+                             "have no known 0–255 scale; save the image with 8 (or 16) bits per channel")
         return np.asarray(image if image.mode == "RGB" else image.convert("RGB"), np.uint8)
 
 

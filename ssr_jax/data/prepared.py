@@ -35,6 +35,10 @@ CACHE_DIR = "ssr_jax_cache"
 AGE_BINS = np.array([0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 101])  # decades; the last holds 90–100
 
 
+class DamagedDatasetError(OSError):
+    """A prepared dataset's file cannot be read; the message names it and the command that prepares it again."""
+
+
 class NotPreparedError(FileNotFoundError):
     """The dataset has not been prepared in this data_dir; the message gives the command that prepares it."""
 
@@ -173,9 +177,9 @@ def _split_cache(builder: FaceBuilder, split: str) -> pathlib.Path:
         if cache.is_dir():
             return cache
     cache.parent.mkdir(parents=True, exist_ok=True)
-    source = builder.as_data_source(split)
     tmp = pathlib.Path(tempfile.mkdtemp(dir=cache.parent, prefix=f".{split}."))
     try:
+        source = builder.as_data_source(split)
         num = len(source)
         arrays = {"image": np.lib.format.open_memmap(tmp / "image.npy", "w+", np.uint8,
                                                      (num, IMAGE_SIZE, IMAGE_SIZE, 3)),
@@ -194,9 +198,21 @@ def _split_cache(builder: FaceBuilder, split: str) -> pathlib.Path:
     except OSError:
         if not cache.is_dir():  # not a concurrent load that finished first
             raise
+    except RuntimeError as error:  # array_record: "Corrupted Riegeli/records file: ..." (no file name)
+        raise _damaged(builder, split, error) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return cache
+
+
+def _damaged(builder: FaceBuilder, split: str, error: Exception) -> DamagedDatasetError:
+    version_dir = pathlib.Path(builder.data_dir)
+    files = sorted(version_dir.glob(f"*-{split}.array_record*")) or [version_dir]
+    name = builder.info.full_name.rsplit("/", 1)[0]
+    data_dir = version_dir.parent.parent.parent if "/" in name else version_dir.parent.parent
+    reason = (str(error).strip().splitlines() or [""])[0].split(";")[0]
+    return DamagedDatasetError(f"{files[0]} is damaged ({reason}): delete {version_dir} and prepare it again with "
+                               f"`ssr-jax data prepare {name} --manual_dir DIR --data_dir {data_dir}`")
 
 
 def _writable(directory: pathlib.Path) -> bool:

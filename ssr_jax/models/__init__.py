@@ -151,7 +151,7 @@ def validate_config(config) -> None:
              "regression; the baselines compute in float32")
     if model.family == "regression" and len(stages) != 1:
         fail("model.stages", stages, "the regression head has one fusion stage (its width), e.g. '(101,)'")
-    if not model.v > 0:
+    if not 0 < model.v < float("inf"):
         fail("model.v", model.v, "the age range V must be positive (the reference uses 101)")
     for name in ("lambda_local", "lambda_d"):
         if not 0.0 <= model[name] <= 1.0:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-import tempfile
 import zipfile
 from typing import Iterator
 
 import numpy as np
+
+from ssr_jax.workdir import atomic_file
 
 LAYOUT = ("expected the reference's layout: image (N×S×S×3, BGR, uint8 or float 0–255), age (N), gender (N) and "
           "img_size (S), as written by its TYY_*_create_db.py scripts or by `ssr-jax data export-npz`")
@@ -103,15 +104,8 @@ def write_reference_npz(path: str | os.PathLike, *, image: np.ndarray, age: np.n
     if gender is not None:
         arrays["gender"] = gender
     arrays["img_size"] = np.asarray(image.shape[1])
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        try:
-            np.savez(tmp, **arrays)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        except BaseException:
-            os.unlink(tmp.name)
-            raise
-    os.replace(tmp.name, path)
+    with atomic_file(path, "wb") as file:
+        np.savez(file, **arrays)
     return path
 
 

@@ -1,0 +1,298 @@
+"""The failure paths, as a hostile but realistic user meets them: every refusal is one line on stderr (its last
+line) with a non-zero exit status, nothing already recorded is lost or silently changed, and damaged state is either
+survived (a resumed run ends with the uninterrupted numbers) or named with what to delete."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from configs import ssrnet
+from conftest import REPO, run_cli
+from ssr_jax import config_lib, sweep, workdir as workdir_lib
+from ssr_jax.train import train_and_evaluate
+
+SMOKE = ("--config", "configs/ssrnet.py:smoke")
+
+
+def refused(*args, code: int = 2, patch: str = "") -> str:
+    """Runs `ssr-jax ARGS` (after the Python statements `patch`, e.g. a simulated full disk); asserts the exit
+    status and that no traceback was printed; returns stderr's last line."""
+    if patch:
+        command = [sys.executable, "-c", f"{patch}\nfrom ssr_jax import cli\ncli.main(['ssr-jax', *{list(map(str, args))!r}])"]
+        result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+    else:
+        result = run_cli(*args, check=False)
+    assert result.returncode == code, (result.returncode, result.stderr[-3000:])
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    return result.stderr.strip().splitlines()[-1]
+
+
+def experiment(tmp_path, body: str) -> str:
+    path = tmp_path / "experiment.py"
+    path.write_text(textwrap.dedent(f"""
+        from configs import ssrnet
+        from ssr_jax.sweep import sweep
+
+        def get_config(arg=None):
+            return ssrnet.get_config("smoke")
+
+        def get_sweep(arg=None):
+            return {body}
+    """))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """(workdir, summary) of a finished smoke run (2 epochs, checkpoints at steps 4 and 8)."""
+    workdir = tmp_path_factory.mktemp("finished") / "run"
+    return workdir, train_and_evaluate(ssrnet.get_config("smoke"), workdir, progress=False)
+
+
+def copy_run(finished, tmp_path, *remove: str):
+    run = tmp_path / "run"
+    shutil.copytree(finished[0], run)
+    for name in remove:
+        (run / name).unlink()
+    return run
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A workdir belongs to one run
+# ----------------------------------------------------------------------------------------------------------------
+def test_a_finished_run_refuses_another_config(finished):
+    workdir, _ = finished
+    before = {name: (workdir / name).read_bytes() for name in ("config.json", "summary.json", "metrics.jsonl")}
+    assert "holds a run of another config" in refused("train", "--config", "configs/dex.py:smoke",
+                                                      "--workdir", workdir)
+    assert "holds a run of another config" in refused("train", *SMOKE, "--workdir", workdir,
+                                                      "--config.optim.learning_rate=0.05")
+    assert {name: (workdir / name).read_bytes() for name in before} == before
+
+
+def test_convert_keras_writes_only_into_a_new_or_empty_directory(finished, tmp_path):
+    import h5py
+
+    workdir, _ = finished
+    config = (workdir / "config.json").read_bytes()
+    line = refused("convert-keras", tmp_path / "weights.h5", "--out", workdir)
+    assert f"{workdir} exists and is not an empty directory" in line
+    assert (workdir / "config.json").read_bytes() == config and sorted(os.listdir(workdir / "checkpoint")) == ["4", "8"]
+    # A truncated .h5 file: one line naming it, no model directory written.
+    with h5py.File(tmp_path / "weights.h5", "w") as file:
+        file.create_dataset("conv2d_1/conv2d_1/kernel:0", data=np.ones((3, 3, 3, 32), np.float32))
+    data = (tmp_path / "weights.h5").read_bytes()
+    (tmp_path / "weights.h5").write_bytes(data[:len(data) // 2])
+    line = refused("convert-keras", tmp_path / "weights.h5", "--out", tmp_path / "model")
+    assert f"{tmp_path / 'weights.h5'} cannot be read" in line and "damaged or truncated" in line
+    assert not (tmp_path / "model").exists()
+
+
+def test_a_checkpoint_without_its_config_is_refused(finished, tmp_path):
+    run = copy_run(finished, tmp_path, "config.json", "summary.json")
+    line = refused("train", *SMOKE, "--workdir", run, "--config.optim.learning_rate=0.05")
+    assert f"{run / 'config.json'} is missing beside {run / 'checkpoint'}" in line and f"delete {run}" in line
+    assert not (run / "config.json").exists()
+
+
+def test_one_process_at_a_time_per_workdir(tmp_path):
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    with workdir_lib.exclusive(busy, what="the test"):
+        line = refused("train", *SMOKE, "--workdir", busy)
+        assert f"{busy} is in use by pid {os.getpid()} on " in line and "(the test)" in line
+        with pytest.raises(workdir_lib.WorkdirBusyError):  # a second holder in this process is refused too
+            with workdir_lib.exclusive(busy):
+                pass
+    assert os.listdir(busy) == []  # the lock file goes with its holder
+    with workdir_lib.exclusive(busy):
+        pass
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Exit status tells the truth
+# ----------------------------------------------------------------------------------------------------------------
+def test_a_sweep_whose_groups_fail_exits_non_zero_and_report_lists_the_failures(tmp_path):
+    spec = experiment(tmp_path, 'sweep("model.lambda_d", [0.0, 1.0])')
+    full_disk = ("import errno, ssr_jax.sweep as s\n"
+                 "def full(*a, **k): raise OSError(errno.ENOSPC, 'No space left on device')\n"
+                 "s.train_members = full")
+    line = refused("sweep", spec, "--workdir", tmp_path / "out", code=1, patch=full_disk)
+    assert line.startswith("error: 2 runs: 2 failed — see ") and str(tmp_path / "out" / "results.jsonl") in line
+    reported = run_cli("report", tmp_path / "out")
+    assert "Traceback" not in reported.stderr
+    failures = reported.stderr.strip().splitlines()
+    assert len(failures) == 2 and all(line.startswith("failed: lambda_d=") and "No space left on device" in line
+                                      for line in failures)
+    assert "lambda_d=0.0" in reported.stdout and (tmp_path / "out" / "report" / "results.csv").exists()
+
+
+def test_the_loser_of_two_sweeps_is_refused_and_writes_nothing_into_the_others_runs(tmp_path):
+    spec = experiment(tmp_path, 'sweep("model.lambda_d", [1.0])')
+    (run,) = sweep.expand(spec)
+    run_dir = tmp_path / "out" / "runs" / run.run_id
+    run_dir.mkdir(parents=True)
+    with workdir_lib.exclusive(run_dir, what="the other sweep"):  # the other sweep trains this run
+        line = refused("sweep", spec, "--workdir", tmp_path / "out")
+        assert f"{run_dir} is in use by pid {os.getpid()}" in line
+        assert os.listdir(run_dir) == [workdir_lib.LOCK_NAME]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Damaged state is survived or named
+# ----------------------------------------------------------------------------------------------------------------
+def test_a_damaged_newest_checkpoint_and_a_torn_log_line_are_survived(finished, tmp_path, capfd):
+    run = copy_run(finished, tmp_path, "summary.json")
+    for data in (run / "checkpoint" / "8").rglob("d/*"):  # truncate step 8's array files
+        data.write_bytes(data.read_bytes()[:10])
+    with open(run / "metrics.jsonl", "a") as log:
+        log.write('{"epoch": 3, "mae": 1')  # the last line of a write cut short
+    summary = train_and_evaluate(ssrnet.get_config("smoke"), run, progress=False)
+    stderr = capfd.readouterr().err
+    assert stderr.count("step 8 is unreadable") == 1 and "using step 4" in stderr
+    assert f"{run / 'metrics.jsonl'}: dropped the torn last line 3" in stderr
+    assert summary["resumed_from_epoch"] == 1 and summary["status"] == "ok"
+    np.testing.assert_allclose(summary["mae"], finished[1]["mae"], rtol=1e-6)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [1, 2]
+    assert sorted(os.listdir(run / "checkpoint")) == ["4", "8"]
+
+
+def test_no_intact_checkpoint_names_the_directory_to_delete(finished, tmp_path):
+    from PIL import Image
+
+    run = copy_run(finished, tmp_path, "summary.json")
+    for step in ("4", "8"):
+        (run / "checkpoint" / step / "default" / "_METADATA").write_text("")
+    line = refused("train", *SMOKE, "--workdir", run)
+    assert f"no readable checkpoint in {run / 'checkpoint'}" in line and f"delete {run / 'checkpoint'}" in line
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "face.png")
+    assert f"delete {run / 'checkpoint'}" in refused("predict", run, tmp_path / "face.png")
+
+
+def test_an_unreadable_summary_marks_its_run_to_redo(tmp_path, capfd):
+    spec = experiment(tmp_path, 'sweep("model.lambda_d", [1.0])')
+    (first,) = sweep.run_sweep(spec, tmp_path / "out", progress=False)
+    (tmp_path / "out" / "runs" / first["run_id"] / "summary.json").write_text("")
+    capfd.readouterr()
+    (again,) = sweep.run_sweep(spec, tmp_path / "out", progress=False)
+    assert "summary.json is not valid JSON" in capfd.readouterr().err
+    assert again["status"] == "ok" and again["mae"] == first["mae"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One line, not a traceback
+# ----------------------------------------------------------------------------------------------------------------
+def test_ctrl_c_exits_130_and_the_rerun_ends_with_the_uninterrupted_numbers(tmp_path):
+    # The shapes of test_train's SIGKILL test: the two share their compiled programs (cache).
+    overrides = {"data.num_train": 400, "train.batch_size": 20, "train.epochs": 4}
+    command = [sys.executable, "-m", "ssr_jax", "train", *SMOKE, "--workdir", str(tmp_path / "run"),
+               *(f"--config.{key}={value}" for key, value in overrides.items())]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while not (tmp_path / "run" / "checkpoint" / "20").exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: interrupted: rerun the same command to resume from "
+                                                      "epoch ")
+    resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    straight = train_and_evaluate(config_lib.apply_overrides(ssrnet.get_config("smoke"), overrides),
+                                  tmp_path / "straight", progress=False)
+    np.testing.assert_allclose(summary["mae"], straight["mae"], rtol=1e-5)
+
+
+def test_a_full_disk_is_one_line_and_loses_nothing(finished, tmp_path):
+    full_disk = ("import errno, os\n"
+                 "fsync = os.fsync\n"
+                 "def full(fd):\n"
+                 "    if 'metrics.jsonl' in os.readlink(f'/proc/self/fd/{fd}'):\n"
+                 "        raise OSError(errno.ENOSPC, 'No space left on device')\n"
+                 "    return fsync(fd)\n"
+                 "os.fsync = full")
+    run = tmp_path / "run"
+    line = refused("train", *SMOKE, "--workdir", run, patch=full_disk)
+    assert f"no space left on the device while writing {run / 'metrics.jsonl'}; nothing written before is lost" in line
+    assert sorted(os.listdir(run)) == ["config.json"]  # no temporary file left behind
+    run_cli("train", *SMOKE, "--workdir", run)
+    np.testing.assert_allclose(json.loads((run / "summary.json").read_text())["mae"], finished[1]["mae"], rtol=1e-6)
+
+
+def test_unwritable_outputs_and_targets_that_are_not_regular_files(tmp_path):
+    assert "workdir /proc/version/run is not writable" in refused("train", *SMOKE, "--workdir", "/proc/version/run")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(workdir_lib.WorkdirError, match="exists and is not a regular file"):
+        workdir_lib.write_text_atomic(tmp_path / "out", "text")
+    with pytest.raises(workdir_lib.WorkdirError, match=f"cannot write {tmp_path / 'missing' / 'file.json'}"):
+        workdir_lib.write_json(tmp_path / "missing" / "file.json", {})
+    assert os.listdir(tmp_path) == ["out"] and os.listdir(tmp_path / "out") == []
+
+
+def test_bad_set_values_are_refused_like_config_overrides(tmp_path):
+    line = refused("sweep", "experiments/dynamic_range.py:smoke", "--workdir", tmp_path / "out",
+                   "--set", "train.epochs=abc")
+    assert "train.epochs='abc': must be of type int" in line
+    assert "--config.train.epochs=abc" in refused("train", *SMOKE, "--workdir", tmp_path / "run",
+                                                  "--config.train.epochs=abc")
+    for flag in ("--config.optim.learning_rate=inf", "--config.optim.learning_rate=nan"):
+        assert "optim.learning_rate=" in refused("train", *SMOKE, "--workdir", tmp_path / "run", flag)
+    assert "optim.learning_rate=inf: must be positive and finite" in refused(
+        "sweep", "experiments/dynamic_range.py:smoke", "--workdir", tmp_path / "out", "--set", "optim.learning_rate=inf")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "run").exists()
+
+
+def test_malformed_result_files_name_the_file_and_the_line(tmp_path):
+    good = {"run_id": "a", "overrides": {"model.lambda_d": 1.0, "seed": 0}, "status": "ok", "mae": 5.0}
+    results = tmp_path / "results.jsonl"
+    results.write_text(json.dumps(good) + "\n{broken\n" + json.dumps(good) + "\n")
+    assert f"{results}, line 2: not valid JSON" in refused("report", tmp_path)
+    results.write_text(json.dumps({**good, "mae": "abc"}) + "\n")
+    assert f"{results}, line 1: mae='abc' is not a number" in refused("report", tmp_path)
+    results.write_text(json.dumps(good) + "\n" + json.dumps(good)[:20])  # a torn last line: dropped, said so
+    reported = run_cli("report", tmp_path)
+    assert f"{results}: dropped the torn last line 2" in reported.stderr and "5.00" in reported.stdout
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Strict JSON, values as meant
+# ----------------------------------------------------------------------------------------------------------------
+def test_a_diverged_run_writes_strict_json(tmp_path):
+    config = config_lib.apply_overrides(ssrnet.get_config("smoke"), {"optim.learning_rate": 1e4})
+    train_and_evaluate(config, tmp_path / "run", progress=False)
+
+    def refuse(constant):
+        raise AssertionError(f"bare {constant} in JSON")
+
+    for name in ("summary.json", "metrics.jsonl"):
+        for line in (tmp_path / "run" / name).read_text().splitlines() if name.endswith("l") else [
+                (tmp_path / "run" / name).read_text()]:
+            json.loads(line, parse_constant=refuse)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "diverged"
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["train_loss"] is None  # non-finite: null, and the summary's status says why
+
+
+def test_images_that_are_not_8_bit_are_scaled_or_refused(tmp_path):
+    from PIL import Image
+
+    from ssr_jax.data.images import read_rgb
+
+    grey = np.array([[0, 257, 32896, 65535]], np.uint16)
+    Image.fromarray(grey).save(tmp_path / "grey16.png")
+    assert Image.open(tmp_path / "grey16.png").mode == "I;16"
+    np.testing.assert_array_equal(read_rgb(tmp_path / "grey16.png")[0], [[0] * 3, [1] * 3, [128] * 3, [255] * 3])
+    Image.fromarray(grey.astype(np.int32) * 1000).save(tmp_path / "wide.tif")
+    with pytest.raises(ValueError, match=f"{tmp_path / 'wide.tif'}: I .*no known 0–255 scale"):
+        read_rgb(tmp_path / "wide.tif")
