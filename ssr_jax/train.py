@@ -399,13 +399,14 @@ def train_members(
     # Load checkpoint, or the pre-trained weights of a fresh run -----------------------------------------------
     if resuming:
         state = checkpoint.restore(ckpt_dir, state)
-        if writer:  # steps the restore skipped as unreadable are trained and saved again
-            checkpoint.drop_steps_after(ckpt_dir, int(parallel.fetch(state.step)[0]))
     elif init_variables is not None:
         # Every member starts from the same weights with a fresh optimizer (the reference's fine-tuning chain).
         state = parallel.shard_members(
             jax.jit(jax.vmap(lambda hp: train_state_from_variables(config, init_variables, hp)))(hparams), mesh)
-    start_epoch = int(parallel.fetch(state.step)[0]) // trainer.steps_per_epoch
+    start_step = int(parallel.fetch(state.step)[0])  # a collective on several hosts: every process fetches
+    if resuming and writer:  # steps the restore skipped as unreadable are trained and saved again
+        checkpoint.drop_steps_after(ckpt_dir, start_step)
+    start_epoch = start_step // trainer.steps_per_epoch
     # Epochs logged after the checkpoint (a kill between the two writes) are replayed, so drop their rows.
     histories = [[row for row in workdir_lib.read_jsonl(run_dir / "metrics.jsonl") if row["epoch"] <= start_epoch]
                  for run_dir in run_dirs]

@@ -296,3 +296,19 @@ def test_images_that_are_not_8_bit_are_scaled_or_refused(tmp_path):
     Image.fromarray(grey.astype(np.int32) * 1000).save(tmp_path / "wide.tif")
     with pytest.raises(ValueError, match=f"{tmp_path / 'wide.tif'}: I .*no known 0–255 scale"):
         read_rgb(tmp_path / "wide.tif")
+
+
+def test_a_full_disk_during_a_checkpoint_save_names_the_step(tmp_path, monkeypatch):
+    import jax.numpy as jnp
+    import orbax.checkpoint as ocp
+
+    from ssr_jax import checkpoint
+
+    def full(*args, **kwargs):  # what TensorStore raises on ENOSPC (seen on a 200 KB tmpfs)
+        raise ValueError('RESOURCE_EXHAUSTED: Error writing "a/0" in OCDBT database: Failed to write 84612 bytes to '
+                         "file 7: No space left on device [os_error_code='28']")
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", full)
+    with pytest.raises(workdir_lib.WorkdirError, match=f"no space left on the device while writing checkpoint "
+                                                       f"{tmp_path / 'checkpoint' / '4'}; nothing written before"):
+        checkpoint.save(tmp_path / "checkpoint", 4, {"a": jnp.zeros(3)})
