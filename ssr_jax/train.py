@@ -382,6 +382,8 @@ def train_members(
 
     ckpt_dir = state_dir / "checkpoint"
     resuming = checkpoint.latest_step(ckpt_dir) is not None  # a damaged newest step is skipped by the restore
+    if resuming:
+        checkpoint.stored_shapes(ckpt_dir)  # no step with readable metadata: DamagedCheckpointError before compiling
     # Checked and read before anything compiles; a resumed run has its weights in its checkpoint already.
     init_variables = saved_model.init_from(config) if config.get("init_from") and not resuming else None
 
