@@ -196,7 +196,7 @@ def _model_dir(args, usage: str) -> str:
 
 
 def _predict(args):
-    from ssr_jax import predict
+    from ssr_jax import predict, workdir
     from ssr_jax.data import images
 
     model_dir = _model_dir(args, "ssr-jax predict MODEL_DIR IMAGE_OR_FOLDER... [--json]")
@@ -205,7 +205,7 @@ def _predict(args):
         _exit_with("no images given: pass image files or folders of images after MODEL_DIR")
     results = predict.predict_files(model_dir, paths)
     if _JSON.value:
-        print(json.dumps(results, indent=2))
+        print(workdir.dumps(results, indent=2))
     else:
         for row in results:
             print(f"{row['age']:7.2f}  {row['file']}" if "age" in row else f"  error  {row['file']}: {row['error']}")

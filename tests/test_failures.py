@@ -245,6 +245,11 @@ def test_bad_set_values_are_refused_like_config_overrides(tmp_path):
     assert "optim.learning_rate=inf: must be positive and finite" in refused(
         "sweep", "experiments/dynamic_range.py:smoke", "--workdir", tmp_path / "out", "--set", "optim.learning_rate=inf")
     assert not (tmp_path / "out").exists() and not (tmp_path / "run").exists()
+    from ssr_jax import validation
+
+    for key in ("model.v", "model.mobilenet_alpha"):  # other positive sizes: inf refused like nan
+        with pytest.raises(config_lib.ConfigError, match=f"{key}=inf"):
+            validation.validate(config_lib.apply_overrides(ssrnet.get_config("smoke"), {key: float("inf")}))
 
 
 def test_malformed_result_files_name_the_file_and_the_line(tmp_path):

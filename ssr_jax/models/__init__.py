@@ -138,9 +138,9 @@ def validate_config(config) -> None:
         fail("model.stages", stages, f"needs 1 to {MAX_STAGES} positive integers, e.g. --config.model.stages=3,3,3")
     if model.family == "dex" and len(stages) != 1:
         fail("model.stages", stages, "DEX has one softmax stage, e.g. --config.model.stages='(101,)'")
-    if not model.mobilenet_alpha > 0:
-        fail("model.mobilenet_alpha", model.mobilenet_alpha, "the MobileNet width multiplier must be positive "
-             "(Table 1: 0.25)")
+    if not 0 < model.mobilenet_alpha < float("inf"):
+        fail("model.mobilenet_alpha", model.mobilenet_alpha, "the MobileNet width multiplier must be positive and "
+             "finite (Table 1: 0.25)")
     depth = model.densenet_depth
     if not (isinstance(depth, int) and depth >= 7 and (depth - 4) % 3 == 0):
         fail("model.densenet_depth", depth, "needs depth = 3n + 4 with n >= 1 (the reference: 13 or 19)")
@@ -152,7 +152,7 @@ def validate_config(config) -> None:
     if model.family == "regression" and len(stages) != 1:
         fail("model.stages", stages, "the regression head has one fusion stage (its width), e.g. '(101,)'")
     if not 0 < model.v < float("inf"):
-        fail("model.v", model.v, "the age range V must be positive (the reference uses 101)")
+        fail("model.v", model.v, "the age range V must be positive and finite (the reference uses 101)")
     for name in ("lambda_local", "lambda_d"):
         if not 0.0 <= model[name] <= 1.0:
             fail(f"model.{name}", model[name], "must lie in [0, 1] (0 switches the term off, 1 is the reference)")
