@@ -121,7 +121,7 @@ def main(argv=None) -> int:
         variant = config_lib.apply_overrides(config, {"train.batch_size": batch, "model.conv": variant_conv})
         try:
             result = bench.run_benchmark(variant, timed_epochs=sizes["timed_epochs"], warmup_epochs=1,
-                                         eval_repeats=2, splits=splits)
+                                         splits=splits)
         except Exception as error:  # noqa: BLE001
             throughput.append({"batch": batch, "conv": variant_conv, "error": repr(error)})
             traceback.print_exc()

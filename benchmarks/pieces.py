@@ -14,6 +14,7 @@ import json
 import statistics
 import sys
 
+from quiet import wait_for_quiet
 from ssr_jax import bench, config_lib
 from where_time_goes import add_common_arguments, use_flax_pooling  # this folder is sys.path[0] as a script
 
@@ -36,7 +37,7 @@ def main(argv=None) -> None:
         results = []
         for _ in range(args.repeats):
             if args.quiet_wait:
-                bench.wait_for_quiet(args.quiet_wait)
+                wait_for_quiet(args.quiet_wait)
             results.append(bench.run_benchmark(config, members=args.members, timed_epochs=args.timed_epochs,
                                                warmup_epochs=args.warmup_epochs))
         train = [r["train_images_per_s"] for r in results]

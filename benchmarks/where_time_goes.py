@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from quiet import wait_for_quiet
 from ssr_jax import bench, config_lib, validation
 from ssr_jax.data import augment, load_splits
 from ssr_jax.models import create_model, predict_age
@@ -165,7 +166,7 @@ def time_piece(function, state, batches, repeats: int, quiet_wait: float = 0.0):
     first = time.perf_counter() - start
     seconds, busy = [], []
     for _ in range(repeats):
-        busy.append(bench.wait_for_quiet(quiet_wait) if quiet_wait else None)
+        busy.append(wait_for_quiet(quiet_wait) if quiet_wait else None)
         start = time.perf_counter()
         jax.block_until_ready(function(state, batches))
         seconds.append(time.perf_counter() - start)

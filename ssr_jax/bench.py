@@ -6,10 +6,11 @@
   format_table(result)                    the same dict as text for people
 
 Every figure is measured on the data the config names (by default the embedded synthetic faces; shrink it with
-`--config.data.num_train=2000` for a quick run) through the same `make_train` programs that `ssr-jax train` and
-`ssr-jax sweep` run: one compiled `lax.scan` per epoch, the split resident on the device as uint8. Timings stop on
-`jax.block_until_ready`, after `warmup_epochs` untimed epochs, and report the median of the timed repeats. Results
-are JSON-ready dicts. Figures are printed and recorded (benchmarks/README.md), never asserted.
+`--config.data.num_train=2000` for a quick run) through the loop that `ssr-jax train` and `ssr-jax sweep` run
+(`train.run_epochs`, the same programs): each epoch's training time ends when its loss reaches the host, and its
+evaluation is timed after it; `warmup_epochs` epochs are left out of the medians. The per-epoch metrics are those
+`ssr-jax train` writes for the same config (`history`). Results are JSON-ready dicts; figures are printed and
+recorded (benchmarks/README.md), never asserted.
 
 A group of M > 1 members is M copies of the config with seeds `seed, seed+1, …` and λ_local, λ_d spread over
 [0, 1] (a √M × √M grid when M is a square, as the reference's 5 × 5 λ grid); those are values (`state.VALUE_FIELDS`),
@@ -17,6 +18,7 @@ so the group is one program whatever M is.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import platform
@@ -33,7 +35,7 @@ import numpy as np
 from ssr_jax import config_lib, validation
 from ssr_jax.data import load_splits
 from ssr_jax.state import stack_members
-from ssr_jax.train import Splits, make_train
+from ssr_jax.train import Epoch, Splits, Trainer, make_train, run_epochs
 
 RESULT_VERSION = 1
 
@@ -91,14 +93,13 @@ def _processor_name() -> str:
 
 def config_summary(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """The fields that decide the speed of a run."""
-    augmentation = config.data.get("augment")
     return {
         "family": config.model.family,
         "stages": list(config.model.stages),
         "image_size": config.data.image_size,
-        "conv": config.model.get("conv", "xla"),
-        "compute_dtype": config.model.get("compute_dtype", "float32"),
-        "augment": bool(augmentation is not None and augmentation.get("enabled", True)),
+        "conv": config.model.conv,
+        "compute_dtype": config.model.compute_dtype,
+        "augment": config.data.augment.enabled,
         "data": config.data.name,
         "batch_size": config.train.batch_size,
         "eval_batch_size": config.train.eval_batch_size,
@@ -158,27 +159,9 @@ def host_busy_fraction(seconds: float = 0.5) -> float | None:
     return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
 
 
-def wait_for_quiet(max_wait_s: float, *, threshold: float = 0.15, window_s: float = 2.0) -> float | None:
-    """Waits (up to `max_wait_s`) until the CPUs have been less than `threshold` busy for `window_s`; returns the
-    last busy fraction seen. For comparisons on a machine shared with other jobs."""
-    deadline = time.monotonic() + max_wait_s
-    while True:
-        busy = host_busy_fraction(window_s)
-        if busy is None or busy < threshold or time.monotonic() >= deadline:
-            return busy
-        time.sleep(1.0)
-
-
 # ----------------------------------------------------------------------------------------------------------------
-# Timing helpers
+# Timing through the training loop
 # ----------------------------------------------------------------------------------------------------------------
-def _timed(fn, *args):
-    """(result, seconds) of `fn(*args)`, waiting for every output array."""
-    start = time.perf_counter()
-    result = jax.block_until_ready(fn(*args))
-    return result, time.perf_counter() - start
-
-
 def _flops(compiled) -> float | None:
     """FLOPs XLA counts for one call of a compiled program (None where the backend gives no cost analysis)."""
     try:
@@ -191,63 +174,79 @@ def _flops(compiled) -> float | None:
     return float(flops) if flops and flops > 0 else None
 
 
-class _Measured:
-    """A trainer, its member state and the timings taken on it (shared by both entry points)."""
+@dataclasses.dataclass
+class Measured:
+    """A group trained through `train.run_epochs` (the loop `ssr-jax train` runs), with the times it took."""
 
-    def __init__(self, config, configs, splits, *, timed_epochs, warmup_epochs, eval_repeats):
-        start = time.perf_counter()
-        self.trainer = make_train(config, splits)
-        self.keys, self.hparams = stack_members(configs)
-        jax.block_until_ready(self.trainer.data)
-        self.setup_s = time.perf_counter() - start
-        self.state, self.init_s = _timed(self.trainer.init, self.keys, self.hparams)
-        self.compile_s = self.trainer.compile(self.state, self.keys, self.hparams)
-        self.warmup_epoch_s = [self.epoch() for _ in range(warmup_epochs)]
-        self.epoch_s = [self.epoch() for _ in range(timed_epochs)]
-        self.eval_s = [self.evaluate() for _ in range(eval_repeats)]
+    trainer: Trainer
+    state: Any
+    setup_s: float  # make_train: the model and the data on the device
+    init_s: float  # the members' initial state (its compile included)
+    compile_s: float  # train_epoch + evaluate
+    epochs: list[Epoch]  # per epoch: metrics and the loop's own train / evaluation times
 
-    def epoch(self) -> float:
-        (self.state, metrics), seconds = _timed(self.trainer.train_epoch, self.state, self.keys, self.hparams)
-        self.train_loss = np.asarray(jax.device_get(metrics["train_loss"]))
-        return seconds
 
-    def evaluate(self) -> float:
-        metrics, seconds = _timed(self.trainer.evaluate, self.state, self.hparams)
-        self.mae = np.asarray(jax.device_get(metrics["mae"]))
-        return seconds
+def measure(config: ml_collections.ConfigDict, configs: list[ml_collections.ConfigDict], splits: Splits, *,
+            epochs: int, deadline: float | None = None) -> Measured:
+    """Builds the group of `configs` (one program) and trains it for up to `epochs` epochs through
+    `train.run_epochs`. `deadline` (a `time.perf_counter()` value): stop as soon as the epochs measured so far show
+    the rest cannot end before it."""
+    start = time.perf_counter()
+    trainer = make_train(config, splits)
+    jax.block_until_ready(trainer.data)
+    setup_s = time.perf_counter() - start
+    keys, hparams = stack_members(configs)
+    start = time.perf_counter()
+    state = jax.block_until_ready(trainer.init(keys, hparams))
+    init_s = time.perf_counter() - start
+    compile_s = trainer.compile(state, keys, hparams)
+    done: list[Epoch] = []
+    for result in run_epochs(trainer, state, keys, hparams, first=1, last=epochs):
+        done.append(result)
+        state = result.state
+        per_epoch = statistics.median(e.train_s for e in done) + statistics.median(e.eval_s for e in done)
+        if deadline is not None and time.perf_counter() + (epochs - len(done)) * per_epoch > deadline:
+            break
+    return Measured(trainer, state, setup_s, init_s, compile_s, done)
+
+
+def history(run: Measured) -> list[dict]:
+    """Per-epoch metrics as `metrics.jsonl` has them, one list entry per member: epoch, train_loss, mae, ca3, ca5."""
+    return [{"epoch": e.epoch, "train_loss": [float(x) for x in e.train_loss],
+             **{name: [float(x) for x in e.metrics[name]] for name in ("mae", "ca3", "ca5")}} for e in run.epochs]
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # run_benchmark
 # ----------------------------------------------------------------------------------------------------------------
 def run_benchmark(config: ml_collections.ConfigDict, *, members: int = 1, timed_epochs: int = 3,
-                  warmup_epochs: int = 1, eval_repeats: int = 3, splits: Splits | None = None) -> dict[str, Any]:
-    """Compiles and trains `config` (a vmapped group of `members`) for `warmup_epochs + timed_epochs` epochs and
-    times it; returns a JSON-ready dict (see benchmarks/README.md for what each figure means).
+                  warmup_epochs: int = 1, splits: Splits | None = None) -> dict[str, Any]:
+    """Compiles and trains `config` (a vmapped group of `members`) for `warmup_epochs + timed_epochs` epochs through
+    the training loop and times it; returns a JSON-ready dict (see benchmarks/README.md for what each figure
+    means). Training and evaluation times are the timed epochs' own, as the loop measured them.
 
     `splits` (train, test) replaces the dataset named by `config.data`.
     """
     validation.validate(config)
-    if timed_epochs < 1 or warmup_epochs < 0 or eval_repeats < 1:
-        raise ValueError("needs timed_epochs >= 1, warmup_epochs >= 0, eval_repeats >= 1")
+    if timed_epochs < 1 or warmup_epochs < 0:
+        raise ValueError("needs timed_epochs >= 1, warmup_epochs >= 0")
     configs = member_configs(config, members)
     busy_before = host_busy_fraction(0.3)
     wall_start = time.perf_counter()
     data_start = time.perf_counter()
     splits = splits if splits is not None else load_splits(config.data)
     data_s = time.perf_counter() - data_start
-    run = _Measured(config, configs, splits, timed_epochs=timed_epochs, warmup_epochs=warmup_epochs,
-                    eval_repeats=eval_repeats)
-    trainer = run.trainer
+    run = measure(config, configs, splits, epochs=warmup_epochs + timed_epochs)
+    trainer, timed = run.trainer, run.epochs[warmup_epochs:]
     num_train, num_test = len(splits[0]["age"]), len(splits[1]["age"])
-    epoch_s = statistics.median(run.epoch_s)
-    eval_s = statistics.median(run.eval_s)
+    epoch_times, eval_times = [e.train_s for e in timed], [e.eval_s for e in timed]
+    epoch_s, eval_s = statistics.median(epoch_times), statistics.median(eval_times)
     images_per_epoch = trainer.images_per_epoch  # whole batches only: floor(N / batch) · batch
     train_ips = images_per_epoch * members / epoch_s
     eval_ips = num_test * members / eval_s
     image = trainer.data["train"]["image"]
-    step_flops = _flops(trainer._train_epoch)  # see below
-    eval_flops = _flops(trainer._evaluate)
+    (step_program,), (eval_program,) = (trainer.programs[name].values() for name in ("train_epoch", "evaluate"))
+    step_flops, eval_flops = _flops(step_program), _flops(eval_program)
     result = {
         "version": RESULT_VERSION,
         "label": _label(config_summary(config), members),
@@ -267,14 +266,14 @@ def run_benchmark(config: ml_collections.ConfigDict, *, members: int = 1, timed_
         "setup_s": run.setup_s,
         "init_s": run.init_s,
         "compile_s": run.compile_s,
-        "warmup_epoch_s": run.warmup_epoch_s,
-        "epoch_s": run.epoch_s,
+        "warmup_epoch_s": [e.train_s for e in run.epochs[:warmup_epochs]],
+        "epoch_s": epoch_times,
         "epoch_s_median": epoch_s,
-        "epoch_s_spread": _spread(run.epoch_s),
+        "epoch_s_spread": _spread(epoch_times),
         "train_images_per_s": train_ips,
         "train_images_per_s_per_member": train_ips / members,
         "step_ms": 1e3 * epoch_s / trainer.steps_per_epoch,
-        "eval_s": run.eval_s,
+        "eval_s": eval_times,
         "eval_s_median": eval_s,
         "eval_images_per_s": eval_ips,
         "eval_images_per_s_per_member": eval_ips / members,
@@ -288,8 +287,9 @@ def run_benchmark(config: ml_collections.ConfigDict, *, members: int = 1, timed_
         "state_bytes": _tree_bytes(run.state),
         "peak_host_memory_bytes": peak_host_memory_bytes(),
         "device_memory": device_memory(),
-        "final_train_loss": [float(x) for x in run.train_loss],
-        "final_mae": [float(x) for x in run.mae],
+        "history": history(run),
+        "final_train_loss": [float(x) for x in run.epochs[-1].train_loss],
+        "final_mae": [float(x) for x in run.epochs[-1].metrics["mae"]],
         "host_busy_before": busy_before,
         "wall_s": time.perf_counter() - wall_start,
     }
@@ -317,7 +317,7 @@ def _jaxlib_version() -> str | None:
 def timed_run(config: ml_collections.ConfigDict, *, members: int = 1, splits: Splits | None = None,
               epochs: int | None = None, deadline: float | None = None) -> dict[str, Any]:
     """Trains `config` (a vmapped group of `members`) for `epochs` (default `config.train.epochs`) epochs with an
-    evaluation after each, as `ssr-jax train` / `sweep` do (without the checkpoint writes), and times it.
+    evaluation after each, through the training loop (without the checkpoint writes), and times it.
 
     `deadline` (a `time.perf_counter()` value): as soon as the measured epochs show the run cannot end before it,
     stop and report the whole run as extrapolated from the median epoch (`completed` False). `wall_s` counts the
@@ -329,26 +329,12 @@ def timed_run(config: ml_collections.ConfigDict, *, members: int = 1, splits: Sp
     start = time.perf_counter()
     splits = splits if splits is not None else load_splits(config.data)
     data_s = time.perf_counter() - start
-    trainer = make_train(config, splits)
-    keys, hparams = stack_members(configs)
-    start = time.perf_counter()
-    state = jax.block_until_ready(trainer.init(keys, hparams))
-    trainer.compile(state, keys, hparams)
-    compile_s = time.perf_counter() - start  # init (compiled on first call) and train_epoch + evaluate
-    train_s, eval_s = [], []
-    metrics = {}
-    for epoch in range(epochs):
-        (state, train_metrics), seconds = _timed(trainer.train_epoch, state, keys, hparams)
-        train_s.append(seconds)
-        metrics, seconds = _timed(trainer.evaluate, state, hparams)
-        eval_s.append(seconds)
-        per_epoch = statistics.median(train_s) + statistics.median(eval_s)
-        if deadline is not None and time.perf_counter() + (epochs - epoch - 1) * per_epoch > deadline:
-            break
-    done = len(train_s)
+    run = measure(config, configs, splits, epochs=epochs, deadline=deadline)
+    train_s, eval_s = [e.train_s for e in run.epochs], [e.eval_s for e in run.epochs]
+    compile_s = run.init_s + run.compile_s
     per_epoch = statistics.median(train_s) + statistics.median(eval_s)
     measured_s = compile_s + sum(train_s) + sum(eval_s)
-    completed = done == epochs
+    completed = len(run.epochs) == epochs
     return {
         "label": _label(config_summary(config), members),
         "members": members,
@@ -356,18 +342,18 @@ def timed_run(config: ml_collections.ConfigDict, *, members: int = 1, splits: Sp
         "num_train": len(splits[0]["age"]),
         "num_test": len(splits[1]["age"]),
         "epochs": epochs,
-        "epochs_run": done,
+        "epochs_run": len(run.epochs),
         "completed": completed,
         "data_s": data_s,
         "compile_s": compile_s,
         "epoch_s_median": statistics.median(train_s),
         "eval_s_median": statistics.median(eval_s),
-        "train_images_per_s": trainer.images_per_epoch * members / statistics.median(train_s),
+        "train_images_per_s": run.trainer.images_per_epoch * members / statistics.median(train_s),
         "measured_wall_s": measured_s,
         "wall_s": measured_s if completed else compile_s + epochs * per_epoch,
         "wall_s_is_extrapolated": not completed,
-        "final_mae": [float(x) for x in np.asarray(jax.device_get(metrics["mae"]))] if completed else None,
-        "final_train_loss": [float(x) for x in np.asarray(jax.device_get(train_metrics["train_loss"]))],
+        "final_mae": [float(x) for x in run.epochs[-1].metrics["mae"]] if completed else None,
+        "final_train_loss": [float(x) for x in run.epochs[-1].train_loss],
         "device_memory": device_memory(),
         "peak_host_memory_bytes": peak_host_memory_bytes(),
     }
@@ -380,11 +366,11 @@ def sequential_vs_vmapped(config: ml_collections.ConfigDict, members: int, *, ep
                           sequential_runs: int | None = None, splits: Splits | None = None,
                           full_epochs: int | None = None) -> dict[str, Any]:
     """Wall time of `members` runs trained one after another against one vmapped group of `members`, each for
-    `epochs` epochs with an evaluation after every epoch (as `ssr-jax train` / `ssr-jax sweep` do).
+    `epochs` epochs with an evaluation after every epoch, through the training loop.
 
-    Sequential: one single-member program, compiled once and reused by every run (a warm compilation cache or one
-    process); each run initialises its own state. `sequential_runs` < members times only that many runs and scales
-    their mean to `members` (labelled). Vmapped: the group's program, compiled once.
+    Sequential: one single-member trainer whose programs every run reuses (as a warm compilation cache or one
+    process would); each run initialises its own state. `sequential_runs` < members times only that many runs and
+    scales their mean to `members` (labelled). Vmapped: the group's program, compiled once.
     Both are then extrapolated to `full_epochs` (default `config.train.epochs`) from the measured per-epoch train
     and evaluation times plus the compile times — an extrapolation, not a measurement.
     """
@@ -395,42 +381,26 @@ def sequential_vs_vmapped(config: ml_collections.ConfigDict, members: int, *, ep
     splits = splits if splits is not None else load_splits(config.data)
 
     # Sequential: one compile, then `runs` runs of `epochs` epochs each ------------------------------------------
-    single = make_train(config, splits)
-    keys, hparams = stack_members([configs[0]])
-    start = time.perf_counter()
-    state = jax.block_until_ready(single.init(keys, hparams))
-    single.compile(state, keys, hparams)
-    seq_compile_s = time.perf_counter() - start  # init's compile and run, then train_epoch's and evaluate's
-    seq_train_s, seq_eval_s, run_s = [], [], []
+    single = measure(config, configs[:1], splits, epochs=0)  # the programs, compiled once
+    seq_compile_s = single.init_s + single.compile_s  # init's compile and run, then train_epoch's and evaluate's
+    seq_epochs, run_s = [], []
     for member_config in configs[:runs]:
         run_start = time.perf_counter()
         keys, hparams = stack_members([member_config])
-        state = jax.block_until_ready(single.init(keys, hparams))
-        for _ in range(epochs):
-            (state, _), seconds = _timed(single.train_epoch, state, keys, hparams)
-            seq_train_s.append(seconds)
-            _, seconds = _timed(single.evaluate, state, hparams)
-            seq_eval_s.append(seconds)
+        state = jax.block_until_ready(single.trainer.init(keys, hparams))
+        seq_epochs.extend(run_epochs(single.trainer, state, keys, hparams, first=1, last=epochs))
         run_s.append(time.perf_counter() - run_start)
     seq_measured_s = seq_compile_s + sum(run_s)
     seq_wall_s = seq_compile_s + statistics.mean(run_s) * members
+    seq_train_s, seq_eval_s = [e.train_s for e in seq_epochs], [e.eval_s for e in seq_epochs]
 
     # Vmapped: one group of `members` ---------------------------------------------------------------------------
-    group = make_train(config, splits)
-    keys, hparams = stack_members(configs)
-    start = time.perf_counter()
-    state = jax.block_until_ready(group.init(keys, hparams))
-    group.compile(state, keys, hparams)
-    vmap_compile_s = time.perf_counter() - start
-    vmap_train_s, vmap_eval_s = [], []
-    for _ in range(epochs):
-        (state, _), seconds = _timed(group.train_epoch, state, keys, hparams)
-        vmap_train_s.append(seconds)
-        _, seconds = _timed(group.evaluate, state, hparams)
-        vmap_eval_s.append(seconds)
+    group = measure(config, configs, splits, epochs=epochs)
+    vmap_compile_s = group.init_s + group.compile_s
+    vmap_train_s, vmap_eval_s = [e.train_s for e in group.epochs], [e.eval_s for e in group.epochs]
     vmap_wall_s = vmap_compile_s + sum(vmap_train_s) + sum(vmap_eval_s)
 
-    images = single.images_per_epoch * epochs * members  # training images in all M runs
+    images = single.trainer.images_per_epoch * epochs * members  # training images in all M runs
     seq_epoch = statistics.median(seq_train_s) + statistics.median(seq_eval_s)
     vmap_epoch = statistics.median(vmap_train_s) + statistics.median(vmap_eval_s)
     seq_full = seq_compile_s + members * full_epochs * seq_epoch
@@ -454,7 +424,7 @@ def sequential_vs_vmapped(config: ml_collections.ConfigDict, members: int, *, ep
             "wall_s_is_scaled": runs < members,
             "epoch_s_median": statistics.median(seq_train_s),
             "eval_s_median": statistics.median(seq_eval_s),
-            "train_images_per_s": single.images_per_epoch / statistics.median(seq_train_s),
+            "train_images_per_s": single.trainer.images_per_epoch / statistics.median(seq_train_s),
             "images_per_s_overall": images / seq_wall_s,
         },
         "vmapped": {
@@ -462,13 +432,13 @@ def sequential_vs_vmapped(config: ml_collections.ConfigDict, members: int, *, ep
             "wall_s": vmap_wall_s,
             "epoch_s_median": statistics.median(vmap_train_s),
             "eval_s_median": statistics.median(vmap_eval_s),
-            "train_images_per_s": group.images_per_epoch * members / statistics.median(vmap_train_s),
+            "train_images_per_s": group.trainer.images_per_epoch * members / statistics.median(vmap_train_s),
             "images_per_s_overall": images / vmap_wall_s,
         },
         "speedup": seq_wall_s / vmap_wall_s,
         "extrapolated": {
-            "note": (f"extrapolated to {full_epochs} epochs of {single.images_per_epoch} training images from the "
-                     "measured median per-epoch train + evaluation times plus the measured compile times"),
+            "note": (f"extrapolated to {full_epochs} epochs of {single.trainer.images_per_epoch} training images from "
+                     "the measured median per-epoch train + evaluation times plus the measured compile times"),
             "epochs": full_epochs,
             "sequential_s": seq_full,
             "vmapped_s": vmap_full,

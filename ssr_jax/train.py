@@ -1,15 +1,15 @@
-"""Training that stays on the device: `make_train(config, splits)` → pure, jitted `init` / `train_epoch` /
-`evaluate` / `train`, and `train_and_evaluate(config, workdir)`, the resumable run behind `ssr-jax train`.
+"""Training that stays on the device: `make_train(config, splits)` → pure single-member `init` / `train_epoch` /
+`evaluate` (data as an argument), vmapped over members once; `run_epochs`, the one host loop over epochs; and
+`train_members` / `train_and_evaluate(config, workdir)`, the resumable runs behind `ssr-jax train` and sweep groups.
 
-The split's uint8 arrays are put on the device once; an epoch is one compiled `lax.scan` over shuffled batches
-(indices drawn from `fold_in(key, epoch)`, dropout keys from `fold_in(epoch_key, step)`, so no RNG is carried and a
-resumed run replays exactly). Everything that is only a value — seed, λ_local, λ_d, learning rate — enters through
-`key` and the `hparams` pytree, never as a Python constant, so `jax.vmap(trainer.train)` trains a sweep group in
-one program (purejaxrl's `make_train`).
+The split's uint8 arrays are put on the device once; an epoch is one compiled `lax.scan` over shuffled batches.
+Every random draw comes from a stream of the member's key (`stream`), folded with the epoch and step, so no RNG is
+carried and a resumed run replays exactly. Everything that is only a value —
+seed, λ_local, λ_d, learning rate — enters through `key` and the `hparams` pytree, never as a Python constant, so
+a sweep group trains as one program (purejaxrl's `jit(vmap(train))`).
 """
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 import functools
@@ -79,36 +79,33 @@ class HostChunks:
         return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), chunk)
 
 
-# `Trainer.init` runs once per run: its program is compiled for compile speed (DebugOptions of XLA, any backend).
+# `init` runs once per run: its program is compiled for compile speed (DebugOptions of XLA, any backend).
 INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
 class Trainer:
-    """Compiled entry points bound to device-resident data (or to `HostChunks` fed to the device chunk by chunk).
+    """The single-member pure functions, vmapped over members once, compiled per input signature, and bound to
+    device-resident data (or to `HostChunks` fed to the device chunk by chunk).
 
-    The jitted methods work on a leading *member* axis (a single run is a group of one): `keys` `[M]`, every
-    `hparams` leaf `[M]`, every state leaf `[M, ...]`, every metric `[M]`.
+    The methods work on a leading *member* axis (a single run is a group of one): `keys` `[M]`, every `hparams`
+    leaf `[M]`, every state leaf `[M, ...]`, every metric `[M]`.
 
       init(keys, hparams) -> TrainState
-      train_epoch(state, keys, hparams) -> (state, {"train_loss"})       # `state` is donated
-      evaluate(state, hparams) -> {"mae", "ca3", "ca5", "count"}         # exact, over the whole test split
-      train(key, hparams) -> (state, per-epoch metrics)                  # one member, the whole run as one program
+      train_epoch(state, keys, hparams, epoch) -> (state, {"train_loss"})   # `state` is donated
+      evaluate(state, hparams) -> {"mae", "ca3", "ca5", "count"}            # exact, over the whole test split
 
-    `pure` holds the single-member functions with the data as an explicit last argument (purejaxrl's `train`);
-    `trace_counts` counts how often each was traced, i.e. compiled.
+    `pure` holds the single-member functions with the data as an explicit last argument (purejaxrl's `train`).
+    Programs are compiled on the host, once per input signature (tree structure, shapes, dtypes), and kept in
+    `programs`; `compiles(name)` counts them, with nothing counted inside traced code.
     """
 
     def __init__(self, pure: dict[str, Callable], data: dict | HostChunks, *, steps_per_epoch: int,
-                 images_per_epoch: int, trace_counts: collections.Counter, mesh: jax.sharding.Mesh | None = None,
+                 images_per_epoch: int, mesh: jax.sharding.Mesh | None = None,
                  eval_members_at_once: int | None = None):
         self.pure, self.data, self.mesh = pure, data, mesh
         self.steps_per_epoch, self.images_per_epoch = steps_per_epoch, images_per_epoch
-        self.trace_counts = trace_counts
         # On a mesh, the vmapped member axis is the mesh's member axis (see ssr_jax.parallel).
         vmap = functools.partial(jax.vmap, spmd_axis_name=parallel.MEMBER_AXIS) if mesh is not None else jax.vmap
-        self._init = jax.jit(vmap(pure["init"]))
-        self._init_programs: dict = {}
-        self._train_epoch = jax.jit(vmap(pure["train_epoch"], in_axes=(0, 0, 0, None)), donate_argnums=(0,))
         evaluate_together = vmap(pure["evaluate"], in_axes=(0, 0, None))
 
         def evaluate_members(state, hparams, data):
@@ -121,55 +118,115 @@ class Trainer:
             return jax.lax.map(lambda member: pure["evaluate"](*member, data), (state, hparams),
                                batch_size=eval_members_at_once)
 
-        self._evaluate = jax.jit(evaluate_members)
-        self._train = jax.jit(pure["train"])
+        self._jitted = {
+            "init": jax.jit(vmap(pure["init"])),
+            "train_epoch": jax.jit(vmap(pure["train_epoch"], in_axes=(0, 0, 0, None)), donate_argnums=(0,)),
+            "evaluate": jax.jit(evaluate_members),
+        }
+        self.programs: dict[str, dict] = {name: {} for name in self._jitted}
 
-    def init(self, keys, hparams) -> TrainState:
-        """The members' initial state. It runs once per run, so it is compiled for compile speed rather than run
-        speed (XLA backend optimisation level 0: ≈6 → 2 s on a CPU, the run itself takes milliseconds)."""
-        leaves, structure = jax.tree.flatten((keys, hparams))
-        signature = (structure, tuple((leaf.shape, leaf.dtype, getattr(leaf, "sharding", None)) for leaf in leaves))
-        if signature not in self._init_programs:
-            self._init_programs[signature] = self._init.lower(keys, hparams).compile(INIT_COMPILER_OPTIONS)
-        return self._init_programs[signature](keys, hparams)
+    def program(self, name: str, *args):
+        """The compiled program of `name` for these arguments (arrays or `jax.ShapeDtypeStruct`s), compiled on
+        first use."""
+        leaves, structure = jax.tree.flatten(args)
+        signature = (structure, tuple((leaf.shape, leaf.dtype, getattr(leaf, "weak_type", False)) for leaf in leaves))
+        programs = self.programs[name]
+        if signature not in programs:
+            options = INIT_COMPILER_OPTIONS if name == "init" else None
+            programs[signature] = self._jitted[name].lower(*args).compile(options)
+        return programs[signature]
+
+    def compiles(self, name: str) -> int:
+        """How many programs of `name` were compiled (one per input signature)."""
+        return len(self.programs[name])
+
+    def jaxpr_text(self, name: str, *args) -> str:
+        """The jaxpr of `name` for these arguments (what the compiler is given)."""
+        return str(jax.make_jaxpr(self._jitted[name])(*args))
 
     @property
     def chunked(self) -> bool:
         return isinstance(self.data, HostChunks)
 
+    def init(self, keys, hparams) -> TrainState:
+        """The members' initial state. It runs once per run, so it is compiled for compile speed rather than run
+        speed (XLA backend optimisation level 0)."""
+        return self.program("init", keys, hparams)(keys, hparams)
+
     def compile(self, state: TrainState, keys: jax.Array, hparams: dict) -> float:
         """Compiles `train_epoch` and `evaluate` ahead of time; returns the seconds it took."""
         start = time.perf_counter()
-        train_data = self.data.abstract("train") if self.chunked else self.data
-        test_data = self.data.abstract("test") if self.chunked else self.data
-        self._train_epoch = self._train_epoch.lower(state, keys, hparams, train_data).compile()
-        self._evaluate = self._evaluate.lower(state, hparams, test_data).compile()
+        self.program("train_epoch", state, keys, hparams, self.data.abstract("train") if self.chunked else self.data)
+        self.program("evaluate", state, hparams, self.data.abstract("test") if self.chunked else self.data)
         return time.perf_counter() - start
 
-    def train_epoch(self, state, keys, hparams):
+    def train_epoch(self, state, keys, hparams, epoch: int):
+        """Trains `epoch` (1-based; it picks the host chunks, the device keys come from the state's step)."""
         if not self.chunked:
-            return self._train_epoch(state, keys, hparams, self.data)
-        epoch = int(parallel.fetch(state.step)[0]) // self.steps_per_epoch
+            return self.program("train_epoch", state, keys, hparams, self.data)(state, keys, hparams, self.data)
         losses = []
-        for chunk in self.data.train_chunks(epoch):  # dispatch is asynchronous: the next gather overlaps training
-            state, metrics = self._train_epoch(state, keys, hparams, parallel.replicate(chunk, self.mesh))
+        for chunk in self.data.train_chunks(epoch - 1):  # dispatch is asynchronous: the next gather overlaps training
+            chunk = parallel.replicate(chunk, self.mesh)
+            state, metrics = self.program("train_epoch", state, keys, hparams, chunk)(state, keys, hparams, chunk)
             losses.append(metrics["train_loss"])
         return state, {"train_loss": jnp.mean(jnp.stack(losses), axis=0)}  # equal steps per chunk: exact mean
 
     def evaluate(self, state, hparams):
         if not self.chunked:
-            return self._evaluate(state, hparams, self.data)
-        parts = [self._evaluate(state, hparams, parallel.replicate(chunk, self.mesh))
-                 for chunk in self.data.test_chunks()]
-        count = sum(part["count"] for part in parts)
-        metrics = {name: sum(part[name] * part["count"] for part in parts) / count for name in parts[0]
-                   if name != "count"}
+            return self.program("evaluate", state, hparams, self.data)(state, hparams, self.data)
+        parts = []
+        for chunk in self.data.test_chunks():
+            chunk = parallel.replicate(chunk, self.mesh)
+            parts.append(self.program("evaluate", state, hparams, chunk)(state, hparams, chunk))
+        parts = jax.tree.map(lambda *values: jnp.stack(values), *parts)  # [chunks, M]
+        count = jnp.sum(parts["count"], axis=0)
+        metrics = {name: jnp.sum(parts[name] * parts["count"], axis=0) / count for name in parts if name != "count"}
         return {**metrics, "count": count}
 
-    def train(self, key, hparams):
-        if self.chunked:
-            raise ValueError("the whole-run program needs the dataset on the device; data.device_chunk is set")
-        return self._train(key, hparams, self.data)
+
+@dataclasses.dataclass(frozen=True)
+class Epoch:
+    """What `run_epochs` gives after each epoch: host copies of the metrics (`[M]` each) and the wall times."""
+
+    epoch: int
+    state: TrainState
+    train_loss: np.ndarray
+    metrics: dict[str, np.ndarray]  # mae, ca3, ca5, count
+    train_s: float  # the epoch's training, until its loss is on the host
+    eval_s: float  # the evaluation after it
+
+
+def run_epochs(trainer: Trainer, state: TrainState, keys: jax.Array, hparams: dict, *, first: int,
+               last: int) -> Iterator[Epoch]:
+    """The one host loop over epochs `first … last` (1-based): train, evaluate, yield. `ssr-jax train`, sweep
+    groups, `ssr-jax bench` and the tests all train through it.
+
+    The trainer's calls run under `jax.transfer_guard("disallow")`: the data, state, keys and hparams already live
+    on the devices, so any implicit host↔device copy in the hot loop is a bug and raises; the two deliberate
+    copies per epoch (the losses and the metrics, `parallel.fetch`) are explicit.
+    """
+    for epoch in range(first, last + 1):
+        start = time.perf_counter()
+        with jax.transfer_guard("disallow"):
+            state, train_metrics = trainer.train_epoch(state, keys, hparams, epoch)
+        train_loss = parallel.fetch(train_metrics["train_loss"])  # blocks until the epoch is done
+        train_s = time.perf_counter() - start
+        start = time.perf_counter()
+        with jax.transfer_guard("disallow"):
+            metrics = trainer.evaluate(state, hparams)
+        metrics = parallel.fetch(metrics)
+        yield Epoch(epoch, state, train_loss, metrics, train_s, time.perf_counter() - start)
+
+
+# Random streams of a member's key, each a fold_in of its own constant, then of the epoch or step, so none is
+# carried. The shuffle stream's per-epoch key also gives each step's dropout key, and augmentation folds 1 into
+# that: the streams every recorded run and test was drawn from.
+STREAMS = {"init": 0, "shuffle": 1}
+
+
+def stream(key: jax.Array, name: str) -> jax.Array:
+    """The member key's stream for `name` (one of `STREAMS`)."""
+    return jax.random.fold_in(key, STREAMS[name])
 
 
 def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
@@ -187,17 +244,16 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
         raise config_lib.ConfigError(
             f"train.batch_size={batch_size}: larger than the training split ({num_train} examples); lower it"
         )
-    chunk = config.data.get("device_chunk", 0)
+    chunk = config.data.device_chunk
     chunk = chunk if 0 < chunk < num_train else 0  # a chunk as large as the split is the split
     # As Keras' steps_per_epoch = floor(N / batch); with chunks, floor(chunk / batch) per chunk.
     steps_per_call = (chunk or num_train) // batch_size
     steps_per_epoch = steps_per_call * (num_train // chunk if chunk else 1)
     model = create_model(config.model)
-    trace_counts = collections.Counter()
     image_shape = train_split["image"].shape[1:]
-    augmentation = augment.from_config(config.data.get("augment"))  # None: off (or a config from before it existed)
+    augmentation = augment.from_config(config.data.augment)  # None: off
     shard_batch = parallel.batch_constraint(mesh)  # identity unless batches are split over a data axis
-    shard_data = bool(config.get("parallel", {}).get("shard_data", False))  # the dataset split over the data axis
+    shard_data = config.parallel.shard_data  # the dataset split over the data axis
 
     def readout(heads, hparams):
         return predict_age(config.model, heads, lambda_local=hparams["lambda_local"], lambda_d=hparams["lambda_d"])
@@ -208,7 +264,7 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
         )
 
     def init(key, hparams):
-        variables = model.init(jax.random.fold_in(key, 0), jnp.zeros((1, *image_shape), jnp.float32), train=False)
+        variables = model.init(stream(key, "init"), jnp.zeros((1, *image_shape), jnp.float32), train=False)
         return train_state_from_variables(config, variables, hparams)
 
     def loss_fn(params, batch_stats, images, ages, dropout_key, hparams):
@@ -220,10 +276,9 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
         return loss, mutated["batch_stats"]
 
     def train_epoch(state, key, hparams, data):
-        trace_counts["train_epoch"] += 1
         tx = optimizer(hparams)
         # One call trains on what `data` holds: the whole split, or one chunk of it (then the key is per chunk).
-        epoch_key = jax.random.fold_in(jax.random.fold_in(key, 1), state.step // steps_per_call)
+        epoch_key = jax.random.fold_in(stream(key, "shuffle"), state.step // steps_per_call)
         # Drawn from the true count: a sharded split is padded to a multiple of the devices (parallel.place_dataset).
         rows = num_train if shard_data else data["train"]["age"].shape[0]
         order = jax.random.permutation(epoch_key, rows)[: steps_per_call * batch_size]
@@ -231,11 +286,11 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
         def step(state, batch_indices):
             images = shard_batch(data["train"]["image"][batch_indices])
             ages = shard_batch(data["train"]["age"][batch_indices])
-            dropout_key = jax.random.fold_in(epoch_key, state.step)
+            step_key = jax.random.fold_in(epoch_key, state.step)  # dropout's key
             if augmentation is not None:  # on the device, per example, from the step's own key
-                images = augment.augment_batch(jax.random.fold_in(dropout_key, 1), images, augmentation)
+                images = augment.augment_batch(jax.random.fold_in(step_key, 1), images, augmentation)
             (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-                state.params, state.batch_stats, images, ages, dropout_key, hparams
+                state.params, state.batch_stats, images, ages, step_key, hparams
             )
             updates, opt_state = tx.update(grads, state.opt_state, state.params)
             new_state = TrainState(
@@ -250,20 +305,12 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
         return state, {"train_loss": jnp.mean(losses)}
 
     def evaluate(state, hparams, data):
-        trace_counts["evaluate"] += 1
         variables = {"params": state.params, "batch_stats": state.batch_stats}
 
         def predict(images):
             return readout(model.apply(variables, model_input(shard_batch(images), config.data), train=False), hparams)
 
         return evaluate_batches(predict, data["test"])
-
-    def train(key, hparams, data):
-        def epoch(state, _):
-            state, metrics = train_epoch(state, key, hparams, data)
-            return state, {**metrics, **evaluate(state, hparams, data)}
-
-        return jax.lax.scan(epoch, init(key, hparams), None, length=epochs)
 
     host = {
         "train": {"image": train_split["image"], "age": train_split["age"].astype(np.float32)},
@@ -277,13 +324,12 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
     else:
         data = parallel.place_dataset(host, mesh, shard=shard_data)
     return Trainer(
-        {"init": init, "train_epoch": train_epoch, "evaluate": evaluate, "train": train},
+        {"init": init, "train_epoch": train_epoch, "evaluate": evaluate},
         data,
         steps_per_epoch=steps_per_epoch,
         images_per_epoch=steps_per_epoch * batch_size,
-        trace_counts=trace_counts,
         mesh=mesh,
-        eval_members_at_once=max(1, config.train.get("eval_images_at_once", 2500) // config.train.eval_batch_size),
+        eval_members_at_once=max(1, config.train.eval_images_at_once // config.train.eval_batch_size),
     )
 
 
@@ -385,11 +431,11 @@ def train_members(
     if resuming:
         checkpoint.stored_shapes(ckpt_dir)  # no step with readable metadata: DamagedCheckpointError before compiling
     # Checked and read before anything compiles; a resumed run has its weights in its checkpoint already.
-    init_variables = saved_model.init_from(config) if config.get("init_from") and not resuming else None
+    init_variables = saved_model.init_from(config) if config.init_from and not resuming else None
 
     # Input pipeline and compiled functions ---------------------------------------------------------------------
     splits = splits if splits is not None else load_splits(config.data)
-    mesh = parallel.make_mesh(config.parallel.members, config.parallel.data) if "parallel" in config else None
+    mesh = parallel.make_mesh(config.parallel.members, config.parallel.data)
     trainer = make_train(config, splits, mesh=mesh)
     # Pad the member axis to a multiple of the mesh's member devices; the padding's results are never read.
     padded = configs + configs[-1:] * (parallel.padded_members(members, mesh) - members)
@@ -418,28 +464,23 @@ def train_members(
     epochs, name = config.train.epochs, name or run_dirs[0].name
     wall_start, epoch_seconds = time.perf_counter(), []
     saved_epoch = start_epoch
+    done = start_epoch if not all(diverged) else epochs  # nothing left to train when every member diverged
     try:
-        for epoch in range(start_epoch + 1, epochs + 1):
-            if all(diverged):
-                break
+        for result in run_epochs(trainer, state, keys, hparams, first=done + 1, last=epochs):
+            epoch, state = result.epoch, result.state
+            epoch_seconds.append(result.train_s)
             step = (epoch - 1) * trainer.steps_per_epoch  # the host knows the step: no device round trip
-            learning_rates = [learning_rate_at(c, step, steps_per_epoch=trainer.steps_per_epoch) for c in configs]
-            epoch_start = time.perf_counter()
-            state, train_metrics = trainer.train_epoch(state, keys, hparams)
-            train_losses = parallel.fetch(train_metrics["train_loss"])  # blocks until the epoch is done
-            epoch_seconds.append(time.perf_counter() - epoch_start)
-            eval_metrics = parallel.fetch(trainer.evaluate(state, hparams))
             rows = []
             for member in range(members):
                 if diverged[member]:
                     continue
                 row = {
                     "epoch": epoch,
-                    "train_loss": float(train_losses[member]),
-                    **{metric: float(eval_metrics[metric][member]) for metric in ("mae", "ca3", "ca5")},
-                    "learning_rate": learning_rates[member],
-                    "images_per_s": trainer.images_per_epoch * members / epoch_seconds[-1],
-                    "epoch_s": epoch_seconds[-1],
+                    "train_loss": float(result.train_loss[member]),
+                    **{metric: float(result.metrics[metric][member]) for metric in ("mae", "ca3", "ca5")},
+                    "learning_rate": learning_rate_at(configs[member], step, steps_per_epoch=trainer.steps_per_epoch),
+                    "images_per_s": trainer.images_per_epoch * members / result.train_s,
+                    "epoch_s": result.train_s,
                 }
                 rows.append(row)
                 histories[member].append(row)
@@ -452,12 +493,14 @@ def train_members(
             if epoch % config.train.checkpoint_every == 0 or epoch == epochs:
                 checkpoint.save(ckpt_dir, epoch * trainer.steps_per_epoch, state)
                 saved_epoch = epoch
-            line = _epoch_line(name, epoch, epochs, rows, epoch_seconds[-1], trainer.images_per_epoch * members)
+            line = _epoch_line(name, epoch, epochs, rows, result.train_s, trainer.images_per_epoch * members)
             if progress is not None and not progress.disable:
                 progress.update(members)
                 progress.set_postfix_str(line.split(": ", 1)[1], refresh=False)
             else:
                 print(line, flush=True)
+            if all(diverged):
+                break
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: rerun the same command to resume from epoch {saved_epoch} (its checkpoint "
                           f"is in {ckpt_dir})" if saved_epoch else "interrupted before the first checkpoint: rerun "
@@ -493,7 +536,7 @@ def train_members(
             if writer:  # a redone run (its summary was unreadable) replaces the weights it saved before
                 checkpoint.drop_steps_after(run_dir / "checkpoint", int(member_state.step) - 1)
             checkpoint.save(run_dir / "checkpoint", int(member_state.step), member_state)
-        if config.train.get("measure_inference"):
+        if config.train.measure_inference:
             variables = {"params": member_state.params, "batch_stats": member_state.batch_stats}
             summary["inference_ms_per_image"] = saved_model.inference_ms(configs[member], variables)
         if writer:

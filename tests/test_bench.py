@@ -27,8 +27,7 @@ def _positive(value):
 @pytest.mark.parametrize("members", [2])  # one member: test_bench_command_prints_and_writes_json
 def test_run_benchmark_reports_every_field(smoke, members):
     config, splits = smoke
-    result = bench.run_benchmark(config, members=members, timed_epochs=1, warmup_epochs=1, eval_repeats=1,
-                                 splits=splits)
+    result = bench.run_benchmark(config, members=members, timed_epochs=1, warmup_epochs=1, splits=splits)
     json.dumps(result)  # JSON-ready
     for key in ("train_images_per_s", "train_images_per_s_per_member", "eval_images_per_s", "compile_s",
                 "epoch_s_median", "peak_host_memory_bytes", "bytes_per_image", "dataset_device_bytes", "step_ms"):

@@ -41,8 +41,8 @@ SCRIPT = textwrap.dedent("""
         keys, hparams = parallel.shard_members(stack_members(padded), mesh)
         state = parallel.shard_members(trainer.init(keys, hparams), mesh)
         losses = []
-        for _ in range(2):
-            state, metrics = trainer.train_epoch(state, keys, hparams)
+        for epoch in (1, 2):
+            state, metrics = trainer.train_epoch(state, keys, hparams, epoch)
             losses.append(np.asarray(metrics["train_loss"])[:count].tolist())
         evaluation = trainer.evaluate(state, hparams)
         kernel = state.params["stage1"]["p"]["kernel"]

@@ -106,7 +106,7 @@ def test_a_group_compiles_once_and_equals_its_members_run_alone(tmp_path, monkey
     spec = experiment(tmp_path, 'product(sweep("model.lambda_local", [0.0, 1.0]), sweep("model.lambda_d", [0.0, 1.0]))')
     rows = sweep.run_sweep(spec, tmp_path / "sweep", seeds=2)
     assert len(rows) == 8 and {row["status"] for row in rows} == {"ok"}
-    assert len(trainers) == 1 and trainers[0].trace_counts["train_epoch"] == 1
+    assert len(trainers) == 1 and trainers[0].compiles("train_epoch") == 1
     assert {row["group_members"] for row in rows} == {8}
 
     by_id = {row["run_id"]: row for row in rows}

@@ -1,5 +1,6 @@
-"""Device-resident training: losses fall, one compile per config, the whole-run program and vmapped members agree
-with the epoch loop, run files appear, and a SIGKILLed run resumes to the uninterrupted result."""
+"""Device-resident training: losses fall, one compile per config, bench and train agree epoch by epoch (one loop),
+vmapped members agree with their runs alone, run files appear, and a SIGKILLed run resumes to the uninterrupted
+result."""
 import json
 import os
 import signal
@@ -13,10 +14,10 @@ import numpy as np
 import pytest
 
 from configs import ssrnet
-from ssr_jax import config_lib
+from ssr_jax import bench, config_lib
 from ssr_jax.data import load_splits
 from ssr_jax.state import stack_members
-from ssr_jax.train import make_train, train_and_evaluate
+from ssr_jax.train import make_train, run_epochs, train_and_evaluate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,31 +37,28 @@ def test_loss_falls_and_the_epoch_compiles_once():
     keys, hparams = stack_members([config])
     state = trainer.init(keys, hparams)
     losses = []
-    for _ in range(4):
-        state, metrics = trainer.train_epoch(state, keys, hparams)
+    for epoch in range(1, 5):
+        state, metrics = trainer.train_epoch(state, keys, hparams, epoch)
         losses.append(float(metrics["train_loss"][0]))
     assert int(state.step[0]) == 4 * 8
     assert losses[-1] < 0.8 * losses[0], losses
-    assert trainer.trace_counts["train_epoch"] == 1
+    assert trainer.compiles("train_epoch") == 1
     # A new λ is a new value, not a new program.
-    state, _ = trainer.train_epoch(state, keys, {**hparams, "lambda_d": jnp.full((1,), 0.5, jnp.float32)})
-    assert trainer.trace_counts["train_epoch"] == 1
+    state, _ = trainer.train_epoch(state, keys, {**hparams, "lambda_d": jnp.full((1,), 0.5, jnp.float32)}, 5)
+    assert trainer.compiles("train_epoch") == 1
 
 
-def test_whole_run_program_equals_the_epoch_loop(smoke):
+def test_bench_and_train_give_the_same_per_epoch_metrics(tmp_path, smoke):
+    """`ssr-jax bench` times the loop that `ssr-jax train` runs (`train.run_epochs`): same config, same numbers."""
     config, splits = smoke
-    trainer = make_train(config, splits)
     config = config_lib.apply_overrides(config, {"seed": 3})
-    keys, hparams = stack_members([config])
-    _, history = trainer.train(keys[0], jax.tree.map(lambda x: x[0], hparams))
-    state = trainer.init(keys, hparams)
-    for epoch in range(config.train.epochs):
-        state, metrics = trainer.train_epoch(state, keys, hparams)
-        np.testing.assert_allclose(float(metrics["train_loss"][0]), float(history["train_loss"][epoch]), rtol=1e-5)
-    # After 8 steps BatchNorm's running statistics still lag (momentum 0.99), so the evaluation-mode net is badly
-    # conditioned (MAE in the thousands) and amplifies the rounding difference between batched and plain programs.
-    np.testing.assert_allclose(float(trainer.evaluate(state, hparams)["mae"][0]), float(history["mae"][-1]),
-                               rtol=2e-2)
+    result = bench.run_benchmark(config, warmup_epochs=1, timed_epochs=config.train.epochs - 1, splits=splits)
+    train_and_evaluate(config, tmp_path / "run", splits=splits, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [entry["epoch"] for entry in result["history"]] == [1, 2]
+    for row, entry in zip(rows, result["history"]):
+        for name in ("train_loss", "mae", "ca3", "ca5"):
+            np.testing.assert_allclose(entry[name], [row[name]], rtol=1e-6, err_msg=name)
 
 
 def test_values_ride_a_vmapped_axis(smoke):
@@ -72,15 +70,18 @@ def test_values_ride_a_vmapped_axis(smoke):
         "lambda_local": jnp.array([1.0, 0.0], jnp.float32),
         "lambda_d": jnp.array([1.0, 0.25], jnp.float32),
     }
-    train_group = jax.jit(jax.vmap(trainer.pure["train"], in_axes=(0, 0, None)))
-    _, group_history = train_group(keys, members, trainer.data)
+
+    def mae_history(keys, hparams):  # [epochs, members], through the training loop
+        epochs = run_epochs(trainer, trainer.init(keys, hparams), keys, hparams, first=1, last=config.train.epochs)
+        return np.stack([epoch.metrics["mae"] for epoch in epochs])
+
+    group_history = mae_history(keys, members)
     # The members really differ (different seeds, rates and switches)...
-    assert abs(float(group_history["mae"][0, -1]) - float(group_history["mae"][1, -1])) > 0.1
+    assert abs(float(group_history[-1, 0]) - float(group_history[-1, 1])) > 0.1
     for index in range(2):
-        _, history = trainer.train(keys[index], jax.tree.map(lambda x: x[index], members))
+        history = mae_history(keys[index:index + 1], jax.tree.map(lambda x: x[index:index + 1], members))
         # ...and each equals its own run, up to the summation order of batched matrix products.
-        np.testing.assert_allclose(np.asarray(group_history["mae"][index]), np.asarray(history["mae"]),
-                                   rtol=2e-3)
+        np.testing.assert_allclose(group_history[:, index], history[:, 0], rtol=2e-3)
 
 
 def test_a_large_group_is_evaluated_a_few_members_at_a_time_with_the_same_numbers(smoke):
@@ -94,7 +95,7 @@ def test_a_large_group_is_evaluated_a_few_members_at_a_time_with_the_same_number
         trainer = make_train(config_lib.apply_overrides(config, {"train.eval_images_at_once": at_once}), splits)
         state = trainer.init(keys, hparams)
         results[at_once] = trainer.evaluate(state, hparams)
-        programs[at_once] = str(jax.make_jaxpr(trainer._evaluate)(state, hparams, trainer.data))
+        programs[at_once] = trainer.jaxpr_text("evaluate", state, hparams, trainer.data)
     assert programs[64].count("scan[") > programs[config.train.eval_images_at_once].count("scan[")  # lax.map
     for name in ("mae", "ca3", "ca5", "count"):
         assert results[64][name].shape == (3,)
@@ -163,7 +164,7 @@ def test_augmentation_runs_inside_the_training_step_and_not_at_evaluation(smoke)
     outcomes = {}
     for name, variant in (("off", off), ("identity", identity), ("reference", config)):
         trainer = make_train(variant, splits)
-        state, metrics = trainer.train_epoch(trainer.init(keys, hparams), keys, hparams)
+        state, metrics = trainer.train_epoch(trainer.init(keys, hparams), keys, hparams, 1)
         outcomes[name] = (state, float(metrics["train_loss"][0]), trainer)
     assert outcomes["identity"][1] == outcomes["off"][1]
     np.testing.assert_array_equal(jax.tree.leaves(outcomes["identity"][0].params)[0],
@@ -222,8 +223,8 @@ def test_chunked_feeding_trains_and_evaluates_exactly_like_the_resident_split():
     state = trainer.init(keys, hparams)
     trainer.compile(state, keys, hparams)
     losses = []
-    for _ in range(4):
-        state, metrics = trainer.train_epoch(state, keys, hparams)
+    for epoch in range(1, 5):
+        state, metrics = trainer.train_epoch(state, keys, hparams, epoch)
         losses.append(float(metrics["train_loss"][0]))
     assert int(state.step[0]) == 32 and losses[-1] < 0.8 * losses[0], losses
     # The test split (40 examples, eval batch 32 → 2 padded batches) in chunks of one batch: exact metrics.
