@@ -17,6 +17,7 @@ in favour of the newest intact step; when none is intact, `DamagedCheckpointErro
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -25,6 +26,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging as absl_logging
 
 from ssr_jax import parallel, workdir as workdir_lib
 
@@ -84,7 +86,7 @@ def save(directory: str | os.PathLike, step: int, state: Any, *, keep: int = 2) 
         if not parallel.is_writer():  # ... and process 0 alone writes
             return
     try:
-        with _manager(directory, keep=keep) as manager:
+        with _manager(directory, keep=keep) as manager, _quiet_worker_logs():
             # force: bypass the save-interval policy, which would silently skip steps; the caller decides when to save.
             manager.save(step, args=ocp.args.StandardSave(state), force=True)
     except OSError as error:
@@ -94,6 +96,18 @@ def save(directory: str | os.PathLike, step: int, state: Any, *, keep: int = 2) 
             raise
         full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         raise workdir_lib.write_error(f"checkpoint {os.path.join(directory, str(step))}", full) from None
+
+
+@contextlib.contextmanager
+def _quiet_worker_logs():
+    """Orbax's worker threads log, with tracebacks, the error they also hand back to `save`, which raises it: one
+    report (the caller's), not three."""
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.FATAL)
+    try:
+        yield
+    finally:
+        absl_logging.set_verbosity(verbosity)
 
 
 def latest_step(directory: str | os.PathLike) -> int | None:

@@ -372,6 +372,7 @@ def _user_errors(command, args) -> None:
     """Runs `command`; an error a user can meet (and fix) ends it with one line on stderr and an exit status."""
     from ssr_jax.config_lib import ConfigError
 
+    sys.unraisablehook = _without_closed_event_loops(sys.unraisablehook)
     try:
         command(args)
     except KeyboardInterrupt as error:  # train.Interrupted says from which epoch a rerun resumes
@@ -381,6 +382,16 @@ def _user_errors(command, args) -> None:
         _exit_with(str(error))
     except OSError as error:  # WorkdirError, a dataset to prepare, a damaged checkpoint, a full disk, ...
         _exit_with(_os_error_line(error))
+
+
+def _without_closed_event_loops(hook):
+    """`hook`, minus "Event loop is closed": TensorStore callbacks still arriving after a failed Orbax save (hundreds
+    of tracebacks after a full disk) whose error the save has raised and the command reports in one line."""
+    def filtered(unraisable):
+        if not (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"):
+            hook(unraisable)
+
+    return filtered
 
 
 def _os_error_line(error: OSError) -> str:
