@@ -11,6 +11,13 @@ import ml_collections
 
 
 def get_config():
+    """The recipe, then this machine's settings."""
+    return machine_settings(recipe())
+
+
+def recipe():
+    """What a run trains and on what: the paper's model, optimiser, schedule, data and augmentation. Changing any of
+    these changes the result a run should reach."""
     config = ml_collections.ConfigDict()
     config.seed = 0
     # A model directory whose weights start this run (the reference: IMDB from scratch → WIKI from the IMDB model →
@@ -29,12 +36,6 @@ def get_config():
     config.model.dropout_rate = 0.2
     config.model.bn_momentum = 0.99
     config.model.bn_epsilon = 1e-3
-    # How convolutions are computed ("patches": slices + matmul; "xla": lax.conv). Same parameters and results;
-    # "patches" trains ≈5× faster on XLA:CPU because an epoch is one scan (see ssr_jax/models/conv.py).
-    config.model.conv = "patches"
-    # "bfloat16": the two streams compute in bfloat16 (mixed precision; parameters, optimizer state, heads and
-    # readout stay float32). Families ssr, dex, regression.
-    config.model.compute_dtype = "float32"
     # The baselines' sizes (families mobilenet / densenet): Table 1's are α = 0.25 and depth 19.
     config.model.mobilenet_alpha = 0.25
     config.model.densenet_depth = 19
@@ -48,15 +49,9 @@ def get_config():
     config.data.age_min = 0
     config.data.age_max = 100
     config.data.seed = 0
-    # A prepared dataset instead (`ssr-jax data prepare NAME --manual_dir DIR` first): name, split protocol ("" = the
-    # dataset's default, e.g. morph2's random 80/20; "subject" = subject-exclusive), where it lives ("" =
-    # $SSR_JAX_DATA_DIR or ~/ssr_jax_data) and a cap on examples per split for quick runs (0 = all).
+    # A prepared dataset instead (`ssr-jax data prepare NAME --manual_dir DIR` first) is named by data.name and its
+    # split protocol ("" = the dataset's default, e.g. morph2's random 80/20; "subject" = subject-exclusive).
     config.data.protocol = ""
-    config.data.data_dir = ""
-    config.data.cap = 0
-    # Training examples on the device at a time (0: the whole split, the fast default). Set it when a split does
-    # not fit in device memory (IMDB at full size is ~2.2 GB of uint8): each epoch then streams chunks.
-    config.data.device_chunk = 0
     # What the model sees: colour order and scale of the stored uint8 BGR images (reference: BGR, raw 0–255).
     config.data.colour_order = "BGR"
     config.data.input_scale = "raw"
@@ -74,6 +69,33 @@ def get_config():
     config.train = ml_collections.ConfigDict()
     config.train.batch_size = 50
     config.train.epochs = 90
+
+    config.optim = ml_collections.ConfigDict()
+    config.optim.learning_rate = 1e-3
+    config.optim.b1 = 0.9
+    config.optim.b2 = 0.999
+    config.optim.eps = 1e-8
+    config.optim.decay_fractions = (1 / 3, 2 / 3)
+    config.optim.decay_factor = 0.1
+    return config
+
+
+def machine_settings(config):
+    """How a run computes here: implementations, devices, memory and I/O. The same parameters and, up to rounding,
+    the same numbers whatever these are (bfloat16 aside, which changes rounding on purpose)."""
+    # Where prepared datasets live ("" = $SSR_JAX_DATA_DIR or ~/ssr_jax_data) and a cap on examples per split for
+    # quick runs (0 = all).
+    config.data.data_dir = ""
+    config.data.cap = 0
+    # Training examples on the device at a time (0: the whole split, the fast default). Set it when a split does
+    # not fit in device memory (IMDB at full size is ~2.2 GB of uint8): each epoch then streams chunks.
+    config.data.device_chunk = 0
+    # How convolutions are computed ("patches": slices + matmul; "xla": lax.conv). Same parameters and results;
+    # "patches" trains faster on XLA:CPU because an epoch is one scan (benchmarks/README.md).
+    config.model.conv = "patches"
+    # "bfloat16": the two streams compute in bfloat16 (mixed precision; parameters, optimizer state, heads and
+    # readout stay float32). Families ssr, dex, regression.
+    config.model.compute_dtype = "float32"
     config.train.eval_batch_size = 500
     # Images evaluated at once across a vmapped group's members: a group of 25 at eval batch 500 would hold 12,500
     # images' activations (≈30 GB on a CPU); above this many, members are evaluated a few at a time (lax.map).
@@ -88,26 +110,24 @@ def get_config():
     config.parallel.members = 1
     config.parallel.data = 1
     config.parallel.shard_data = False  # True: the dataset split over the data devices instead of copied to each
-
-    config.optim = ml_collections.ConfigDict()
-    config.optim.learning_rate = 1e-3
-    config.optim.b1 = 0.9
-    config.optim.b2 = 0.999
-    config.optim.eps = 1e-8
-    config.optim.decay_fractions = (1 / 3, 2 / 3)
-    config.optim.decay_factor = 0.1
     return config
 
 
 def shrink(config, *, smoke: bool, demo: bool):
-    """The `smoke` (tests: seconds) and `demo` (`make demo`: about two minutes per model on 2 CPU cores) schedules."""
+    """The `smoke` (tests: seconds) and `demo` (`make demo`: minutes) schedules: data sizes, batch and epochs only;
+    the model stays the config's (the smoke tests' one model change is `smoke_model`, applied where it is wanted)."""
     if smoke:
         config.data.num_train, config.data.num_test = 64, 40
         config.train.batch_size, config.train.epochs, config.train.eval_batch_size = 16, 2, 32
-        # Eight steps leave momentum-0.99 running averages ~92% at their initial values, which makes the evaluation
-        # net (raw 0–255 input) blow up; a shorter memory keeps smoke metrics finite and comparable.
-        config.model.bn_momentum = 0.8
     elif demo:
         config.data.num_train, config.data.num_test = 3_000, 1_000
         config.train.epochs = 6
+    return config
+
+
+def smoke_model(config):
+    """The smoke schedule's model change: BatchNorm momentum 0.8 instead of the reference's 0.99. Eight steps leave
+    momentum-0.99 running averages ~92% at their initial values, which makes the evaluation net (raw 0–255 input)
+    blow up; a shorter memory keeps smoke metrics finite and comparable."""
+    config.model.bn_momentum = 0.8
     return config

@@ -16,4 +16,5 @@ def get_config(arg=None):
     config.model.family = "densenet"
     config.model.densenet_depth = int(arg.depth)
     config.model.lambda_local = config.model.lambda_d = 0.0  # no SSR readout
-    return base.shrink(config, smoke=arg.smoke, demo=arg.demo)
+    config = base.shrink(config, smoke=arg.smoke, demo=arg.demo)
+    return base.smoke_model(config) if arg.smoke else config  # smoke also changes the model: see base.smoke_model

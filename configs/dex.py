@@ -4,8 +4,8 @@ Same backbone, fusion block, data and recipe as `ssrnet.py`, so the two differ o
   ssr-jax train --config configs/dex.py --workdir runs/dex
   ssr-jax train --config configs/dex.py:demo --workdir runs/dex_demo
 
-Measured on the 2-core CPU (jax 0.10.2), synthetic data:
-  demo: MAE 8.43, CA(3) 0.249, CA(5) 0.398, 64 s incl. compile (augmentation on); ≈390–420 images/s at batch 50.
+Result to expect (synthetic data, measured with jax 0.10.2; how long it took: benchmarks/README.md):
+  demo (3,000 train / 1,000 test, 6 epochs, augmentation on): MAE 8.43, CA(3) 0.249, CA(5) 0.398.
 """
 from configs import base
 from ssr_jax.config_lib import parse_arg
@@ -21,4 +21,5 @@ def get_config(arg=None):
     config.model.lambda_d = 0.0
     config.model.with_delta = False
     config.model.with_eta = False
-    return base.shrink(config, smoke=arg.smoke, demo=arg.demo)
+    config = base.shrink(config, smoke=arg.smoke, demo=arg.demo)
+    return base.smoke_model(config) if arg.smoke else config  # smoke also changes the model: see base.smoke_model

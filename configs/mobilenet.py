@@ -18,4 +18,5 @@ def get_config(arg=None):
     config.model.family = "mobilenet"
     config.model.mobilenet_alpha = float(arg.alpha)
     config.model.lambda_local = config.model.lambda_d = 0.0  # no SSR readout
-    return base.shrink(config, smoke=arg.smoke, demo=arg.demo)
+    config = base.shrink(config, smoke=arg.smoke, demo=arg.demo)
+    return base.smoke_model(config) if arg.smoke else config  # smoke also changes the model: see base.smoke_model

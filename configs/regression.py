@@ -21,4 +21,5 @@ def get_config(arg=None):
     config.model.lambda_d = 0.0
     config.model.with_delta = False
     config.model.with_eta = False
-    return base.shrink(config, smoke=arg.smoke, demo=arg.demo)
+    config = base.shrink(config, smoke=arg.smoke, demo=arg.demo)
+    return base.smoke_model(config) if arg.smoke else config  # smoke also changes the model: see base.smoke_model

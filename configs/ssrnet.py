@@ -5,11 +5,10 @@
   ssr-jax train --config configs/ssrnet.py:smoke --workdir /tmp/smoke        # tests: a few seconds
   ssr-jax train --config configs/ssrnet.py --workdir runs/ssr555 --config.model.stages=5,5,5
 
-Measured on the 2-core CPU (jax 0.10.2), synthetic data:
-  demo: MAE 10.39, CA(3) 0.174, CA(5) 0.325, 68 s incl. ≈10 s compile (3,000 train / 1,000 test, 6 epochs,
-        augmentation on; predict-the-mean MAE 24.99); steady training ≈390–425 images/s at batch 50.
-  full (90 epochs, 10,000 train / 2,500 test): MAE 3.55, CA(3) 0.538, CA(5) 0.748 (predict-the-mean 24.90);
-        50 min wall with other jobs sharing the 2 cores for part of it, median 430 training images/s.
+Results to expect (synthetic data, measured with jax 0.10.2; how long they took: benchmarks/README.md):
+  demo (3,000 train / 1,000 test, 6 epochs, augmentation on): MAE 10.39, CA(3) 0.174, CA(5) 0.325
+        (predict-the-mean MAE 24.99).
+  full (90 epochs, 10,000 train / 2,500 test): MAE 3.55, CA(3) 0.538, CA(5) 0.748 (predict-the-mean 24.90).
 """
 from configs import base
 from ssr_jax.config_lib import parse_arg
@@ -18,4 +17,5 @@ from ssr_jax.config_lib import parse_arg
 def get_config(arg=None):
     arg = parse_arg(arg, smoke=False, demo=False)
     config = base.get_config()
-    return base.shrink(config, smoke=arg.smoke, demo=arg.demo)
+    config = base.shrink(config, smoke=arg.smoke, demo=arg.demo)
+    return base.smoke_model(config) if arg.smoke else config  # smoke also changes the model: see base.smoke_model

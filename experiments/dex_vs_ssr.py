@@ -7,18 +7,13 @@
 Three programs (the heads differ), each training its seeds as one vmapped group.
 """
 from configs import dex, regression, ssrnet
+from configs.ssrnet import get_config  # noqa: F401 — the experiment's base config (arg: smoke)
 from ssr_jax import config_lib
-from ssr_jax.config_lib import parse_arg
 
 DEFAULT_SEEDS = 3
 # DEX as overrides of SSR-Net: family, stages (101,), softmax p, no Δ/η heads — read off configs/dex.py.
 DEX = config_lib.differences(ssrnet.get_config(), dex.get_config())
 REGRESSION = config_lib.differences(ssrnet.get_config(), regression.get_config())
-
-
-def get_config(arg=None):
-    arg = parse_arg(arg, smoke=False)
-    return ssrnet.get_config("smoke" if arg.smoke else None)
 
 
 def get_sweep(arg=None):

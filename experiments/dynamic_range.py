@@ -8,19 +8,12 @@ so all 4 × seeds runs are one vmapped group and compile once.
   ssr-jax sweep experiments/dynamic_range.py:smoke --workdir /tmp/dynamic_range    # tests: seconds
   ssr-jax report runs/dynamic_range
 
-Runtime on the 2-core CPU: the smoke variant takes ≈20 s (one compile); the full sweep trains 12 members × 90
-epochs × 10,000 images.
+The smoke variant compiles one program; the full sweep trains 12 members × 90 epochs × 10,000 images.
 """
-from configs import ssrnet
-from ssr_jax.config_lib import parse_arg
+from configs.ssrnet import get_config  # noqa: F401 — the experiment's base config (arg: smoke)
 from ssr_jax.sweep import product, sweep
 
 DEFAULT_SEEDS = 3
-
-
-def get_config(arg=None):
-    arg = parse_arg(arg, smoke=False)
-    return ssrnet.get_config("smoke" if arg.smoke else None)
 
 
 def get_sweep(arg=None):

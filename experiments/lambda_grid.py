@@ -6,21 +6,14 @@
   ssr-jax sweep experiments/lambda_grid.py:smoke --workdir /tmp/lambda_grid
   ssr-jax report runs/lambda_grid --plot        # pivot table λ_local × λ_d and a heatmap
 
-Runtime on the 2-core CPU (benchmarks/README.md): one epoch of 2,000 images + evaluation for all 25 configs took
-188.8 s one run after another and 192.2 s as this vmapped group; the full grid (10,000 images, 90 epochs) is
-extrapolated to ≈19 h / ≈21 h — on a CPU, run it with `--shard i/n` on several machines or on a GPU. On CPU,
+How long it takes here (one run after another against this vmapped group, and the full grid extrapolated) is
+measured in benchmarks/README.md: on a CPU, run it with `--shard i/n` on several machines or on a GPU. On CPU,
 `--set train.eval_batch_size=100` evaluates faster.
 """
-from configs import ssrnet
-from ssr_jax.config_lib import parse_arg
+from configs.ssrnet import get_config  # noqa: F401 — the experiment's base config (arg: smoke)
 from ssr_jax.sweep import product, sweep
 
 LAMBDAS = (0.0, 0.25, 0.5, 0.75, 1.0)
-
-
-def get_config(arg=None):
-    arg = parse_arg(arg, smoke=False)
-    return ssrnet.get_config("smoke" if arg.smoke else None)
 
 
 def get_sweep(arg=None):

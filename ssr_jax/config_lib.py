@@ -114,22 +114,21 @@ def validate_training(config: ml_collections.ConfigDict) -> None:
         fail("optim.learning_rate", optim.learning_rate, "must be positive and finite (the reference uses 1e-3)")
     if not all(0.0 < f < 1.0 for f in optim.decay_fractions):
         fail("optim.decay_fractions", optim.decay_fractions, "each must lie in (0, 1), e.g. (1/3, 2/3)")
-    if "parallel" in config:
-        for name in ("members", "data"):
-            if not (isinstance(config.parallel[name], int) and config.parallel[name] >= 1):
-                fail(f"parallel.{name}", config.parallel[name], "a number of devices, at least 1")
-        if train.batch_size % config.parallel.data:
-            fail("train.batch_size", train.batch_size, f"must split evenly over parallel.data="
-                 f"{config.parallel.data} devices")
-        if config.parallel.get("shard_data", False):
-            if not isinstance(config.parallel.shard_data, bool):
-                fail("parallel.shard_data", config.parallel.shard_data, "True or False")
-            if train.eval_batch_size % config.parallel.data:
-                fail("train.eval_batch_size", train.eval_batch_size, f"must split evenly over parallel.data="
-                     f"{config.parallel.data} devices when parallel.shard_data is on")
-            if config.data.get("device_chunk", 0):
-                fail("parallel.shard_data", True, "cannot be combined with data.device_chunk (chunks are sent to "
-                     "every device whole); use one of the two")
+    for name in ("members", "data"):
+        if not (isinstance(config.parallel[name], int) and config.parallel[name] >= 1):
+            fail(f"parallel.{name}", config.parallel[name], "a number of devices, at least 1")
+    if train.batch_size % config.parallel.data:
+        fail("train.batch_size", train.batch_size, f"must split evenly over parallel.data="
+             f"{config.parallel.data} devices")
+    if config.parallel.shard_data:
+        if not isinstance(config.parallel.shard_data, bool):
+            fail("parallel.shard_data", config.parallel.shard_data, "True or False")
+        if train.eval_batch_size % config.parallel.data:
+            fail("train.eval_batch_size", train.eval_batch_size, f"must split evenly over parallel.data="
+                 f"{config.parallel.data} devices when parallel.shard_data is on")
+        if config.data.device_chunk:
+            fail("parallel.shard_data", True, "cannot be combined with data.device_chunk (chunks are sent to "
+                 "every device whole); use one of the two")
 
 
 def jsonable(value):

@@ -60,7 +60,7 @@ def validate_config(config) -> None:
 
 def prepared_name(data_config) -> str:
     """`data.name` with its split protocol: "morph2" + protocol "subject" → "morph2/subject"."""
-    protocol = data_config.get("protocol", "")
+    protocol = data_config.protocol
     return f"{data_config.name}/{protocol}" if protocol else data_config.name
 
 
@@ -83,8 +83,8 @@ def load_splits(data_config) -> tuple[dict[str, np.ndarray], dict[str, np.ndarra
         return _synthetic_splits(data_config)
     from ssr_jax.data import prepared  # TFDS is imported only when a real dataset is asked for
 
-    cap = data_config.get("cap", 0) or None
-    data_dir = data_config.get("data_dir", "") or None
+    cap = data_config.cap or None
+    data_dir = data_config.data_dir or None
     return tuple(prepared.load_split(prepared_name(data_config), split, data_dir=data_dir, cap=cap)
                  for split in ("train", "test"))
 

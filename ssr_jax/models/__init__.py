@@ -55,7 +55,7 @@ def create_model(model_config) -> SSRNet | MobileNetRegressor | DenseNetRegresso
         bn_momentum=model_config.bn_momentum,
         bn_epsilon=model_config.bn_epsilon,
         conv=model_config.conv,
-        dtype=COMPUTE_DTYPES[model_config.get("compute_dtype", "float32")],
+        dtype=COMPUTE_DTYPES[model_config.compute_dtype],
     )
 
 
@@ -65,11 +65,11 @@ INPUT_SCALES = {"raw": (1.0, 0.0), "unit": (1 / 255, 0.0), "symmetric": (2 / 255
 def model_input(images: jnp.ndarray, data_config) -> jnp.ndarray:
     """Stored uint8 BGR images `[..., H, W, 3]` → the float32 input the model trains on: `data.colour_order`
     (the reference feeds BGR, as cv2 reads) and `data.input_scale` (raw 0–255 = the reference; unit [0, 1];
-    symmetric [−1, 1]). Configs recorded before these knobs existed mean the reference's BGR raw."""
+    symmetric [−1, 1])."""
     images = images.astype(jnp.float32)
-    if data_config.get("colour_order", "BGR") == "RGB":
+    if data_config.colour_order == "RGB":
         images = images[..., ::-1]
-    scale, offset = INPUT_SCALES[data_config.get("input_scale", "raw")]
+    scale, offset = INPUT_SCALES[data_config.input_scale]
     return images if (scale, offset) == (1.0, 0.0) else images * scale + offset
 
 
