@@ -2,8 +2,10 @@
 
 Input is `DIR/results.jsonl` (one row per finished run, written by `ssr-jax sweep`); learning curves also read the
 runs' own `metrics.jsonl`. A *config* is a run's overrides without its seed; each table row aggregates a config's
-seeds: mean ± sample standard deviation and n over runs with status "ok" (diverged and failed runs are counted in
-their own columns, never averaged).
+seeds: mean ± sample standard deviation, n and the MAE's 95 % t interval over runs with status "ok" (diverged and
+failed runs are counted in their own columns, never averaged). With `--baseline` each config also gets ΔMAE with its
+95 % interval and p-value (`stats.compare`: paired by seed where both configs have the same seeds, else Welch), a
+`*` where the interval excludes 0, and a "seeds needed" line under the Markdown table.
 
 Outputs (in `--out`, default `DIR/report/`):
   results.md / results.tex / results.csv   one row per config
@@ -18,6 +20,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ssr_jax import stats
 from ssr_jax import workdir as workdir_lib
 
 METRICS = (("mae", "MAE", "min"), ("ca3", "CA(3)", "max"), ("ca5", "CA(5)", "max"))
@@ -78,13 +81,17 @@ def failures(sweep_dir: str | pathlib.Path) -> list[str]:
 
 
 def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per config (first-appearance order): metric means, stds, n, and the runs' static figures."""
+    """One row per config (first-appearance order): metric means, stds, 95 % t intervals (`{metric}_ci_low/high`,
+    nan for n < 2), n, and the runs' static figures."""
     ok = frame[frame["status"] == "ok"]
     grouped = ok.groupby("config", sort=False)
     table = pd.DataFrame(index=pd.Index(frame["config"].unique(), name="config"))
     for metric, _, _ in METRICS:
         table[f"{metric}_mean"] = grouped[metric].mean()
         table[f"{metric}_std"] = grouped[metric].std(ddof=1)
+        intervals = {config: stats.mean_interval(values.dropna()) for config, values in grouped[metric]}
+        table[f"{metric}_ci_low"] = pd.Series({config: low for config, (low, _) in intervals.items()}, dtype=float)
+        table[f"{metric}_ci_high"] = pd.Series({config: high for config, (_, high) in intervals.items()}, dtype=float)
     table["n"] = grouped.size().reindex(table.index, fill_value=0).astype(int)
     for status in ("diverged", "failed"):
         table[status] = (frame["status"] == status).groupby(frame["config"]).sum().reindex(table.index).astype(int)
@@ -97,16 +104,52 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def with_baseline(table: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
-    """Adds `delta_mae` = MAE − the baseline config's MAE; `baseline` is a config label or a substring of one."""
+def with_baseline(table: pd.DataFrame, frame: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
+    """Adds each config's MAE against the baseline's (`stats.compare` on the per-seed MAEs of "ok" runs): `delta_mae`,
+    its 95 % interval `delta_low`/`delta_high`, `delta_p`, `delta_test` (paired / welch), `significant` (the interval
+    excludes 0), `delta_spread` (√Σ SD² behind the interval) and `seeds_needed` (`stats.seeds_needed`).
+    `baseline` is a config label or a substring of one."""
     if baseline is None:
         return table
     matches = [label for label in table.index if label == baseline] or [l for l in table.index if baseline in l]
     if len(matches) != 1:
         raise ValueError(f"--baseline {baseline!r} matches {len(matches)} configs; pick one of {list(table.index)}")
+    ok = frame[frame["status"] == "ok"]
+    seeds = ok["seed"] if "seed" in ok else ok["overrides"].map(lambda overrides: overrides.get("seed"))
+    per_seed = {config: dict(zip(seeds[rows.index], rows["mae"])) for config, rows in ok.groupby("config", sort=False)}
     table = table.copy()
-    table["delta_mae"] = table["mae_mean"] - table.loc[matches[0], "mae_mean"]
+    table["baseline"] = table.index == matches[0]
+    comparisons = {config: stats.compare(per_seed[config], per_seed[matches[0]]) for config in table.index
+                   if config in per_seed and matches[0] in per_seed}
+    for column, value in (("delta_mae", lambda c: c.delta), ("delta_low", lambda c: c.low),
+                          ("delta_high", lambda c: c.high), ("delta_p", lambda c: c.p),
+                          ("delta_spread", lambda c: float(np.sqrt(np.sum(np.square(c.sds)))))):
+        table[column] = pd.Series({config: value(c) for config, c in comparisons.items()}, dtype=float)
+    table["delta_test"] = pd.Series({config: c.test for config, c in comparisons.items()}, dtype=object)
+    table["significant"] = pd.Series({config: c.significant for config, c in comparisons.items()}).reindex(
+        table.index, fill_value=False).astype(bool)
+    table["seeds_needed"] = pd.Series({config: stats.seeds_needed(c) for config, c in comparisons.items()},
+                                      dtype="Int64")
     return table
+
+
+def seeds_needed_line(table: pd.DataFrame) -> str | None:
+    """One line for under the table: how many seeds per config would make the smallest non-zero ΔMAE (among configs
+    whose spread is known) significant, by `stats.seeds_needed`; None without a baseline."""
+    if "seeds_needed" not in table:
+        return None
+    candidates = table[~table["baseline"] & (table["delta_mae"] != 0) & table["delta_spread"].notna()]
+    if candidates.empty:
+        return ("Seeds needed: unknown; no config differs from the baseline with two or more seeds on both sides "
+                "to measure the spread.")
+    label = candidates["delta_mae"].abs().idxmin()
+    row = candidates.loc[label]
+    spread = ("SD of the per-seed differences" if row["delta_test"] == "paired"
+              else "Welch, √(SD² + baseline SD²)")
+    needed = "more than 1000" if pd.isna(row["seeds_needed"]) else str(row["seeds_needed"])
+    return (f"Seeds needed: the smallest difference, ΔMAE {row['delta_mae']:+.2f} ({label}), would have a 95 % "
+            f"interval excluding 0 with {needed} seeds per config, if the spread stays as observed ({spread} "
+            f"{row['delta_spread']:.2f}); that is about 50 % power, 80 % needs about twice as many.")
 
 
 def _mean_std(mean: float, std: float, digits: int, plus_minus: str) -> str:
@@ -115,15 +158,37 @@ def _mean_std(mean: float, std: float, digits: int, plus_minus: str) -> str:
     return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f} {plus_minus} {std:.{digits}f}"
 
 
-def display_table(table: pd.DataFrame, *, plus_minus: str = "±") -> pd.DataFrame:
-    """Strings for Markdown / LaTeX: "mean ± std" per metric, counts and sizes."""
+def _interval(low: float, high: float, n: int, sign: str = "") -> str:
+    if pd.isna(low):
+        return "none (n = 1)" if n == 1 else "–"
+    return f"[{low:{sign}.2f}, {high:{sign}.2f}]"
+
+
+def _p_value(p: float) -> str:
+    return "–" if pd.isna(p) else "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def display_table(table: pd.DataFrame, *, plus_minus: str = "±", mark: str = " *") -> pd.DataFrame:
+    """Strings for Markdown / LaTeX: "mean ± std" per metric, the MAE's 95 % interval, counts and sizes; with a
+    baseline ΔMAE (`mark` appended where significant), its 95 % interval and p."""
     shown = pd.DataFrame(index=table.index)
     for metric, title, _ in METRICS:
         digits = 2 if metric == "mae" else 3
         shown[title] = [_mean_std(m, s, digits, plus_minus)
                         for m, s in zip(table[f"{metric}_mean"], table[f"{metric}_std"])]
+        if metric == "mae":
+            shown["MAE 95% CI"] = [_interval(low, high, n) for low, high, n in
+                                   zip(table["mae_ci_low"], table["mae_ci_high"], table["n"])]
     if "delta_mae" in table:
-        shown["ΔMAE"] = [f"{value:+.2f}" if pd.notna(value) else "–" for value in table["delta_mae"]]
+        shown["ΔMAE"] = [f"{value:+.2f}{mark if significant else ''}" if pd.notna(value) else "–"
+                         for value, significant in zip(table["delta_mae"], table["significant"])]
+        # n = 1 on either side leaves no interval: the smaller n is the one that says why.
+        smaller_n = np.minimum(table["n"], table.loc[table["baseline"], "n"].iloc[0])
+        shown["ΔMAE 95% CI"] = ["baseline" if is_baseline else _interval(low, high, n, "+") for low, high, n,
+                               is_baseline in zip(table["delta_low"], table["delta_high"], smaller_n,
+                                                  table["baseline"])]
+        shown["p"] = ["–" if is_baseline else _p_value(p) for p, is_baseline in zip(table["delta_p"],
+                                                                                  table["baseline"])]
     shown["n"] = table["n"].astype(str)
     if (table["diverged"] + table["failed"]).any():
         shown["diverged"] = table["diverged"].astype(str)
@@ -147,8 +212,10 @@ def best_configs(table: pd.DataFrame) -> dict[str, object]:
 
 
 def to_latex(table: pd.DataFrame) -> str:
-    """booktabs rules, the best value of each metric column in bold, LaTeX-escaped labels."""
-    shown = display_table(table, plus_minus=r"$\pm$").rename(columns={"ΔMAE": r"$\Delta$MAE"}).reset_index()
+    """booktabs rules, the best value of each metric column in bold, LaTeX-escaped labels, $^{*}$ on a significant
+    ΔMAE."""
+    columns = {"ΔMAE": r"$\Delta$MAE", "MAE 95% CI": r"MAE 95\% CI", "ΔMAE 95% CI": r"$\Delta$MAE 95\% CI"}
+    shown = display_table(table, plus_minus=r"$\pm$", mark=r"$^{*}$").rename(columns=columns).reset_index()
     positions = {label: position for position, label in enumerate(shown["config"])}
     styler = shown.style.hide(axis="index").format(escape="latex", subset=["config"])
     for title, label in best_configs(table).items():
@@ -187,7 +254,7 @@ def write_tables(sweep_dir, out_dir=None, *, formats: Sequence[str] = FORMATS, b
     if unknown:
         raise ValueError(f"--format: unknown {sorted(unknown)}; choose from {','.join(FORMATS)}")
     frame = load_results(sweep_dir)
-    table = with_baseline(aggregate(frame), baseline)
+    table = with_baseline(aggregate(frame), frame, baseline)
     out = workdir_lib.prepare(out_dir or pathlib.Path(sweep_dir) / "report")
     written = {}
 
@@ -197,7 +264,9 @@ def write_tables(sweep_dir, out_dir=None, *, formats: Sequence[str] = FORMATS, b
 
     if "md" in formats:
         # The cells are already formatted strings: tabulate must not re-parse "+0.00" or "0.950 ± 0.000" as numbers.
-        emit("results.md", display_table(table).to_markdown(disable_numparse=True) + "\n")
+        notes = ["ΔMAE marked *: its 95 % interval excludes 0 (t-based: paired by seed where both configs have the "
+                 "same seeds, else Welch).", seeds_needed_line(table)] if baseline is not None else []
+        emit("results.md", "\n\n".join([display_table(table).to_markdown(disable_numparse=True)] + notes) + "\n")
     if "latex" in formats:
         emit("results.tex", to_latex(table))
     if "csv" in formats:

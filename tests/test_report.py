@@ -5,6 +5,7 @@ import json
 
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from ssr_jax import report
 
@@ -40,7 +41,7 @@ def sweep_dir(tmp_path):
 
 def markdown_cells(text: str) -> dict[str, dict[str, str]]:
     """{first cell: {header: cell}} from a pipe table."""
-    lines = [line for line in text.strip().splitlines() if not set(line) <= set("|-: ")]
+    lines = [line for line in text.strip().splitlines() if line.startswith("|") and not set(line) <= set("|-: ")]
     split = lambda line: [cell.strip() for cell in line.strip().strip("|").split("|")]  # noqa: E731
     header = split(lines[0])
     return {cells[0]: dict(zip(header[1:], cells[1:])) for cells in map(split, lines[1:])}
@@ -50,17 +51,26 @@ def test_markdown_table_cell_by_cell(sweep_dir):
     written = report.write_tables(sweep_dir, formats=["md"], baseline=A)
     cells = markdown_cells(written["results.md"].read_text())
     assert list(cells) == [A, B, C, D]  # first-appearance order
+    # 95 % t intervals by hand: t(0.975, df=1) = 12.706; A's MAE 6 ± 12.706 · 1.414/√2; B − A per seed: −1, −3,
+    # mean −2, standard error 1, p = 2 · P(T₁ > 2) = 1 − 2·atan(2)/π = 0.295.
     assert cells[A] == {"MAE": "6.00 ± 1.41", "CA(3)": "0.300 ± 0.141", "CA(5)": "0.600 ± 0.141", "ΔMAE": "+0.00",
+                        "MAE 95% CI": "[-6.71, 18.71]", "ΔMAE 95% CI": "baseline", "p": "–",
                         "n": "2", "diverged": "0", "failed": "0", "params": "40,915", "size (KB)": "159.8",
                         "train (s)": "105"}
     assert cells[B] == {"MAE": "4.00 ± 0.00", "CA(3)": "0.500 ± 0.000", "CA(5)": "0.950 ± 0.000", "ΔMAE": "-2.00",
+                        "MAE 95% CI": "[4.00, 4.00]", "ΔMAE 95% CI": "[-14.71, +10.71]", "p": "0.295",
                         "n": "2", "diverged": "0", "failed": "0", "params": "40,915", "size (KB)": "159.8",
                         "train (s)": "60"}
     # One ok seed: a mean without a standard deviation; the diverged seed is counted, never averaged.
     assert cells[C] == {"MAE": "3.00", "CA(3)": "0.600", "CA(5)": "0.900", "ΔMAE": "-3.00", "n": "1",
+                        "MAE 95% CI": "none (n = 1)", "ΔMAE 95% CI": "none (n = 1)", "p": "–",
                         "diverged": "1", "failed": "0", "params": "40,915", "size (KB)": "159.8", "train (s)": "30"}
     assert cells[D] == {"MAE": "8.00", "CA(3)": "0.100", "CA(5)": "0.300", "ΔMAE": "+2.00", "n": "1",
+                        "MAE 95% CI": "none (n = 1)", "ΔMAE 95% CI": "none (n = 1)", "p": "–",
                         "diverged": "0", "failed": "1", "params": "40,915", "size (KB)": "159.8", "train (s)": "80"}
+    # The only difference with a spread is B's: t(0.975, 3) · 1.414/√4 = 2.25 > 2, t(0.975, 4) · 1.414/√5 = 1.76 < 2.
+    assert "ΔMAE -2.00 (lambda_d=1.0, lambda_local=0.0), would have a 95 % interval excluding 0 with 5 seeds" in (
+        written["results.md"].read_text())
 
 
 def test_pivot_is_lambda_local_rows_by_lambda_d_columns(sweep_dir):
@@ -117,3 +127,36 @@ def test_cpu_inference_column_appears_when_runs_measured_it(tmp_path):
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     cells = markdown_cells(report.write_tables(tmp_path, formats=["md"])["results.md"].read_text())
     assert cells[A]["CPU ms/image"] == "2.75"
+
+
+def test_baseline_comparison_matches_scipy_and_marks_only_intervals_that_exclude_zero(tmp_path):
+    """Three seeds each: `better` has the baseline's seeds (paired t), `same` equals the baseline seed by seed (a zero
+    difference), `other` ran other seeds (Welch); intervals and p-values are scipy's."""
+    base, better, same, other = [6.0, 6.3, 5.8], [5.0, 5.4, 4.7], [6.0, 6.3, 5.8], [7.0, 7.5, 6.4]
+    rows = [{"run_id": f"{name}{seed}", "overrides": {"model.name": name, "seed": seed}, "seed": seed, "status": "ok",
+             "mae": mae, "ca3": 0.5, "ca5": 0.5, "wall_s": 1.0}
+            for name, seeds, maes in (("base", [0, 1, 2], base), ("better", [0, 1, 2], better),
+                                      ("same", [0, 1, 2], same), ("other", [3, 4, 5], other))
+            for seed, mae in zip(seeds, maes)]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    written = report.write_tables(tmp_path, formats=["md", "latex", "csv"], baseline="name=base")
+    table = pd.read_csv(written["results.csv"], index_col="config")
+    paired = scipy_stats.ttest_rel(better, base)
+    welch = scipy_stats.ttest_ind(other, base, equal_var=False)
+    for label, result, test in (("name=better", paired, "paired"), ("name=other", welch, "welch")):
+        interval = result.confidence_interval(0.95)
+        assert table.loc[label, "delta_low"] == pytest.approx(interval.low, rel=1e-5)
+        assert table.loc[label, "delta_high"] == pytest.approx(interval.high, rel=1e-5)
+        assert table.loc[label, "delta_p"] == pytest.approx(result.pvalue, rel=1e-5)
+        assert table.loc[label, "delta_test"] == test
+    one_sample = scipy_stats.ttest_1samp(base, 0.0).confidence_interval(0.95)
+    assert table.loc["name=base", "mae_ci_low"] == pytest.approx(one_sample.low, rel=1e-5)
+    assert table.loc["name=base", "mae_ci_high"] == pytest.approx(one_sample.high, rel=1e-5)
+    assert paired.confidence_interval(0.95).high < 0 < welch.confidence_interval(0.95).high  # better only
+    assert table.loc["name=same", "delta_mae"] == 0 and table.loc["name=same", "delta_p"] == 1.0
+    assert list(table["significant"]) == [False, True, False, False]
+    cells = markdown_cells(written["results.md"].read_text())
+    assert cells["name=better"]["ΔMAE"] == "-1.00 *" and cells["name=same"]["ΔMAE"] == "+0.00"
+    assert cells["name=other"]["ΔMAE"] == "+0.93" and cells["name=better"]["p"] == f"{paired.pvalue:.3f}"
+    latex_rows = [line for line in written["results.tex"].read_text().splitlines() if "&" in line]
+    assert [line.split("&")[0].strip() for line in latex_rows if "$^{*}$" in line] == ["name=better"]
