@@ -29,6 +29,7 @@ import jax
 from configs import ssrnet
 from ssr_jax import bench, config_lib
 from ssr_jax.data import load_splits
+from ssr_jax.models.conv import resolve
 
 GOALS = {"single_wall_s": 60.0, "lambda_grid_wall_s": 300.0}
 FULL = {"num_train": 44_000, "num_test": 11_000, "epochs": 90, "grid": 25, "batches": (50, 512, 4096),
@@ -52,9 +53,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: a CPU test of this script")
     parser.add_argument("--budget_s", type=float, default=400.0, help="seconds for everything after start-up")
-    parser.add_argument("--conv", default="auto", choices=("auto", "patches", "xla"),
-                        help="convolutions of the whole runs (auto: the config's, patches); the other one is timed "
-                             "at batch 50 in the throughput section")
+    parser.add_argument("--conv", default="auto", choices=("auto", "mixed", "patches", "xla"),
+                        help="model.conv of the whole runs (auto: lax.conv on a GPU, ssr_jax/models/conv.py); the other "
+                             "kind (xla or patches) is timed at batch 50 in the throughput section")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     deadline = start + args.budget_s
@@ -80,8 +81,8 @@ def main(argv=None) -> int:
     say(f"synthetic data: {sizes['num_train']:,} + {sizes['num_test']:,} images in {report['data_s']:.1f} s")
     save()
 
-    conv = "patches" if args.conv == "auto" else args.conv
-    report["conv_for_runs"] = conv
+    conv = args.conv
+    report["conv_for_runs"] = f"{conv} (training: {resolve(conv, train=True)[0]})"
     run_config = config_lib.apply_overrides(config, {"model.conv": conv})
 
     def whole_run(name, members, section_deadline):
@@ -110,7 +111,7 @@ def main(argv=None) -> int:
     if "train_images_per_s" in single:
         throughput.append({"batch": 50, "conv": conv, "train_images_per_s": single["train_images_per_s"],
                            "from": "the single run's epochs"})
-    other_conv = "xla" if conv == "patches" else "patches"
+    other_conv = "patches" if resolve(conv, train=True)[0] == "xla" else "xla"
     variants = [(batch, conv) for batch in sizes["batches"][1:]]
     if not args.smoke:  # lax.conv inside the epoch's scan crawls on XLA:CPU (≈10 images/s): GPU only
         variants.append((50, other_conv))

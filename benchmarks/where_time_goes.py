@@ -70,7 +70,7 @@ def use_flax_pooling() -> None:
     Patches this process only."""
     from ssr_jax.models import conv
 
-    conv.POOL_IMPLEMENTATIONS["patches"] = conv.POOL_IMPLEMENTATIONS["xla"]
+    conv.POOLINGS["patches"] = conv.POOLINGS["mixed"] = conv.POOLINGS["xla"]
 
 
 def build(config, steps: int):

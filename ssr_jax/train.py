@@ -27,7 +27,7 @@ import numpy as np
 import optax
 import tqdm
 
-from ssr_jax import checkpoint, config_lib, parallel, saved_model, validation, workdir as workdir_lib
+from ssr_jax import checkpoint, config_lib, parallel, saved_model, validation, workdir as workdir_lib, xla_options
 from ssr_jax.data import augment, load_splits, pad_rows
 from ssr_jax.evaluate import evaluate_batches, pad_to_batches, predict_the_mean_mae
 from ssr_jax.models import (abstract_variables, count_parameters, create_model, model_input, predict_age,
@@ -79,6 +79,23 @@ class HostChunks:
         return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), chunk)
 
 
+def over_members(function: Callable, in_axes=0, spmd_axis_name: str | None = None) -> Callable:
+    """`jax.vmap(function, in_axes)` over the leading member axis, except that a group of one calls `function` on
+    the member itself: a vmapped convolution whose kernel is batched becomes a grouped convolution, which XLA:CPU
+    runs several times slower than a plain one (and cuDNN need not see either)."""
+    vmapped = jax.vmap(function, in_axes=in_axes, spmd_axis_name=spmd_axis_name)
+
+    def call(*args):
+        axes = in_axes if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
+        mapped = [arg for arg, axis in zip(args, axes) if axis is not None]
+        if spmd_axis_name is not None or {leaf.shape[0] for leaf in jax.tree.leaves(mapped)} != {1}:
+            return vmapped(*args)
+        member = [arg if axis is None else jax.tree.map(lambda leaf: leaf[0], arg) for arg, axis in zip(args, axes)]
+        return jax.tree.map(lambda leaf: leaf[None], function(*member))
+
+    return call
+
+
 # `init` runs once per run: its program is compiled for compile speed (DebugOptions of XLA, any backend).
 INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
@@ -105,7 +122,7 @@ class Trainer:
         self.pure, self.data, self.mesh = pure, data, mesh
         self.steps_per_epoch, self.images_per_epoch = steps_per_epoch, images_per_epoch
         # On a mesh, the vmapped member axis is the mesh's member axis (see ssr_jax.parallel).
-        vmap = functools.partial(jax.vmap, spmd_axis_name=parallel.MEMBER_AXIS) if mesh is not None else jax.vmap
+        vmap = functools.partial(over_members, spmd_axis_name=parallel.MEMBER_AXIS if mesh is not None else None)
         evaluate_together = vmap(pure["evaluate"], in_axes=(0, 0, None))
 
         def evaluate_members(state, hparams, data):
@@ -132,7 +149,7 @@ class Trainer:
         signature = (structure, tuple((leaf.shape, leaf.dtype, getattr(leaf, "weak_type", False)) for leaf in leaves))
         programs = self.programs[name]
         if signature not in programs:
-            options = INIT_COMPILER_OPTIONS if name == "init" else None
+            options = INIT_COMPILER_OPTIONS if name == "init" else xla_options.compiler_options()
             programs[signature] = self._jitted[name].lower(*args).compile(options)
         return programs[signature]
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import ssrnet
-from ssr_jax import keras_import, saved_model
+from ssr_jax import config_lib, keras_import, saved_model
 from ssr_jax.models import abstract_variables, create_model, predict_age
 
 REFERENCE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference"
@@ -157,12 +157,15 @@ def converted(tmp_path_factory):
     return models
 
 
-@pytest.mark.parametrize("name", WEIGHT_SETS)
-def test_released_weights_reproduce_keras(converted, name):
+# Every weight set with the default convolutions; one of them with each other `model.conv` (ssr_jax.models.conv).
+@pytest.mark.parametrize("name, conv", [(name, "auto") for name in WEIGHT_SETS]
+                         + [(WEIGHT_SETS[0], conv) for conv in ("mixed", "patches", "xla")])
+def test_released_weights_reproduce_keras(converted, name, conv):
     golden = REFERENCE / "golden" / name / "keras_outputs.npz"
     if name not in converted or not golden.is_file():
         pytest.skip(f"reference weights or golden outputs for {name} not available under {REFERENCE}")
     config, variables = converted[name]
+    config = config_lib.apply_overrides(config, {"model.conv": conv})
     keras = np.load(golden)
     heads = create_model(config.model).apply(variables, jnp.asarray(keras["inputs_bgr"]), train=False)
     ages = predict_age(config.model, heads, lambda_local=1.0, lambda_d=1.0)

@@ -94,14 +94,96 @@ def test_keras_batchnorm_and_initialisers():
     assert float(jnp.abs(conv["kernel"]).max()) > 0.9 * limit
 
 
-def test_patch_convolution_matches_xla_convolution():
+@pytest.mark.parametrize("conv", ["patches", "mixed", "auto"])
+def test_patch_convolution_matches_xla_convolution(conv):
     images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3)), jnp.float32)
-    fast, reference = create_model(model_config(conv="patches")), create_model(model_config(conv="xla"))
+    fast, reference = create_model(model_config(conv=conv)), create_model(model_config(conv="xla"))
     variables = jax.jit(lambda key: fast.init(key, images[:1], train=False))(jax.random.key(1))
     # Compare the heads: at random initialisation 1 + Δ can be near 0, which makes ages themselves ill-conditioned.
     heads = [jax.tree.leaves(m.apply(variables, images, train=False)) for m in (fast, reference)]
     for got, want in zip(*heads):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("conv", ["patches", "mixed", "auto"])
+def test_every_convolution_choice_trains_like_lax_conv(conv):
+    """The training pass (batch statistics, dropout) and its gradients with respect to every parameter, the
+    computation an epoch repeats, against lax.conv + flax pooling."""
+    images = jnp.asarray(np.random.default_rng(5).integers(0, 256, (4, 64, 64, 3)), jnp.float32)
+    models = {name: create_model(model_config(conv=name)) for name in (conv, "xla")}
+    variables = jax.jit(lambda key: models["xla"].init(key, images[:1], train=False))(jax.random.key(6))
+
+    def loss_and_grads(model):
+        def loss(params):
+            heads, _ = model.apply({**variables, "params": params}, images, train=True, mutable=["batch_stats"],
+                                   rngs={"dropout": jax.random.key(7)})
+            return sum(jnp.sum(leaf * (index + 1)) for index, leaf in enumerate(jax.tree.leaves(heads)))
+        return jax.jit(jax.value_and_grad(loss))(variables["params"])
+
+    (got_loss, got), (want_loss, want) = loss_and_grads(models[conv]), loss_and_grads(models["xla"])
+    np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5)
+    largest = max(float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree.leaves(want))
+    for path, leaf in jax.tree_util.tree_leaves_with_path(want):
+        other = got
+        for key in path:
+            other = other[key.key]
+        # Conv biases in front of batch-statistics BatchNorm have a true gradient of 0: rounding noise only.
+        scale = max(float(jnp.max(jnp.abs(leaf))), 1e-3 * largest)
+        np.testing.assert_allclose(other, leaf, rtol=0, atol=2e-4 * scale, err_msg=jax.tree_util.keystr(path))
+
+
+@pytest.mark.parametrize("padding", ["VALID", "SAME", ((1, 0), (2, 1))])
+def test_mixed_conv_values_and_gradients_equal_lax_conv(padding):
+    """The hand-written backward (kernel gradient as a patch dot, input gradient as a transposed lax.conv) against
+    JAX's own gradients of lax.conv, with uneven explicit padding."""
+    from ssr_jax.models.conv import mixed_conv
+
+    rng = np.random.default_rng(8)
+    lhs = jnp.asarray(rng.standard_normal((2, 9, 8, 3)), jnp.float32)
+    rhs = jnp.asarray(rng.standard_normal((3, 3, 3, 5)), jnp.float32)
+    numbers = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
+    weights = None
+
+    def loss(conv):
+        def value(lhs, rhs):
+            out = conv(lhs, rhs, (1, 1), padding, dimension_numbers=numbers, precision=jax.lax.Precision.HIGHEST)
+            return jnp.sum(jnp.sin(out) * weights)
+        return jax.jit(jax.value_and_grad(value, argnums=(0, 1)))
+
+    out_shape = jax.eval_shape(lambda: jax.lax.conv_general_dilated(lhs, rhs, (1, 1), padding,
+                                                                    dimension_numbers=numbers)).shape
+    weights = jnp.asarray(rng.standard_normal(out_shape), jnp.float32)
+    (got, got_grads), (want, want_grads) = loss(mixed_conv)(lhs, rhs), loss(jax.lax.conv_general_dilated)(lhs, rhs)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    for got_grad, want_grad in zip(got_grads, want_grads):
+        assert got_grad.shape == want_grad.shape
+        np.testing.assert_allclose(got_grad, want_grad, rtol=1e-4, atol=1e-4)
+
+
+def test_mixed_conv_hands_other_convolutions_to_patches(monkeypatch):
+    """Strided, depthwise and 1×1 convolutions keep the patches path, whose gradients are plain dots."""
+    from ssr_jax.models import conv
+
+    calls = []
+    monkeypatch.setattr(conv, "patches_conv", lambda *args, **kwargs: calls.append(args[2]) or "patches")
+    lhs = jnp.zeros((1, 8, 8, 4))
+    assert conv.mixed_conv(lhs, jnp.zeros((3, 3, 4, 4)), (2, 2), "SAME") == "patches"
+    assert conv.mixed_conv(lhs, jnp.zeros((3, 3, 1, 4)), (1, 1), "SAME", feature_group_count=4) == "patches"
+    assert conv.mixed_conv(lhs, jnp.zeros((1, 1, 4, 4)), (1, 1), "VALID") == "patches"
+    assert calls == [(2, 2), (1, 1), (1, 1)]
+    assert conv.mixed_conv(lhs, jnp.zeros((3, 3, 4, 2)), (1, 1), "VALID").shape == (1, 6, 6, 2)
+
+
+@pytest.mark.parametrize("backend, train, want", [
+    ("cpu", True, "mixed"), ("cpu", False, "xla"), ("gpu", True, "xla"), ("gpu", False, "xla"), ("tpu", True, "xla"),
+])
+def test_auto_convolution_resolves_per_backend_and_pass(backend, train, want):
+    from ssr_jax.models.conv import CONV_CHOICES, resolve
+
+    assert resolve("auto", train=train, backend=backend) == want
+    for choice in CONV_CHOICES[1:]:  # a named implementation is used as it is, everywhere
+        assert resolve(choice, train=train, backend=backend) == choice
+    assert resolve("auto", train=train) == resolve("auto", train=train, backend=jax.default_backend())
 
 
 @pytest.mark.parametrize("kernel, strides, padding, depthwise", [
@@ -133,10 +215,10 @@ def test_patches_conv_equals_lax_conv(kernel, strides, padding, depthwise):
 def test_reshape_pooling_equals_flax_pooling(kind, window, shape):
     """The loop-friendly pooling (crop + reshape + reduce) against flax's reduce-window: same values, odd sizes
     cropped the same way, and the same gradient (random inputs have no ties inside a max window)."""
-    from ssr_jax.models.conv import POOL_IMPLEMENTATIONS
+    from ssr_jax.models.conv import POOLINGS
 
     inputs = jnp.asarray(np.random.default_rng(3).standard_normal(shape), jnp.float32)
-    fast, reference = POOL_IMPLEMENTATIONS["patches"][kind], POOL_IMPLEMENTATIONS["xla"][kind]
+    fast, reference = POOLINGS["patches"][kind], POOLINGS["xla"][kind]
     want = reference(inputs, window)
     assert fast(inputs, window).shape == want.shape == (shape[0], shape[1] // window[0], shape[2] // window[1], shape[3])
     np.testing.assert_array_equal(fast(inputs, window), want)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ssr_jax.config_lib import fail
 from ssr_jax.models import densenet
-from ssr_jax.models.conv import CONV_IMPLEMENTATIONS
+from ssr_jax.models.conv import CONV_CHOICES
 from ssr_jax.models.densenet import DenseNetRegressor
 from ssr_jax.models.mobilenet import MobileNetRegressor
 from ssr_jax.models.ssrnet import SSRNet
@@ -158,8 +158,8 @@ def validate_config(config) -> None:
             fail(f"model.{name}", model[name], "must lie in [0, 1] (0 switches the term off, 1 is the reference)")
     if model.p_activation not in P_ACTIVATIONS:
         fail("model.p_activation", model.p_activation, f"must be one of {P_ACTIVATIONS}")
-    if model.conv not in CONV_IMPLEMENTATIONS:
-        fail("model.conv", model.conv, f"must be one of {tuple(CONV_IMPLEMENTATIONS)}")
+    if model.conv not in CONV_CHOICES:
+        fail("model.conv", model.conv, f"must be one of {CONV_CHOICES}")
     if not 0.0 <= model.dropout_rate < 1.0:
         fail("model.dropout_rate", model.dropout_rate, "must lie in [0, 1)")
     if data.input_scale not in INPUT_SCALES:

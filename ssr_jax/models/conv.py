@@ -1,20 +1,24 @@
-"""Convolution as shifted slices × matrix, a drop-in for `lax.conv_general_dilated` in `flax.linen.Conv`, and
-pooling as crop + reshape + reduce: the loop-friendly kernels behind `model.conv = "patches"`.
+"""How convolutions and poolings are computed (`model.conv`): the same parameters (HWIO kernels) and the same
+results up to float rounding, by different XLA programs, because XLA backends differ in what they run fast.
 
-Why: XLA:CPU runs the weight-gradient convolutions several times slower inside a `lax.scan`/while body than outside
-one (measured here: ≈35 vs ≈200 SSR-Net training images/s at batch 50, jax 0.10.2; the DenseNet baseline trained at
-≈1 image/s), and a training epoch is one scan. Written as slices + one matrix product (or, for a depthwise
-convolution, slices × per-channel weights), forward and backward are plain dots and elementwise ops, which XLA:CPU
-runs at the same speed in and out of loops. Same parameters (HWIO kernel), same results up to float rounding.
+  "xla"      `lax.conv_general_dilated` and flax's reduce-window pooling: cuDNN on GPUs, the MXU on TPUs.
+  "patches"  convolution as shifted slices × one matrix ("patches"), pooling as crop + reshape + reduce.
+  "mixed"    forward and kernel gradient as "patches" does them, the input gradient as a transposed
+             `lax.conv` (a hand-written `jax.custom_vjp`); poolings as "patches".
+  "auto"     the default: "mixed" to train on a CPU, "xla" for everything else (`resolve`).
 
-Pooling likewise: flax's `avg_pool` / `max_pool` lower to XLA `reduce-window`, and their gradients to more
-reduce-windows and select-and-scatter, which XLA:CPU runs as scalar loops (16 % of all op time in a training step,
-benchmarks/README.md). Non-overlapping windows (all SSR-Net and the baselines use) are a reshape and a mean/max
-instead: same forward values, fused elementwise work both ways (SSR-Net training: ≈290 → ≈410 images/s). The one
-difference is in the gradient of a max over exact ties, which `jnp.max` splits between them where reduce-window
-picks one.
+Why on a CPU: XLA:CPU runs the *weight-gradient* convolutions of `lax.conv` many times slower inside a
+`lax.scan`/while body than outside one, and a training epoch is one scan; written as a patch matrix product, the
+kernel gradient is one plain dot. Its forward convolutions, and the transposed convolution of the input gradient, are
+fast: in evaluation `lax.conv` with reduce-window pooling beats patches and reshape pooling.
+flax's pooling lowers to reduce-window, whose gradient (select-and-scatter) XLA:CPU runs as scalar loops; the
+non-overlapping windows all models here use are a reshape and a mean/max instead. The one difference is the
+gradient of a max over exact ties, which `jnp.max` splits between them where reduce-window picks one.
+Measured speeds of each choice, per CPU: benchmarks/README.md.
 """
 from __future__ import annotations
+
+import functools
 
 import flax.linen as nn
 import jax
@@ -54,6 +58,66 @@ def patches_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilat
                       precision=precision, preferred_element_type=preferred_element_type)
 
 
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _patches(padded, kh: int, kw: int, height: int, width: int):
+    """`[batch, H + kh − 1, W + kw − 1, C]` → `[batch, H, W, kh·kw·C]`, channels ordered (dy, dx, c) like the
+    HWIO kernel flattened to `[kh·kw·C, C_out]`."""
+    taps = [padded[:, dy:dy + height, dx:dx + width, :] for dy in range(kh) for dx in range(kw)]
+    return taps[0] if len(taps) == 1 else jnp.concatenate(taps, axis=-1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _mixed_conv(lhs, rhs, padding):
+    return _mixed_conv_forward(lhs, rhs, padding)[0]
+
+
+def _mixed_conv_forward(lhs, rhs, padding):
+    (top, bottom), (left, right) = padding
+    kh, kw, _, c_out = rhs.shape
+    padded = jnp.pad(lhs, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    patches = _patches(padded, kh, kw, padded.shape[1] - kh + 1, padded.shape[2] - kw + 1)
+    return jnp.einsum("bhwk,ko->bhwo", patches, rhs.reshape(-1, c_out)), (patches, rhs)
+
+
+def _mixed_conv_backward(padding, residuals, cotangent):
+    """∂L/∂rhs = patchesᵀ · cotangent (one dot); ∂L/∂lhs = the cotangent padded to "full" and convolved with the
+    kernel turned 180° with its in/out channels swapped, cropped by the forward padding."""
+    patches, rhs = residuals
+    (top, bottom), (left, right) = padding
+    kh, kw = rhs.shape[:2]
+    rhs_grad = jnp.einsum("bhwk,bhwo->ko", patches, cotangent).reshape(rhs.shape)
+    lhs_grad = jax.lax.conv_general_dilated(
+        cotangent, jnp.swapaxes(rhs[::-1, ::-1], 2, 3), (1, 1),
+        ((kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right)), dimension_numbers=_NHWC)
+    return lhs_grad, rhs_grad
+
+
+_mixed_conv.defvjp(_mixed_conv_forward, _mixed_conv_backward)
+
+
+def mixed_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None, dimension_numbers=None,
+               feature_group_count=1, precision=None, preferred_element_type=None):
+    """`lhs` `[batch, H, W, C_in]` ⋆ `rhs` `[kh, kw, C_in, C_out]`: forward and kernel gradient as one patch matrix
+    product, input gradient as a transposed `lax.conv` (module docstring). Stride-1, ungrouped, undilated 3×3-type
+    convolutions with padding "VALID", "SAME" or explicit; every other convolution (strided, depthwise, 1×1) is
+    `patches_conv`'s, whose gradients are plain dots already."""
+    kh, kw = rhs.shape[:2]
+    plain = (tuple(window_strides) == (1, 1) and feature_group_count == 1 and (kh, kw) != (1, 1)
+             and all(d is None or tuple(d) == (1, 1) for d in (lhs_dilation, rhs_dilation))
+             and preferred_element_type is None)
+    if not plain:
+        return patches_conv(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+                            feature_group_count, precision, preferred_element_type)
+    if dimension_numbers is not None and not (tuple(dimension_numbers.lhs_spec) == (0, 3, 1, 2)
+                                              and tuple(dimension_numbers.rhs_spec) == (3, 2, 0, 1)):
+        raise NotImplementedError("mixed_conv supports 2-D NHWC/HWIO convolutions only")
+    if isinstance(padding, str):
+        padding = jax.lax.padtype_to_pads(lhs.shape[1:3], (kh, kw), window_strides, padding)
+    return _mixed_conv(lhs, rhs, tuple(map(tuple, padding)))
+
+
 def _block_pool(reduce):
     def pool(inputs, window: tuple[int, int]):
         """`[batch, H, W, C]` → `[batch, H // wh, W // ww, C]`: windows of `window`, stride = window, 'VALID' (the
@@ -65,10 +129,27 @@ def _block_pool(reduce):
     return pool
 
 
-# `model.conv`: how every convolution and pooling is computed. Same parameters and forward results either way.
-CONV_IMPLEMENTATIONS = {"patches": patches_conv, "xla": None}
-POOL_IMPLEMENTATIONS = {
-    "patches": {"avg": _block_pool(jnp.mean), "max": _block_pool(jnp.max)},
-    "xla": {"avg": lambda inputs, window: nn.avg_pool(inputs, window, strides=window),
-            "max": lambda inputs, window: nn.max_pool(inputs, window, strides=window)},
-}
+_BLOCK_POOLS = {"avg": _block_pool(jnp.mean), "max": _block_pool(jnp.max)}
+_FLAX_POOLS = {"avg": lambda inputs, window: nn.avg_pool(inputs, window, strides=window),
+               "max": lambda inputs, window: nn.max_pool(inputs, window, strides=window)}
+
+# Concrete implementations: a `conv_general_dilated` for `flax.linen.Conv` (None: lax's own) and the two poolings.
+CONVOLUTIONS = {"patches": patches_conv, "mixed": mixed_conv, "xla": None}
+POOLINGS = {"patches": _BLOCK_POOLS, "mixed": _BLOCK_POOLS, "xla": _FLAX_POOLS}
+# What `model.conv` may say: a concrete implementation, or "auto".
+CONV_CHOICES = ("auto", *CONVOLUTIONS)
+
+
+def resolve(choice: str, *, train: bool, backend: str | None = None) -> str:
+    """`model.conv` → the implementation a training-mode or evaluation-mode pass uses on `backend` (default: JAX's
+    default backend). "auto": "mixed" to train on a CPU, "xla" for everything else (evaluation on a CPU
+    included: forward only, where lax.conv and reduce-window pooling are fastest)."""
+    if choice != "auto":
+        return choice
+    return "mixed" if train and (backend or jax.default_backend()) == "cpu" else "xla"
+
+
+def implementations(choice: str, *, train: bool, backend: str | None = None):
+    """(`conv_general_dilated` for `flax.linen.Conv`, {"avg", "max"} poolings) of `model.conv` = `choice`."""
+    name = resolve(choice, train=train, backend=backend)
+    return CONVOLUTIONS[name], POOLINGS[name]

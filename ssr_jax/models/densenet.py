@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ssr_jax.models.conv import CONV_IMPLEMENTATIONS, POOL_IMPLEMENTATIONS
+from ssr_jax.models.conv import implementations
 from ssr_jax.models.mobilenet import KERNEL_INIT, RegressionHead
 
 # tf.truncated_normal keeps ±2σ, which shrinks the standard deviation by this factor; Flax divides σ by it.
@@ -47,13 +47,14 @@ class DenseNetBody(nn.Module):
     num_blocks: int
     bn_momentum: float
     bn_epsilon: float
-    conv_impl: str = "patches"
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, *, train: bool):
         if (self.depth - 4) % 3:
             raise ValueError(f"DenseNet depth must be 3·n + 4 (3 blocks, no bottleneck), got {self.depth}")
         layers_per_block = (self.depth - 4) // 3
+        conv_general_dilated, pools = implementations(self.conv_impl, train=train)
 
         def bn_relu(x, name):
             bn = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=self.bn_epsilon,
@@ -62,7 +63,7 @@ class DenseNetBody(nn.Module):
 
         def conv(x, features, kernel, name):
             return nn.Conv(features, (kernel, kernel), padding="SAME", use_bias=False, kernel_init=CONV_INIT,
-                           conv_general_dilated=CONV_IMPLEMENTATIONS[self.conv_impl], name=name)(x)
+                           conv_general_dilated=conv_general_dilated, name=name)(x)
 
         x = conv(x, 2 * self.growth_rate, 3, "initial_conv")
         for block in range(1, self.num_blocks + 1):
@@ -71,7 +72,7 @@ class DenseNetBody(nn.Module):
                 x = jnp.concatenate([x, conv(bn_relu(x, f"{name}_bn"), self.growth_rate, 3, f"{name}_conv")], axis=-1)
             if block < self.num_blocks:
                 x = conv(bn_relu(x, f"transition{block}_bn"), x.shape[-1], 1, f"transition{block}_conv")
-                x = POOL_IMPLEMENTATIONS[self.conv_impl]["avg"](x, (2, 2))
+                x = pools["avg"](x, (2, 2))
         return jnp.mean(bn_relu(x, "final_bn"), axis=(1, 2))
 
 
@@ -84,7 +85,7 @@ class DenseNetRegressor(nn.Module):
     dropout_rate: float = 0.2
     bn_momentum: float = 0.99
     bn_epsilon: float = 1.1e-5
-    conv: str = "patches"  # ssr_jax.models.conv: same parameters, fast gradients on XLA:CPU
+    conv: str = "auto"  # ssr_jax.models.conv: same parameters and results, per-backend programs
 
     @nn.compact
     def __call__(self, images, *, train: bool):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 
-from ssr_jax.models.conv import CONV_IMPLEMENTATIONS
+from ssr_jax.models.conv import implementations
 
 # Keras 2 defaults, used by every layer of the reference model (Flax's own are lecun_normal and epsilon 1e-5).
 KERNEL_INIT = nn.initializers.glorot_uniform()
@@ -60,14 +60,16 @@ class MobileNetV1(nn.Module):
     alpha: float
     bn_momentum: float
     bn_epsilon: float
-    conv: str = "patches"
+    conv: str = "auto"
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        conv_general_dilated, _ = implementations(self.conv, train=train)
+
         def conv_bn_relu6(x, name, filters, kernel, strides=1, groups=1):
             x = nn.Conv(filters, (kernel, kernel), strides=strides, padding="SAME", use_bias=False,
                         feature_group_count=groups, kernel_init=KERNEL_INIT,
-                        conv_general_dilated=CONV_IMPLEMENTATIONS[self.conv], name=name)(x)
+                        conv_general_dilated=conv_general_dilated, name=name)(x)
             x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=self.bn_epsilon,
                              name=f"{name}_bn")(x)
             return nn.relu6(x)
@@ -87,13 +89,13 @@ class MobileNetRegressor(nn.Module):
     dropout_rate: float = 0.2
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
-    conv: str = "patches"  # ssr_jax.models.conv: same parameters, fast gradients on XLA:CPU
+    conv: str = "auto"  # ssr_jax.models.conv: same parameters and results, per-backend programs
 
     @nn.compact
     def __call__(self, images, *, train: bool):
         x = MobileNetV1(self.alpha, self.bn_momentum, self.bn_epsilon, self.conv, name="mobilenet")(images,
                                                                                                   train=train)
         x = nn.relu(nn.Conv(REDUCE_FILTERS, (1, 1), padding="VALID", kernel_init=KERNEL_INIT,
-                            conv_general_dilated=CONV_IMPLEMENTATIONS[self.conv], name="reduce")(x))
+                            conv_general_dilated=implementations(self.conv, train=train)[0], name="reduce")(x))
         x = x.reshape(x.shape[0], -1)  # Keras Flatten: H, W, C order
         return {"age": RegressionHead(self.dropout_rate, name="head")(x, train=train)}

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from ssr_jax.models.conv import CONV_IMPLEMENTATIONS, POOL_IMPLEMENTATIONS
+from ssr_jax.models.conv import implementations
 
 # Keras defaults, which the reference relies on (Flax's own defaults differ: lecun_normal, epsilon 1e-5).
 KERNEL_INIT = nn.initializers.glorot_uniform()
@@ -49,11 +49,12 @@ class Stream(nn.Module):
     @nn.compact
     def __call__(self, x, *, train: bool):
         activation = {"relu": nn.relu, "tanh": jnp.tanh}[self.activation]
-        pool = POOL_IMPLEMENTATIONS[self.conv]["avg" if self.activation == "relu" else "max"]
+        conv_general_dilated, pools = implementations(self.conv, train=train)
+        pool = pools["avg" if self.activation == "relu" else "max"]
         taps = []
         for block in range(1, 5):
             x = nn.Conv(self.features, (3, 3), padding="VALID", kernel_init=KERNEL_INIT, dtype=self.dtype,
-                        conv_general_dilated=CONV_IMPLEMENTATIONS[self.conv], name=f"conv{block}")(x)
+                        conv_general_dilated=conv_general_dilated, name=f"conv{block}")(x)
             x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=self.bn_epsilon,
                              dtype=self.dtype, name=f"bn{block}")(x)
             x = activation(x)
@@ -82,14 +83,15 @@ class FusionStage(nn.Module):
     @nn.compact
     def __call__(self, x_tap, s_tap, *, train: bool):
         dense = lambda features, name: nn.Dense(features, kernel_init=KERNEL_INIT, name=name)  # noqa: E731
+        conv_general_dilated, pools = implementations(self.conv, train=train)
         conv = lambda name: nn.Conv(  # noqa: E731
-            FUSION_CHANNELS, (1, 1), padding="VALID", kernel_init=KERNEL_INIT, conv_general_dilated=CONV_IMPLEMENTATIONS[self.conv],
+            FUSION_CHANNELS, (1, 1), padding="VALID", kernel_init=KERNEL_INIT, conv_general_dilated=conv_general_dilated,
             name=name,
         )
         s = nn.relu(conv("s_conv")(s_tap))
         x = nn.relu(conv("x_conv")(x_tap))
         if self.block_pool > 1:
-            window, pools = (self.block_pool, self.block_pool), POOL_IMPLEMENTATIONS[self.conv]
+            window = (self.block_pool, self.block_pool)
             s = pools["max"](s, window)
             x = pools["avg"](x, window)
         # Flatten in H, W, C order, as Keras does, so imported dense kernels line up.
@@ -131,7 +133,7 @@ class SSRNet(nn.Module):
     dropout_rate: float = 0.2
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
-    conv: str = "patches"
+    conv: str = "auto"
     # Compute dtype of the two streams (where nearly all FLOPs are); the fusion heads and the readout stay float32,
     # since 1 / Π s_j (1 + λ_d Δ_j) amplifies rounding. Parameters and optimizer state are float32 either way.
     dtype: Any = jnp.float32
