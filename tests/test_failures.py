@@ -190,7 +190,10 @@ def test_an_unreadable_summary_marks_its_run_to_redo(tmp_path, capfd):
 # ----------------------------------------------------------------------------------------------------------------
 def test_ctrl_c_exits_130_and_the_rerun_ends_with_the_uninterrupted_numbers(finished, tmp_path):
     # A real SIGINT, sent by the process to itself as it is about to log epoch 2 (epoch 1 is checkpointed).
+    # SIGINT's Python handler is installed explicitly: a suite started in the background by a non-interactive shell
+    # hands its children SIGINT ignored, where a terminal's Ctrl-C would reach the default handler.
     interrupt = ("import os, signal\n"
+                 "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
                  "from ssr_jax import workdir\n"
                  "write_jsonl = workdir.write_jsonl\n"
                  "def interrupting(path, rows):\n"
