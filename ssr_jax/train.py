@@ -32,6 +32,7 @@ from ssr_jax.data import augment, load_splits, pad_rows
 from ssr_jax.evaluate import evaluate_batches, pad_to_batches, predict_the_mean_mae
 from ssr_jax.models import (abstract_variables, count_parameters, create_model, model_input, predict_age,
                             regularisation)
+from ssr_jax.models.conv import vmapped_members
 from ssr_jax.state import (VALUE_FIELDS, TrainState, learning_rate_at, make_optimizer, program_signature,
                            stack_members, train_state_from_variables)
 
@@ -89,7 +90,8 @@ def over_members(function: Callable, in_axes=0, spmd_axis_name: str | None = Non
         axes = in_axes if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
         mapped = [arg for arg, axis in zip(args, axes) if axis is not None]
         if spmd_axis_name is not None or {leaf.shape[0] for leaf in jax.tree.leaves(mapped)} != {1}:
-            return vmapped(*args)
+            with vmapped_members():
+                return vmapped(*args)
         member = [arg if axis is None else jax.tree.map(lambda leaf: leaf[0], arg) for arg, axis in zip(args, axes)]
         return jax.tree.map(lambda leaf: leaf[None], function(*member))
 
@@ -132,8 +134,9 @@ class Trainer:
             members = jax.tree.leaves(hparams)[0].shape[0]
             if mesh is not None or eval_members_at_once is None or members <= eval_members_at_once:
                 return evaluate_together(state, hparams, data)
-            return jax.lax.map(lambda member: pure["evaluate"](*member, data), (state, hparams),
-                               batch_size=eval_members_at_once)
+            with vmapped_members():  # lax.map vmaps each chunk of members
+                return jax.lax.map(lambda member: pure["evaluate"](*member, data), (state, hparams),
+                                   batch_size=eval_members_at_once)
 
         self._jitted = {
             "init": jax.jit(vmap(pure["init"])),

@@ -178,12 +178,15 @@ def test_mixed_conv_hands_other_convolutions_to_patches(monkeypatch):
     ("cpu", True, "mixed"), ("cpu", False, "xla"), ("gpu", True, "xla"), ("gpu", False, "xla"), ("tpu", True, "xla"),
 ])
 def test_auto_convolution_resolves_per_backend_and_pass(backend, train, want):
-    from ssr_jax.models.conv import CONV_CHOICES, resolve
+    from ssr_jax.models.conv import CONV_CHOICES, resolve, vmapped_members
 
     assert resolve("auto", train=train, backend=backend) == want
     for choice in CONV_CHOICES[1:]:  # a named implementation is used as it is, everywhere
         assert resolve(choice, train=train, backend=backend) == choice
     assert resolve("auto", train=train) == resolve("auto", train=train, backend=jax.default_backend())
+    with vmapped_members():  # a vmapped group: per-member kernels would make lax.conv a grouped convolution
+        assert resolve("auto", train=train, backend=backend) == "patches"
+        assert resolve("xla", train=train, backend=backend) == "xla"
 
 
 @pytest.mark.parametrize("kernel, strides, padding, depthwise", [

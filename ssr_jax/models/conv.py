@@ -5,7 +5,8 @@ results up to float rounding, by different XLA programs, because XLA backends di
   "patches"  convolution as shifted slices × one matrix ("patches"), pooling as crop + reshape + reduce.
   "mixed"    forward and kernel gradient as "patches" does them, the input gradient as a transposed
              `lax.conv` (a hand-written `jax.custom_vjp`); poolings as "patches".
-  "auto"     the default: "mixed" to train on a CPU, "xla" for everything else (`resolve`).
+  "auto"     the default: "mixed" to train on a CPU, "xla" for everything else, "patches" for vmapped groups of
+             members (`resolve`).
 
 Why on a CPU: XLA:CPU runs the *weight-gradient* convolutions of `lax.conv` many times slower inside a
 `lax.scan`/while body than outside one, and a training epoch is one scan; written as a patch matrix product, the
@@ -18,6 +19,8 @@ Measured speeds of each choice, per CPU: benchmarks/README.md.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 
 import flax.linen as nn
@@ -140,12 +143,30 @@ POOLINGS = {"patches": _BLOCK_POOLS, "mixed": _BLOCK_POOLS, "xla": _FLAX_POOLS}
 CONV_CHOICES = ("auto", *CONVOLUTIONS)
 
 
+_MEMBERS_VMAPPED = contextvars.ContextVar("members_vmapped", default=False)
+
+
+@contextlib.contextmanager
+def vmapped_members():
+    """While tracing under this context (a vmapped group of members), "auto" resolves to "patches": a vmapped
+    `lax.conv` whose kernel differs per member becomes a grouped convolution, which XLA:CPU runs several times
+    slower and XLA's SPMD partitioner refuses to split over a member mesh axis; patches stay batched dots."""
+    token = _MEMBERS_VMAPPED.set(True)
+    try:
+        yield
+    finally:
+        _MEMBERS_VMAPPED.reset(token)
+
+
 def resolve(choice: str, *, train: bool, backend: str | None = None) -> str:
     """`model.conv` → the implementation a training-mode or evaluation-mode pass uses on `backend` (default: JAX's
-    default backend). "auto": "mixed" to train on a CPU, "xla" for everything else (evaluation on a CPU
-    included: forward only, where lax.conv and reduce-window pooling are fastest)."""
+    default backend). "auto": "patches" inside `vmapped_members`; else "mixed" to train on a CPU and "xla" for
+    everything else (evaluation on a CPU included: forward only, where lax.conv and reduce-window pooling are
+    fastest)."""
     if choice != "auto":
         return choice
+    if _MEMBERS_VMAPPED.get():
+        return "patches"
     return "mixed" if train and (backend or jax.default_backend()) == "cpu" else "xla"
 
 
