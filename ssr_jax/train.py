@@ -478,6 +478,11 @@ def train_members(
     # Epochs logged after the checkpoint (a kill between the two writes) are replayed, so drop their rows.
     histories = [[row for row in workdir_lib.read_jsonl(run_dir / "metrics.jsonl") if row["epoch"] <= start_epoch]
                  for run_dir in run_dirs]
+    for run_dir, history in zip(run_dirs, histories):
+        if start_epoch and not any(row["epoch"] == start_epoch for row in history):
+            raise workdir_lib.WorkdirError(
+                f"{run_dir / 'metrics.jsonl'} has no row for epoch {start_epoch}, where the checkpoint is: the run's "
+                f"history cannot be rebuilt; delete {run_dir} to train it again")
     diverged = [any(not _finite(row["train_loss"]) for row in history) for history in histories]
 
     # Train loop ------------------------------------------------------------------------------------------------

@@ -185,6 +185,14 @@ def test_an_unreadable_summary_marks_its_run_to_redo(tmp_path, capfd):
     assert again["status"] == "ok" and again["mae"] == first["mae"]
 
 
+def test_a_checkpoint_without_its_metrics_history_is_refused_in_one_line(finished, tmp_path):
+    run = copy_run(finished, tmp_path, "summary.json", "metrics.jsonl")
+    line = refused("train", *SMOKE, "--workdir", run)
+    assert line == (f"error: {run / 'metrics.jsonl'} has no row for epoch 2, where the checkpoint is: the run's history "
+                    f"cannot be rebuilt; delete {run} to train it again")
+    assert sorted(os.listdir(run)) == sorted(set(os.listdir(finished[0])) - {"summary.json", "metrics.jsonl"})
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # One line, not a traceback
 # ----------------------------------------------------------------------------------------------------------------
