@@ -81,9 +81,10 @@ class HostChunks:
 
 
 def over_members(function: Callable, in_axes=0, spmd_axis_name: str | None = None) -> Callable:
-    """`jax.vmap(function, in_axes)` over the leading member axis, except that a group of one calls `function` on
-    the member itself: a vmapped convolution whose kernel is batched becomes a grouped convolution, which XLA:CPU
-    runs several times slower than a plain one (and cuDNN need not see either)."""
+    """`jax.vmap(function, in_axes)` over the leading member axis, traced under `models.conv.vmapped_members` (so
+    `model.conv="auto"` picks the patch form, which vmaps into batched dots); except that a group of one without a
+    mesh calls `function` on the member itself, so its convolutions stay plain (a vmapped `lax.conv` with a batched
+    kernel becomes a grouped convolution, which XLA:CPU runs several times slower)."""
     vmapped = jax.vmap(function, in_axes=in_axes, spmd_axis_name=spmd_axis_name)
 
     def call(*args):
