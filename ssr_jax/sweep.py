@@ -37,8 +37,9 @@ import tqdm
 from ssr_jax import config_lib, parallel, validation, workdir as workdir_lib
 from ssr_jax.data import load_splits
 from ssr_jax.models import architecture_label
+from ssr_jax.record import read_summary, record_config
 from ssr_jax.state import program_signature
-from ssr_jax.train import read_summary, record_config, train_members
+from ssr_jax.train import train_members
 
 FINISHED = ("ok", "diverged")
 DEFAULT_MAX_MEMBERS = 32
@@ -238,8 +239,7 @@ def run_group(members: list[Run], workdir: pathlib.Path, splits, progress) -> No
             if writer:
                 record_config(run_dir, run.config, run.overrides)
         try:
-            train_members([run.config for run in members], run_dirs, group_dir,
-                          overrides=[run.overrides for run in members], splits=splits, progress=progress,
+            train_members([run.config for run in members], run_dirs, group_dir, splits=splits, progress=progress,
                           name=members[0].group)
         except Exception as error:  # noqa: BLE001 — one broken group must not stop the sweep
             trace = traceback.format_exc()

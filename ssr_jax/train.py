@@ -1,6 +1,7 @@
 """Training that stays on the device: `make_train(config, splits)` → pure single-member `init` / `train_epoch` /
 `evaluate` (data as an argument), vmapped over members once; `run_epochs`, the one host loop over epochs; and
-`train_members` / `train_and_evaluate(config, workdir)`, the resumable runs behind `ssr-jax train` and sweep groups.
+`train_members` / `train_and_evaluate(config, workdir)`, the resumable runs behind `ssr-jax train` and sweep groups
+(each member's files are written by its `record.Recorder`).
 
 The split's uint8 arrays are put on the device once; an epoch is one compiled `lax.scan` over shuffled batches.
 Every random draw comes from a stream of the member's key (`stream`), folded with the epoch and step, so no RNG is
@@ -13,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import math
 import pathlib
 import statistics
 import sys
@@ -28,7 +28,9 @@ import optax
 import tqdm
 
 from ssr_jax import checkpoint, config_lib, parallel, saved_model, validation, workdir as workdir_lib, xla_options
-from ssr_jax.data import augment, load_splits, pad_rows
+from ssr_jax.record import Recorder, finite, read_summary, record_config
+from ssr_jax.data import augment, load_splits
+from ssr_jax.data.chunks import HostChunks
 from ssr_jax.evaluate import evaluate_batches, pad_to_batches, predict_the_mean_mae
 from ssr_jax.models import (abstract_variables, count_parameters, create_model, model_input, predict_age,
                             regularisation)
@@ -42,44 +44,6 @@ Splits = tuple[dict[str, np.ndarray], dict[str, np.ndarray]]
 # ----------------------------------------------------------------------------------------------------------------
 # make_train
 # ----------------------------------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class HostChunks:
-    """Splits kept in host memory and sent to the device a chunk at a time (`data.device_chunk` examples), for
-    datasets larger than device memory.
-
-    Each epoch draws one permutation of the training split (seeded by `data.seed` and the epoch, so a resumed run
-    sees the same chunks) and cuts it into `len // chunk` chunks; the remainder sits out that epoch, as Keras drops
-    a last partial batch. Inside a chunk every member shuffles on the device, as in the all-on-device mode. The
-    test split goes through in chunks of whole padded batches; metrics are combined from counts, so they are exact.
-    """
-
-    train: dict  # {"image": uint8 [N, H, W, 3], "age": float32 [N]}
-    test: dict  # pad_to_batches output: {"image": [B, batch, H, W, 3], "age", "mask": [B, batch]}
-    chunk: int
-    test_batches_per_chunk: int
-    seed: int
-
-    @property
-    def chunks_per_epoch(self) -> int:
-        return len(self.train["age"]) // self.chunk
-
-    def train_chunks(self, epoch: int) -> Iterator[dict]:
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train["age"]))
-        for start in range(0, self.chunks_per_epoch * self.chunk, self.chunk):
-            rows = np.sort(order[start:start + self.chunk])  # sorted: contiguous host reads
-            yield {"train": {name: array[rows] for name, array in self.train.items()}}
-
-    def test_chunks(self) -> Iterator[dict]:
-        for start in range(0, len(self.test["age"]), self.test_batches_per_chunk):
-            yield {"test": {name: array[start:start + self.test_batches_per_chunk]
-                            for name, array in self.test.items()}}
-
-    def abstract(self, name: str) -> dict:
-        """Shapes of one chunk of split `name`, for compiling ahead of time."""
-        chunk = next(self.train_chunks(0) if name == "train" else self.test_chunks())
-        return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), chunk)
-
-
 def over_members(function: Callable, in_axes=0, spmd_axis_name: str | None = None) -> Callable:
     """`jax.vmap(function, in_axes)` over the leading member axis, traced under `models.conv.vmapped_members` (so
     `model.conv="auto"` picks the patch form, which vmaps into batched dots); except that a group of one without a
@@ -338,10 +302,7 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
         "test": pad_to_batches(test_split["image"], test_split["age"], config.train.eval_batch_size),
     }
     if chunk:
-        batches_per_chunk = max(1, chunk // config.train.eval_batch_size)
-        padding = -len(host["test"]["age"]) % batches_per_chunk  # whole chunks: one compiled evaluate
-        test = {name: pad_rows(array, padding) for name, array in host["test"].items()}
-        data = HostChunks(host["train"], test, chunk, batches_per_chunk, seed=config.data.seed)
+        data = HostChunks.of(host, chunk, eval_batch_size=config.train.eval_batch_size, seed=config.data.seed)
     else:
         data = parallel.place_dataset(host, mesh, shard=shard_data)
     return Trainer(
@@ -357,62 +318,35 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
 # ----------------------------------------------------------------------------------------------------------------
 # Resumable runs: a group of members trained together, each with its own run directory
 # ----------------------------------------------------------------------------------------------------------------
-# A run directory holding any of these has trained: without its config.json, what it was trained with is unknown.
-RUN_FILES = ("checkpoint", "metrics.jsonl", "summary.json")
-
-
-def record_config(run_dir: pathlib.Path, config, overrides: dict | None) -> None:
-    """Writes config.json, or checks that an existing one describes the same run.
-
-    A run directory with a run's files but no readable config.json is refused (`ConfigError`): it cannot tell what
-    its checkpoint was trained with, so resuming it under `config` could record a config it never trained with.
-    """
-    path, resolved = run_dir / "config.json", config_lib.to_json(config)
-    if path.exists():
-        try:
-            recorded = workdir_lib.read_json(path)["config"]
-        except (ValueError, KeyError, TypeError):
-            raise config_lib.ConfigError(f"{path} is unreadable, so what {run_dir} was trained with cannot be told; "
-                                         f"restore it, or delete {run_dir} to start over") from None
-        if recorded != resolved:
-            raise config_lib.ConfigError(
-                f"{run_dir} holds a run of another config; resume with the same config or pick a new --workdir"
-            )
-        return
-    found = [name for name in RUN_FILES if (run_dir / name).exists()]
-    if found:
-        raise config_lib.ConfigError(f"{path} is missing beside {run_dir / found[0]}, so what that run was trained "
-                                     f"with cannot be told; restore config.json, or delete {run_dir} to start over")
-    record = {"config": resolved, "overrides": config_lib.jsonable(dict(overrides or {})), **workdir_lib.provenance()}
-    workdir_lib.write_json(path, record)
-
-
-def read_summary(run_dir: pathlib.Path) -> dict | None:
-    """The run's summary.json; None when there is none, or (with a warning) when it cannot be read: the run is
-    then redone (it resumes from its checkpoint, so a finished one only rewrites its summary)."""
-    path = run_dir / "summary.json"
-    if not path.exists():
-        return None
-    try:
-        summary = workdir_lib.read_json(path)
-    except (ValueError, OSError) as error:
-        print(f"warning: {error}; the run is redone", file=sys.stderr, flush=True)
-        return None
-    if not isinstance(summary, dict) or "status" not in summary:
-        print(f"warning: {path} holds no status; the run is redone", file=sys.stderr, flush=True)
-        return None
-    return summary
-
-
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C (SIGINT) during training; the message says from which epoch a rerun resumes."""
 
 
-def _finite(value) -> bool:
-    return value is not None and math.isfinite(value)  # a non-finite number is recorded as null
+def resume_point(ckpt_dir: pathlib.Path) -> bool:
+    """Whether a run resumes from `ckpt_dir` (a damaged newest step is skipped by the restore). A checkpoint with no
+    readable step at all raises `DamagedCheckpointError` naming the directory to delete, before anything compiles."""
+    if checkpoint.latest_step(ckpt_dir) is None:
+        return False
+    checkpoint.stored_shapes(ckpt_dir)
+    return True
 
 
-def _epoch_line(name: str, epoch: int, epochs: int, rows: list[dict], seconds: float, images: int) -> str:
+def epoch_row(config: ml_collections.ConfigDict, result: Epoch, member: int, trainer: Trainer) -> dict:
+    """Member `member`'s metrics.jsonl row for the epoch `result`; the learning rate is the one its steps used."""
+    members = len(result.train_loss)
+    step = (result.epoch - 1) * trainer.steps_per_epoch  # the host knows the step: no device round trip
+    return {
+        "epoch": result.epoch,
+        "train_loss": float(result.train_loss[member]),
+        **{metric: float(result.metrics[metric][member]) for metric in ("mae", "ca3", "ca5")},
+        "learning_rate": learning_rate_at(config, step, steps_per_epoch=trainer.steps_per_epoch),
+        "images_per_s": trainer.images_per_epoch * members / result.train_s,
+        "epoch_s": result.train_s,
+    }
+
+
+def epoch_line(name: str, epoch: int, epochs: int, rows: list[dict], seconds: float, images: int) -> str:
+    """The progress line of one epoch of a group: its loss, and its MAE (spread over members when several)."""
     maes = sorted(row["mae"] for row in rows)
     mae = f"val MAE {maes[0]:.3f}" if len(maes) == 1 else (
         f"val MAE min {maes[0]:.3f} median {maes[len(maes) // 2]:.3f} max {maes[-1]:.3f}")
@@ -421,36 +355,70 @@ def _epoch_line(name: str, epoch: int, epochs: int, rows: list[dict], seconds: f
     return f"{name}: epoch {epoch}/{epochs}  loss {loss:.3f}  {mae}{ca}  {images / seconds:.0f} img/s"
 
 
+def show(line: str, progress: tqdm.tqdm | None, members: int) -> None:
+    """An epoch's progress line: on the bar (advanced by one per member) when one is shown, else printed."""
+    if progress is not None and not progress.disable:
+        progress.update(members)
+        progress.set_postfix_str(line.split(": ", 1)[1], refresh=False)
+    else:
+        print(line, flush=True)
+
+
+def summarise(record: Recorder, *, params: dict, splits: Splits, compile_s: float, wall_s: float,
+              epoch_seconds: list[float], images_per_epoch: int, name: str, members: int, start_epoch: int) -> dict:
+    """A member's summary.json: how it ended (status, final metrics), what it is (parameters, bytes) and what it
+    cost (wall, compile, median training images/s of the group)."""
+    final = record.history[-1]
+    return {
+        "status": "diverged" if record.diverged else "ok",
+        **{metric: final[metric] for metric in ("mae", "ca3", "ca5")},
+        "epochs": final["epoch"],
+        "params": params["total"],
+        "trainable_params": params["trainable"],
+        "model_bytes": params["bytes"],
+        "mean_predictor_mae": predict_the_mean_mae(splits[0]["age"], splits[1]["age"]),
+        "num_train": int(len(splits[0]["age"])),
+        "num_test": int(len(splits[1]["age"])),
+        "wall_s": wall_s,
+        "compile_s": compile_s,
+        "images_per_s": images_per_epoch * members / statistics.median(epoch_seconds) if epoch_seconds else None,
+        "group": name,
+        "group_members": members,
+        "resumed_from_epoch": start_epoch,
+    }
+
+
+def save_member_weights(run_dir: pathlib.Path, member_state: TrainState, *, writer: bool) -> None:
+    """A member of a group keeps its own final weights in `run_dir/checkpoint`, loadable like any run's."""
+    if writer:  # a redone run (its summary was unreadable) replaces the weights it saved before
+        checkpoint.drop_steps_after(run_dir / "checkpoint", int(member_state.step) - 1)
+    checkpoint.save(run_dir / "checkpoint", int(member_state.step), member_state)
+
+
 def train_members(
     configs: list[ml_collections.ConfigDict],
     run_dirs: list[pathlib.Path],
     state_dir: pathlib.Path,
     *,
-    overrides: list[dict] | None = None,
     splits: Splits | None = None,
     progress: tqdm.tqdm | None = None,
     name: str | None = None,
 ) -> list[dict]:
     """Trains configs that share one program (equal `program_signature`) as one vmapped group.
 
-    Each member gets config.json, metrics.jsonl and summary.json in its run directory; the stacked state is
-    checkpointed every `train.checkpoint_every` epochs in `state_dir/checkpoint`, and a rerun resumes from it. A
-    member whose training loss turns non-finite is recorded as `diverged`; the others train on. Returns the
-    summaries in member order. `progress` is advanced by one per member and epoch.
+    The callers have recorded each member's config.json (`record.record_config`); each member gets metrics.jsonl
+    and summary.json in its run directory. The stacked state is checkpointed every `train.checkpoint_every` epochs
+    in `state_dir/checkpoint`, and a rerun resumes from it. A member whose training loss turns non-finite is
+    recorded as `diverged`; the others train on. Returns the summaries in member order. `progress` is advanced by
+    one per member and epoch.
     """
     if len({repr(program_signature(c)) for c in configs}) != 1:
         raise ValueError("train_members needs configs that differ only in " + ", ".join(VALUE_FIELDS))
-    config, members = configs[0], len(configs)
-    overrides = overrides or [{} for _ in configs]
+    config, members, epochs = configs[0], len(configs), configs[0].train.epochs
+    name = name or run_dirs[0].name
     writer = parallel.is_writer()  # on several hosts only process 0 writes run files (and checkpoints)
-    for run_dir, member_config, member_overrides in zip(run_dirs, configs, overrides):
-        if writer:
-            record_config(run_dir, member_config, member_overrides)
-
     ckpt_dir = state_dir / "checkpoint"
-    resuming = checkpoint.latest_step(ckpt_dir) is not None  # a damaged newest step is skipped by the restore
-    if resuming:
-        checkpoint.stored_shapes(ckpt_dir)  # no step with readable metadata: DamagedCheckpointError before compiling
+    resuming = resume_point(ckpt_dir)
     # Checked and read before anything compiles; a resumed run has its weights in its checkpoint already.
     init_variables = saved_model.init_from(config) if config.init_from and not resuming else None
 
@@ -461,7 +429,6 @@ def train_members(
     # Pad the member axis to a multiple of the mesh's member devices; the padding's results are never read.
     padded = configs + configs[-1:] * (parallel.padded_members(members, mesh) - members)
     keys, hparams = parallel.shard_members(stack_members(padded), mesh)
-    params = count_parameters(abstract_variables(config.model, config.data.image_size))
     state = parallel.shard_members(trainer.init(keys, hparams), mesh)
     compile_s = trainer.compile(state, keys, hparams)
 
@@ -475,57 +442,32 @@ def train_members(
     start_step = int(parallel.fetch(state.step)[0])  # a collective on several hosts: every process fetches
     if resuming and writer:  # steps the restore skipped as unreadable are trained and saved again
         checkpoint.drop_steps_after(ckpt_dir, start_step)
-    start_epoch = start_step // trainer.steps_per_epoch
-    # Epochs logged after the checkpoint (a kill between the two writes) are replayed, so drop their rows.
-    histories = [[row for row in workdir_lib.read_jsonl(run_dir / "metrics.jsonl") if row["epoch"] <= start_epoch]
-                 for run_dir in run_dirs]
-    for run_dir, history in zip(run_dirs, histories):
-        if start_epoch and not any(row["epoch"] == start_epoch for row in history):
-            raise workdir_lib.WorkdirError(
-                f"{run_dir / 'metrics.jsonl'} has no row for epoch {start_epoch}, where the checkpoint is: the run's "
-                f"history cannot be rebuilt; delete {run_dir} to train it again")
-    diverged = [any(not _finite(row["train_loss"]) for row in history) for history in histories]
+    start_epoch = saved_epoch = start_step // trainer.steps_per_epoch
+    records = [Recorder(run_dir, write=writer) for run_dir in run_dirs]
+    for record in records:
+        record.resume(start_epoch)
 
     # Train loop ------------------------------------------------------------------------------------------------
-    epochs, name = config.train.epochs, name or run_dirs[0].name
     wall_start, epoch_seconds = time.perf_counter(), []
-    saved_epoch = start_epoch
-    done = start_epoch if not all(diverged) else epochs  # nothing left to train when every member diverged
+    first = start_epoch + 1 if not all(record.diverged for record in records) else epochs + 1
     try:
-        for result in run_epochs(trainer, state, keys, hparams, first=done + 1, last=epochs):
-            epoch, state = result.epoch, result.state
+        for result in run_epochs(trainer, state, keys, hparams, first=first, last=epochs):
+            state = result.state
             epoch_seconds.append(result.train_s)
-            step = (epoch - 1) * trainer.steps_per_epoch  # the host knows the step: no device round trip
             rows = []
-            for member in range(members):
-                if diverged[member]:
-                    continue
-                row = {
-                    "epoch": epoch,
-                    "train_loss": float(result.train_loss[member]),
-                    **{metric: float(result.metrics[metric][member]) for metric in ("mae", "ca3", "ca5")},
-                    "learning_rate": learning_rate_at(configs[member], step, steps_per_epoch=trainer.steps_per_epoch),
-                    "images_per_s": trainer.images_per_epoch * members / result.train_s,
-                    "epoch_s": result.train_s,
-                }
-                rows.append(row)
-                histories[member].append(row)
-                if writer:
-                    workdir_lib.write_jsonl(run_dirs[member] / "metrics.jsonl", histories[member])
+            for member, record in enumerate(records):
                 # Only a non-finite training loss is divergence: an infinite validation MAE can be honest early on,
                 # when BatchNorm's running statistics (momentum 0.99) still lag and a Δ saturates at −1 (the
                 # reference's 1/(1 + Δ) has no guard).
-                diverged[member] = not math.isfinite(row["train_loss"])
-            if epoch % config.train.checkpoint_every == 0 or epoch == epochs:
-                checkpoint.save(ckpt_dir, epoch * trainer.steps_per_epoch, state)
-                saved_epoch = epoch
-            line = _epoch_line(name, epoch, epochs, rows, result.train_s, trainer.images_per_epoch * members)
-            if progress is not None and not progress.disable:
-                progress.update(members)
-                progress.set_postfix_str(line.split(": ", 1)[1], refresh=False)
-            else:
-                print(line, flush=True)
-            if all(diverged):
+                if not record.diverged:
+                    rows.append(epoch_row(configs[member], result, member, trainer))
+                    record.epoch(rows[-1])
+            if result.epoch % config.train.checkpoint_every == 0 or result.epoch == epochs:
+                checkpoint.save(ckpt_dir, result.epoch * trainer.steps_per_epoch, state)
+                saved_epoch = result.epoch
+            show(epoch_line(name, result.epoch, epochs, rows, result.train_s, trainer.images_per_epoch * members),
+                 progress, members)
+            if all(record.diverged for record in records):
                 break
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: rerun the same command to resume from epoch {saved_epoch} (its checkpoint "
@@ -534,39 +476,21 @@ def train_members(
 
     # Summaries -------------------------------------------------------------------------------------------------
     wall_s = compile_s + time.perf_counter() - wall_start
+    params = count_parameters(abstract_variables(config.model, config.data.image_size))
     # One gather of the whole group to host memory, then NumPy slices per member: no per-member programs on arrays
     # that span hosts (eager indexing of such arrays hung a two-process run).
     summaries, host_state = [], parallel.fetch(state)
-    for member, run_dir in enumerate(run_dirs):
-        final = histories[member][-1]
-        summary = {
-            "status": "diverged" if diverged[member] else "ok",
-            **{metric: final[metric] for metric in ("mae", "ca3", "ca5")},
-            "epochs": final["epoch"],
-            "params": params["total"],
-            "trainable_params": params["trainable"],
-            "model_bytes": params["bytes"],
-            "mean_predictor_mae": predict_the_mean_mae(splits[0]["age"], splits[1]["age"]),
-            "num_train": int(len(splits[0]["age"])),
-            "num_test": int(len(splits[1]["age"])),
-            "wall_s": wall_s,
-            "compile_s": compile_s,
-            "images_per_s": trainer.images_per_epoch * members / statistics.median(epoch_seconds)
-            if epoch_seconds else None,
-            "group": name,
-            "group_members": members,
-            "resumed_from_epoch": start_epoch,
-        }
+    for member, (record, run_dir) in enumerate(zip(records, run_dirs)):
+        summary = summarise(record, params=params, splits=splits, compile_s=compile_s, wall_s=wall_s,
+                            epoch_seconds=epoch_seconds, images_per_epoch=trainer.images_per_epoch, name=name,
+                            members=members, start_epoch=start_epoch)
         member_state = jax.tree.map(lambda leaf: leaf[member], host_state)
-        if run_dir != state_dir:  # a member of a group keeps its own final weights, loadable like any run
-            if writer:  # a redone run (its summary was unreadable) replaces the weights it saved before
-                checkpoint.drop_steps_after(run_dir / "checkpoint", int(member_state.step) - 1)
-            checkpoint.save(run_dir / "checkpoint", int(member_state.step), member_state)
+        if run_dir != state_dir:
+            save_member_weights(run_dir, member_state, writer=writer)
         if config.train.measure_inference:
             variables = {"params": member_state.params, "batch_stats": member_state.batch_stats}
             summary["inference_ms_per_image"] = saved_model.inference_ms(configs[member], variables)
-        if writer:
-            workdir_lib.write_json(run_dir / "summary.json", summary)
+        record.summary(summary)
         summaries.append(summary)
     return summaries
 
@@ -592,11 +516,10 @@ def train_and_evaluate(
             record_config(workdir, config, overrides)
         summary = read_summary(workdir)
         if summary is not None:
-            mae = f"MAE {summary['mae']:.3f}" if _finite(summary.get("mae")) else "no finite MAE"
+            mae = f"MAE {summary['mae']:.3f}" if finite(summary.get("mae")) else "no finite MAE"
             print(f"{workdir}: already finished ({summary['status']}, {mae}); nothing to do")
             return summary
         show_bar = sys.stderr.isatty() if progress is None else progress
         with tqdm.tqdm(total=config.train.epochs, desc=workdir.name, disable=not show_bar, leave=False) as bar:
-            (summary,) = train_members([config], [workdir], workdir, overrides=[overrides or {}], splits=splits,
-                                       progress=bar)
+            (summary,) = train_members([config], [workdir], workdir, splits=splits, progress=bar)
     return summary

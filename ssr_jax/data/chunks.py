@@ -1,0 +1,57 @@
+"""Splits kept in host memory and fed to the device a chunk at a time, for datasets larger than device memory."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator
+
+import jax
+import numpy as np
+
+from ssr_jax.data import pad_rows
+
+
+@dataclasses.dataclass(frozen=True)
+class HostChunks:
+    """Splits kept in host memory and sent to the device a chunk at a time (`data.device_chunk` examples), for
+    datasets larger than device memory.
+
+    Each epoch draws one permutation of the training split (seeded by `data.seed` and the epoch, so a resumed run
+    sees the same chunks) and cuts it into `len // chunk` chunks; the remainder sits out that epoch, as Keras drops
+    a last partial batch. Inside a chunk every member shuffles on the device, as in the all-on-device mode. The
+    test split goes through in chunks of whole padded batches; metrics are combined from counts, so they are exact.
+    """
+
+    train: dict  # {"image": uint8 [N, H, W, 3], "age": float32 [N]}
+    test: dict  # pad_to_batches output: {"image": [B, batch, H, W, 3], "age", "mask": [B, batch]}
+    chunk: int
+    test_batches_per_chunk: int
+    seed: int
+
+    @classmethod
+    def of(cls, host: dict, chunk: int, *, eval_batch_size: int, seed: int) -> HostChunks:
+        """`host` = {"train": {"image", "age"}, "test": pad_to_batches output}; the test batches are padded with
+        empty ones (mask 0) to whole chunks, so one compiled evaluation serves every chunk."""
+        batches_per_chunk = max(1, chunk // eval_batch_size)
+        padding = -len(host["test"]["age"]) % batches_per_chunk
+        test = {name: pad_rows(array, padding) for name, array in host["test"].items()}
+        return cls(host["train"], test, chunk, batches_per_chunk, seed=seed)
+
+    @property
+    def chunks_per_epoch(self) -> int:
+        return len(self.train["age"]) // self.chunk
+
+    def train_chunks(self, epoch: int) -> Iterator[dict]:
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train["age"]))
+        for start in range(0, self.chunks_per_epoch * self.chunk, self.chunk):
+            rows = np.sort(order[start:start + self.chunk])  # sorted: contiguous host reads
+            yield {"train": {name: array[rows] for name, array in self.train.items()}}
+
+    def test_chunks(self) -> Iterator[dict]:
+        for start in range(0, len(self.test["age"]), self.test_batches_per_chunk):
+            yield {"test": {name: array[start:start + self.test_batches_per_chunk]
+                            for name, array in self.test.items()}}
+
+    def abstract(self, name: str) -> dict:
+        """Shapes of one chunk of split `name`, for compiling ahead of time."""
+        chunk = next(self.train_chunks(0) if name == "train" else self.test_chunks())
+        return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), chunk)
