@@ -203,10 +203,11 @@ def run_epochs(trainer: Trainer, state: TrainState, keys: jax.Array, hparams: di
         yield Epoch(epoch, state, train_loss, metrics, train_s, time.perf_counter() - start)
 
 
-# Random streams of a member's key, each a fold_in of its own constant, then of the epoch or step, so none is
-# carried. The shuffle stream's per-epoch key also gives each step's dropout key, and augmentation folds 1 into
-# that: the streams every recorded run and test was drawn from.
-STREAMS = {"init": 0, "shuffle": 1}
+# Random streams of a member's key, one per purpose: a fold_in of the purpose's constant, then of the training
+# call (shuffle) or the global step (dropout, augmentation), so no key is carried, a resumed run replays exactly,
+# and no stream is another's parent — changing how one purpose draws (more augmentation draws, say) leaves the others'
+# numbers as they were.
+STREAMS = {"init": 0, "shuffle": 1, "dropout": 2, "augment": 3}
 
 
 def stream(key: jax.Array, name: str) -> jax.Array:
@@ -263,19 +264,19 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
     def train_epoch(state, key, hparams, data):
         tx = optimizer(hparams)
         # One call trains on what `data` holds: the whole split, or one chunk of it (then the key is per chunk).
-        epoch_key = jax.random.fold_in(stream(key, "shuffle"), state.step // steps_per_call)
+        shuffle_key = jax.random.fold_in(stream(key, "shuffle"), state.step // steps_per_call)
         # Drawn from the true count: a sharded split is padded to a multiple of the devices (parallel.place_dataset).
         rows = num_train if shard_data else data["train"]["age"].shape[0]
-        order = jax.random.permutation(epoch_key, rows)[: steps_per_call * batch_size]
+        order = jax.random.permutation(shuffle_key, rows)[: steps_per_call * batch_size]
+        dropout_key, augment_key = stream(key, "dropout"), stream(key, "augment")
 
         def step(state, batch_indices):
             images = shard_batch(data["train"]["image"][batch_indices])
             ages = shard_batch(data["train"]["age"][batch_indices])
-            step_key = jax.random.fold_in(epoch_key, state.step)  # dropout's key
-            if augmentation is not None:  # on the device, per example, from the step's own key
-                images = augment.augment_batch(jax.random.fold_in(step_key, 1), images, augmentation)
+            if augmentation is not None:  # on the device, per example
+                images = augment.augment_batch(jax.random.fold_in(augment_key, state.step), images, augmentation)
             (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-                state.params, state.batch_stats, images, ages, step_key, hparams
+                state.params, state.batch_stats, images, ages, jax.random.fold_in(dropout_key, state.step), hparams
             )
             updates, opt_state = tx.update(grads, state.opt_state, state.params)
             new_state = TrainState(
