@@ -1,77 +1,79 @@
-"""`ssr-jax` (or `python -m ssr_jax`): one entry point, one subcommand per job.
-
-  ssr-jax train --config configs/ssrnet.py[:arg] --workdir DIR [--config.model.stages=5,5,5 ...]
-  ssr-jax info  --config configs/ssrnet.py[:arg] [--config.x=...] [--json]
-  ssr-jax demo  [--workdir runs/demo]
-  ssr-jax sweep EXPERIMENT[:arg] --workdir DIR [--seeds N] [--dry_run] [--shard i/n] [--max_members M]
-                [--launcher local|slurm|submitit_local] [--job timeout_min=600,slurm_partition=gpu,...] [--wait]
-                [--set key=value ...]
-  ssr-jax report DIR [--format md,latex,csv] [--out DIR] [--plot] [--baseline CONFIG]
-  ssr-jax convert-keras FILE.h5 --out MODEL_DIR
-  ssr-jax predict MODEL_DIR IMAGE_OR_FOLDER... [--json]
-  ssr-jax evaluate MODEL_DIR --data NAME [--split test] [--data_dir DIR] [--cap N] [--out FILE.json]
-  ssr-jax inspect MODEL_DIR (IMAGE_OR_FOLDER... | --data NAME [--split test]) [--out DIR] [--json]
-
-  ssr-jax bench --config configs/ssrnet.py[:arg] [--config.x=...] [--members M] [--sequential] [--json]
-                [--out FILE.json]
-
-  ssr-jax data prepare NAME [--manual_dir DIR] [--data_dir DIR] [--strict]
-  ssr-jax data info NAME [--data_dir DIR] [--out FILE.png]
-  ssr-jax data export-npz NAME --split S|all --out FILE.npz [--data_dir DIR]
+"""`ssr-jax` (or `python -m ssr_jax`): one entry point, one subcommand per job, each with its own flags
+(`ssr-jax COMMAND --help` lists them; `ssr-jax --help` lists the commands).
 
 MODEL_DIR is a training workdir, a sweep run directory or a convert-keras output. NAME is a dataset (morph2, imdb,
 wiki, megaage_asian, utkface, synthetic_faces), optionally with its split protocol: morph2/subject.
 
 Config files and `--config.x=value` overrides are parsed by ml_collections' `config_flags`, as in the Flax examples.
-A bad config, override or workdir ends the command with one line on stderr and exit status 2, before anything
+A bad config, override, flag or workdir ends the command with one line on stderr and exit status 2, before anything
 compiles. Every error a user can meet ends with one line on stderr, not a traceback (`_user_errors`): exit status 2
 for a refusal (a bad value, a busy, damaged or unwritable directory, a full disk), 1 for a sweep with failed or
 diverged runs, 130 for Ctrl-C (rerunning the same command resumes).
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
 import sys
+import textwrap
+from typing import Callable
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, `path.py[:arg]`.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (train) or output directory (demo).")
-_JSON = flags.DEFINE_bool("json", False, "info, predict, evaluate, inspect: print JSON instead of a table.")
-_SEEDS = flags.DEFINE_integer("seeds", None, "sweep: seeds per configuration (default: the experiment's).")
-_DRY_RUN = flags.DEFINE_bool("dry_run", False, "sweep: print the runs and their groups, train nothing.")
-_SHARD = flags.DEFINE_string("shard", None, "sweep: run only the deterministic subset i/n.")
-_MAX_MEMBERS = flags.DEFINE_integer("max_members", None, "sweep: most members trained together in one program "
-                                     "(default: the sweep engine's).")
-_LAUNCHER = flags.DEFINE_string("launcher", "local", "sweep: local (this process), slurm (one submitit job per "
-                                "group) or submitit_local (the job path, as local processes).")
-_JOB = flags.DEFINE_list("job", [], "sweep: submitit job parameters key=value (timeout_min, gpus_per_node, "
-                         "cpus_per_task, mem_gb, slurm_partition, slurm_account, ...).")
-_WAIT = flags.DEFINE_bool("wait", False, "sweep: with a job launcher, wait for the jobs and then write results.")
-_SET = flags.DEFINE_multi_string("set", [], "sweep: key=value config override for every run (repeatable), e.g. "
-                                 "--set parallel.members=8 --set train.eval_batch_size=100.")
-_FORMAT = flags.DEFINE_list("format", ["md", "latex", "csv"], "report: table formats.")
-_OUT = flags.DEFINE_string(
-    "out", None, "report, inspect: output directory (default DIR/report, MODEL_DIR/inspect); convert-keras: the new "
-    "model directory; evaluate: the summary file (default MODEL_DIR/evaluations/NAME_SPLIT.json); bench: also "
-    "write the result as JSON to this file.")
-_PLOT = flags.DEFINE_bool("plot", False, "report: also draw the figures (PNG).")
-_BASELINE = flags.DEFINE_string("baseline", None, "report: config label (or part of one) for the ΔMAE column.")
-_DATA = flags.DEFINE_string("data", None, "evaluate, inspect: dataset name (synthetic or a prepared dataset).")
-_SPLIT = flags.DEFINE_string("split", "test", "evaluate, inspect: dataset split.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "where prepared datasets live (default $SSR_JAX_DATA_DIR or "
-                                "~/ssr_jax_data).")
-_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "data prepare: the folder holding the dataset's files as "
-                                  "downloaded (see the builder's instructions in the error when they are missing).")
-_STRICT = flags.DEFINE_bool("strict", False, "data prepare: stop at the first unreadable or misnamed image instead "
-                            "of skipping and counting it.")
-_MEMBERS = flags.DEFINE_integer("members", 1, "bench: members of the vmapped group (seeds and λ spread over them).")
-_SEQUENTIAL = flags.DEFINE_bool("sequential", False, "bench: time max(M, 2) runs one after another against one "
-                                "vmapped group of them, and extrapolate both to the config's epochs.")
-_CAP = flags.DEFINE_integer("cap", None, "evaluate, inspect: use only the first N examples of the split.")
+
+# ----------------------------------------------------------------------------------------------------------------
+# Flags: each subcommand defines its own into a fresh `flags.FlagValues` (absl's global FLAGS stays empty of them),
+# so `--out` means one thing per command and a flag another command takes is refused.
+# ----------------------------------------------------------------------------------------------------------------
+Define = Callable[[flags.FlagValues, list], None]
+
+
+def flag(define: Callable, name: str, default, help_text: str) -> Define:
+    """A flag definition for a subcommand: `define` is an absl `DEFINE_*`."""
+    return lambda values, argv: define(name, default, help_text, flag_values=values)
+
+
+def config_flag(help_text: str = "Config file, `path.py[:arg]`; --config.x=value overrides a field.") -> Define:
+    # config_flags finds the --config.x overrides in the argv it is given.
+    return lambda values, argv: config_flags.DEFINE_config_file("config", None, help_text, flag_values=values,
+                                                                lock_config=True, sys_argv=argv)
+
+
+def json_flag(what: str = "the result") -> Define:
+    return flag(flags.DEFINE_bool, "json", False, f"Print {what} as JSON instead of a table.")
+
+
+def out_flag(what: str) -> Define:
+    return flag(flags.DEFINE_string, "out", None, what)
+
+
+DATA_DIR = flag(flags.DEFINE_string, "data_dir", None, "Where prepared datasets live (default $SSR_JAX_DATA_DIR or "
+                "~/ssr_jax_data).")
+SPLIT = flag(flags.DEFINE_string, "split", "test", "Dataset split.")
+DATASET = [flag(flags.DEFINE_string, "data", None, "Dataset name (synthetic or a prepared dataset)."), SPLIT, DATA_DIR,
+           flag(flags.DEFINE_integer, "cap", None, "Use only the first N examples of the split.")]
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    run: Callable[[list[str], flags.FlagValues], None]  # (positional arguments, this command's parsed flags)
+    usage: str
+    flags: tuple[Define, ...]
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, usage: str, *defines: Define) -> Callable:
+    """Registers the decorated function as subcommand `name` with its own flags."""
+    def register(run):
+        COMMANDS[name] = Command(run, usage, tuple(defines))
+        return run
+
+    return register
 
 
 def _exit_with(message: str):
@@ -79,35 +81,46 @@ def _exit_with(message: str):
     sys.exit(2)
 
 
-def _config_and_overrides():
+def _config_and_overrides(values: flags.FlagValues):
     from ssr_jax import validation
 
-    if _CONFIG.value is None:
+    if values.config is None:
         _exit_with("--config is required, e.g. --config configs/ssrnet.py")
-    config = _CONFIG.value
-    validation.validate(config)
-    return config, config_flags.get_override_values(flags.FLAGS["config"])
+    validation.validate(values.config)
+    return values.config, config_flags.get_override_values(values["config"])
 
 
-def _train(args):
+def _no_positional(args):
+    if args:
+        _exit_with(f"unexpected arguments {args}; see `ssr-jax COMMAND --help`")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Commands
+# ----------------------------------------------------------------------------------------------------------------
+@command("train", "ssr-jax train --config configs/ssrnet.py[:arg] --workdir DIR [--config.model.stages=5,5,5 ...]",
+         config_flag(), flag(flags.DEFINE_string, "workdir", None, "The run directory (created; a rerun resumes it)."))
+def _train(args, values):
     _no_positional(args)
     from ssr_jax import workdir
     from ssr_jax.train import train_and_evaluate
 
-    if not _WORKDIR.value:
+    if not values.workdir:
         _exit_with("--workdir is required, e.g. --workdir runs/ssrnet")
-    config, overrides = _config_and_overrides()
-    summary = train_and_evaluate(config, _WORKDIR.value, overrides=overrides)
+    config, overrides = _config_and_overrides(values)
+    summary = train_and_evaluate(config, values.workdir, overrides=overrides)
     print(workdir.dumps(summary, indent=2))
 
 
-def _info(args):
+@command("info", "ssr-jax info --config configs/ssrnet.py[:arg] [--config.x=...] [--json]",
+         config_flag(), json_flag("the parameter counts"))
+def _info(args, values):
     _no_positional(args)
     from ssr_jax.models import abstract_variables, count_parameters
 
-    config, _ = _config_and_overrides()
+    config, _ = _config_and_overrides(values)
     counts = count_parameters(abstract_variables(config.model, config.data.image_size))
-    if _JSON.value:
+    if values.json:
         print(json.dumps(counts))
         return
     model = config.model
@@ -124,42 +137,65 @@ def _info(args):
     print(f"bytes       {counts['bytes']:,} (float32)")
 
 
-def _demo(args):
+@command("demo", "ssr-jax demo [--workdir runs/demo]",
+         flag(flags.DEFINE_string, "workdir", "runs/demo", "Where the demo's runs and its table go."))
+def _demo(args, values):
     _no_positional(args)
     from configs import dex, ssrnet
     from ssr_jax import demo
 
-    demo.main(_WORKDIR.value or "runs/demo", [("SSR-Net (3,3,3)", "ssrnet", ssrnet.get_config("demo")),
-                                               ("DEX (101 bins)", "dex", dex.get_config("demo"))])
+    demo.main(values.workdir, [("SSR-Net (3,3,3)", "ssrnet", ssrnet.get_config("demo")),
+                               ("DEX (101 bins)", "dex", dex.get_config("demo"))])
 
 
-def _sweep(args):
+@command("sweep", "ssr-jax sweep EXPERIMENT[:arg] --workdir DIR [--seeds N] [--dry_run] [--shard i/n] "
+         "[--max_members M] [--launcher local|slurm|submitit_local] [--job timeout_min=600,...] [--wait] "
+         "[--set key=value ...]",
+         flag(flags.DEFINE_string, "workdir", None, "The sweep directory (runs/, groups/, results.jsonl)."),
+         flag(flags.DEFINE_integer, "seeds", None, "Seeds per configuration (default: the experiment's)."),
+         flag(flags.DEFINE_bool, "dry_run", False, "Print the runs and their groups, train nothing."),
+         flag(flags.DEFINE_string, "shard", None, "Run only the deterministic subset i/n."),
+         flag(flags.DEFINE_integer, "max_members", None, "Most members trained together in one program (default: "
+              "the sweep engine's)."),
+         flag(flags.DEFINE_string, "launcher", "local", "local (this process), slurm (one submitit job per group) "
+              "or submitit_local (the job path, as local processes)."),
+         flag(flags.DEFINE_list, "job", [], "submitit job parameters key=value (timeout_min, gpus_per_node, "
+              "cpus_per_task, mem_gb, slurm_partition, slurm_account, ...)."),
+         flag(flags.DEFINE_bool, "wait", False, "With a job launcher, wait for the jobs and then write results."),
+         flag(flags.DEFINE_multi_string, "set", [], "key=value config override for every run (repeatable), e.g. "
+              "--set parallel.members=8 --set train.eval_batch_size=100."))
+def _sweep(args, values):
     if len(args) != 1:
         _exit_with("sweep takes one experiment, e.g. ssr-jax sweep experiments/dynamic_range.py:smoke --workdir DIR")
-    if not _WORKDIR.value and not _DRY_RUN.value:
+    if not values.workdir and not values.dry_run:
         _exit_with("--workdir is required, e.g. --workdir runs/dynamic_range")
     from ssr_jax import config_lib, launch, sweep
 
     # --max_members unset: the engine's own default (sweep.DEFAULT_MAX_MEMBERS), stated once.
-    sizes = {} if _MAX_MEMBERS.value is None else {"max_members": _MAX_MEMBERS.value}
+    sizes = {} if values.max_members is None else {"max_members": values.max_members}
     try:
-        launch.run_sweep(args[0], _WORKDIR.value, seeds=_SEEDS.value, shard_spec=_SHARD.value,
-                         dry_run=_DRY_RUN.value, launcher=_LAUNCHER.value,
-                         job_parameters=launch.parse_job_parameters(_JOB.value), wait=_WAIT.value,
-                         common=config_lib.parse_overrides(_SET.value), check=True, **sizes)
+        launch.run_sweep(args[0], values.workdir, seeds=values.seeds, shard_spec=values.shard,
+                         dry_run=values.dry_run, launcher=values.launcher,
+                         job_parameters=launch.parse_job_parameters(values.job), wait=values.wait,
+                         common=config_lib.parse_overrides(values.set), check=True, **sizes)
     except sweep.SweepFailedError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
 
 
-def _report(args):
+@command("report", "ssr-jax report DIR [--format md,latex,csv] [--out DIR] [--plot] [--baseline CONFIG]",
+         flag(flags.DEFINE_list, "format", ["md", "latex", "csv"], "Table formats."),
+         out_flag("Output directory (default DIR/report)."),
+         flag(flags.DEFINE_bool, "plot", False, "Also draw the figures (PNG)."),
+         flag(flags.DEFINE_string, "baseline", None, "Config label (or part of one) for the ΔMAE column."))
+def _report(args, values):
     from ssr_jax import report
 
     if len(args) != 1:
         _exit_with("report takes one sweep directory, e.g. ssr-jax report runs/dynamic_range")
     try:
-        written = report.write_tables(args[0], _OUT.value, formats=_FORMAT.value, baseline=_BASELINE.value,
-                                      plot=_PLOT.value)
+        written = report.write_tables(args[0], values.out, formats=values.format, baseline=values.baseline,
+                                      plot=values.plot)
     except (FileNotFoundError, ValueError) as error:
         _exit_with(str(error))
     if "results.md" in written:
@@ -171,16 +207,18 @@ def _report(args):
         print(line, file=sys.stderr)
 
 
-def _convert_keras(args):
+@command("convert-keras", "ssr-jax convert-keras FILE.h5 --out MODEL_DIR [--config configs/ssrnet.py]",
+         out_flag("The new model directory (new or empty)."),
+         config_flag("The recipe recorded with the weights (default configs/ssrnet.py; model fields are pinned)."))
+def _convert_keras(args, values):
     from configs import ssrnet
     from ssr_jax import keras_import
 
-    if len(args) != 1 or not _OUT.value:
+    if len(args) != 1 or not values.out:
         _exit_with("usage: ssr-jax convert-keras FILE.h5 --out MODEL_DIR")
-    # The recipe recorded with the weights: --config's, else the shipped SSR-Net config (model fields are pinned).
-    recipe = _CONFIG.value if _CONFIG.value is not None else ssrnet.get_config()
+    recipe = values.config if values.config is not None else ssrnet.get_config()
     try:
-        directory = keras_import.convert_keras(args[0], _OUT.value, recipe)
+        directory = keras_import.convert_keras(args[0], values.out, recipe)
     except (FileNotFoundError, ValueError) as error:
         _exit_with(str(error))
     print(f"{args[0]} → {directory} (SSR-Net (3,3,3), λ_local = λ_d = 1; expects 64×64 BGR raw 0–255 input)")
@@ -195,16 +233,17 @@ def _model_dir(args, usage: str) -> str:
     return args[0]
 
 
-def _predict(args):
+@command("predict", "ssr-jax predict MODEL_DIR IMAGE_OR_FOLDER... [--json]", json_flag("the ages"))
+def _predict(args, values):
     from ssr_jax import predict, workdir
     from ssr_jax.data import images
 
-    model_dir = _model_dir(args, "ssr-jax predict MODEL_DIR IMAGE_OR_FOLDER... [--json]")
+    model_dir = _model_dir(args, COMMANDS["predict"].usage)
     paths = images.expand_image_paths(args[1:])
     if not paths:
         _exit_with("no images given: pass image files or folders of images after MODEL_DIR")
     results = predict.predict_files(model_dir, paths)
-    if _JSON.value:
+    if values.json:
         print(workdir.dumps(results, indent=2))
     else:
         for row in results:
@@ -214,50 +253,56 @@ def _predict(args):
         sys.exit(1)
 
 
-def _dataset_split(model_dir: str) -> dict:
+def _dataset_split(model_dir: str, values: flags.FlagValues) -> dict:
     """The `--data`/`--split` arrays; a synthetic split is regenerated from the model's own `config.data`."""
     from ssr_jax import data, saved_model
 
     config = saved_model.read_config(model_dir)
     try:
-        return data.load_split(_DATA.value, _SPLIT.value, data_config=config.data, data_dir=_DATA_DIR.value,
-                               cap=_CAP.value)
+        return data.load_split(values.data, values.split, data_config=config.data, data_dir=values.data_dir,
+                               cap=values.cap)
     except (FileNotFoundError, ValueError) as error:
         _exit_with(str(error))
 
 
-def _evaluate(args):
+@command("evaluate", "ssr-jax evaluate MODEL_DIR --data NAME [--split test] [--data_dir DIR] [--cap N] "
+         "[--out FILE.json] [--json]",
+         *DATASET, out_flag("The summary file (default MODEL_DIR/evaluations/NAME_SPLIT.json)."),
+         json_flag("the summary"))
+def _evaluate(args, values):
     from ssr_jax import predict, workdir
 
-    usage = "ssr-jax evaluate MODEL_DIR --data NAME [--split test] [--data_dir DIR] [--out FILE.json]"
-    model_dir = _model_dir(args, usage)
-    if len(args) != 1 or not _DATA.value:
-        _exit_with(f"usage: {usage}")
-    summary = {**predict.evaluate_split(model_dir, _dataset_split(model_dir)),
-               "model_dir": model_dir, "data": _DATA.value, "split": _SPLIT.value}
-    out = _OUT.value or os.path.join(model_dir, "evaluations", f"{_DATA.value}_{_SPLIT.value}.json")
+    model_dir = _model_dir(args, COMMANDS["evaluate"].usage)
+    if len(args) != 1 or not values.data:
+        _exit_with(f"usage: {COMMANDS['evaluate'].usage}")
+    summary = {**predict.evaluate_split(model_dir, _dataset_split(model_dir, values)),
+               "model_dir": model_dir, "data": values.data, "split": values.split}
+    out = values.out or os.path.join(model_dir, "evaluations", f"{values.data}_{values.split}.json")
     workdir.prepare(os.path.dirname(os.path.abspath(out)))
     workdir.write_json(out, summary)
-    if _JSON.value:
+    if values.json:
         print(workdir.dumps(summary, indent=2))
     else:
-        print(f"{model_dir} on {_DATA.value}/{_SPLIT.value} ({summary['num_test']} images): MAE {summary['mae']:.3f}, "
+        print(f"{model_dir} on {values.data}/{values.split} ({summary['num_test']} images): MAE {summary['mae']:.3f}, "
               f"CA(3) {summary['ca3']:.3f}, CA(5) {summary['ca5']:.3f}")
         print(f"written: {out}")
 
 
-def _inspect(args):
+@command("inspect", "ssr-jax inspect MODEL_DIR (IMAGE_OR_FOLDER... | --data NAME [--split test]) [--out DIR] "
+         "[--json]",
+         *DATASET, out_flag("Output directory (default MODEL_DIR/inspect)."), json_flag("the analysis"))
+def _inspect(args, values):
     import numpy as np
 
     from ssr_jax import inspect_model, saved_model, workdir
     from ssr_jax.data.images import expand_image_paths, fit_images, read_images
 
-    usage = "ssr-jax inspect MODEL_DIR (IMAGE_OR_FOLDER... | --data NAME [--split test]) [--out DIR] [--json]"
+    usage = COMMANDS["inspect"].usage
     model_dir = _model_dir(args, usage)
-    if bool(args[1:]) == bool(_DATA.value):
+    if bool(args[1:]) == bool(values.data):
         _exit_with(f"inspect reads either images or --data, not both or neither; usage: {usage}")
-    if _DATA.value:
-        split = _dataset_split(model_dir)
+    if values.data:
+        split = _dataset_split(model_dir, values)
         images = fit_images(split["image"], saved_model.read_config(model_dir).data.image_size)
         ages = split["age"]
     else:
@@ -273,73 +318,82 @@ def _inspect(args):
         result = inspect_model.inspect(model_dir, images, ages)
     except ValueError as error:
         _exit_with(str(error))
-    out = workdir.prepare(_OUT.value or os.path.join(model_dir, "inspect"))
+    out = workdir.prepare(values.out or os.path.join(model_dir, "inspect"))
     workdir.write_json(out / "inspect.json", result)
     inspect_model.plot(result, out / "inspect.png")
-    if _JSON.value:
+    if values.json:
         print(workdir.dumps({key: value for key, value in result.items() if key != "predictions"}, indent=2))
     else:
         print(inspect_model.format_table(result))
         print(f"\nwritten: {out / 'inspect.json'}, {out / 'inspect.png'}")
 
 
-DATA_USAGE = ("usage: ssr-jax data prepare NAME [--manual_dir DIR] | data info NAME | "
-              "data export-npz NAME --split S|all --out FILE.npz   (each with [--data_dir DIR])")
-
-
-def _data(args):
+@command("data", "ssr-jax data prepare NAME [--manual_dir DIR] [--strict] | data info NAME [--out FILE.png] [--json] "
+         "| data export-npz NAME --split S|all --out FILE.npz   (each with [--data_dir DIR])",
+         DATA_DIR,
+         flag(flags.DEFINE_string, "manual_dir", None, "prepare: the folder holding the dataset's files as "
+              "downloaded (see the builder's instructions in the error when they are missing)."),
+         flag(flags.DEFINE_bool, "strict", False, "prepare: stop at the first unreadable or misnamed image instead "
+              "of skipping and counting it."),
+         out_flag("info: the age histogram (default DATA_DIR/NAME/ages.png); export-npz: the .npz file."),
+         flag(flags.DEFINE_string, "split", "test", "export-npz: the split to export, or all."),
+         json_flag("info's counts"))
+def _data(args, values):
     from ssr_jax.data import prepared
     from ssr_jax.data.builders.base import ManualFilesError
 
     if len(args) != 2 or args[0] not in ("prepare", "info", "export-npz"):
-        _exit_with(DATA_USAGE)
+        _exit_with(f"usage: {COMMANDS['data'].usage}")
     action, name = args
     try:
         if action == "prepare":
-            prepared.prepare(name, manual_dir=_MANUAL_DIR.value, data_dir=_DATA_DIR.value, strict=_STRICT.value,
+            prepared.prepare(name, manual_dir=values.manual_dir, data_dir=values.data_dir, strict=values.strict,
                              progress=True)
         elif action == "info":
-            png = _OUT.value or prepared.dataset_dir(name, data_dir=_DATA_DIR.value) / "ages.png"
-            result = prepared.info(name, data_dir=_DATA_DIR.value, png_path=png)
-            if _JSON.value:
+            png = values.out or prepared.dataset_dir(name, data_dir=values.data_dir) / "ages.png"
+            result = prepared.info(name, data_dir=values.data_dir, png_path=png)
+            if values.json:
                 print(json.dumps({key: value for key, value in result.items() if key != "table"}, indent=2))
             else:
                 print(result["table"])
                 print(f"\nage histogram: {png}")
         else:
-            if not _OUT.value:
+            if not values.out:
                 _exit_with("data export-npz needs --out FILE.npz (and --split S, or --split all)")
-            path = prepared.export_npz(name, _SPLIT.value, _OUT.value, data_dir=_DATA_DIR.value)
+            path = prepared.export_npz(name, values.split, values.out, data_dir=values.data_dir)
             print(f"written: {path}")
     except (ManualFilesError, FileNotFoundError, ValueError) as error:
         _exit_with(str(error))
 
 
-def _bench(args):
+@command("bench", "ssr-jax bench --config configs/ssrnet.py[:arg] [--config.x=...] [--members M] [--sequential] "
+         "[--json] [--out FILE.json]",
+         config_flag(),
+         flag(flags.DEFINE_integer, "members", 1, "Members of the vmapped group (seeds and λ spread over them)."),
+         flag(flags.DEFINE_bool, "sequential", False, "Time max(M, 2) runs one after another against one vmapped "
+              "group of them, and extrapolate both to the config's epochs."),
+         out_flag("Also write the result as JSON to this file."), json_flag())
+def _bench(args, values):
     _no_positional(args)
     from ssr_jax import bench, workdir
 
-    config, _ = _config_and_overrides()
-    if _MEMBERS.value < 1:
-        _exit_with(f"--members must be at least 1, got {_MEMBERS.value}")
-    if _SEQUENTIAL.value:
-        result = bench.sequential_vs_vmapped(config, max(_MEMBERS.value, 2))
+    config, _ = _config_and_overrides(values)
+    if values.members < 1:
+        _exit_with(f"--members must be at least 1, got {values.members}")
+    if values.sequential:
+        result = bench.sequential_vs_vmapped(config, max(values.members, 2))
     else:
-        result = bench.run_benchmark(config, members=_MEMBERS.value)
+        result = bench.run_benchmark(config, members=values.members)
     text = workdir.dumps(result, indent=2)
-    if _OUT.value:
-        workdir.write_text_atomic(_OUT.value, text + "\n")
-    print(text if _JSON.value else bench.format_table(result))
+    if values.out:
+        workdir.write_text_atomic(values.out, text + "\n")
+    print(text if values.json else bench.format_table(result))
 
 
-def _no_positional(args):
-    if args:
-        _exit_with(f"unexpected arguments {args}; see `ssr-jax --help`")
-
-
-COMMANDS = {"train": _train, "info": _info, "demo": _demo, "sweep": _sweep, "report": _report,
-            "convert-keras": _convert_keras, "predict": _predict, "evaluate": _evaluate, "inspect": _inspect,
-            "bench": _bench, "data": _data}
+# ----------------------------------------------------------------------------------------------------------------
+# Parsing, errors, entry point
+# ----------------------------------------------------------------------------------------------------------------
+HELP = ("-h", "--help", "--helpshort", "--helpfull")
 
 
 def _config_file(argv) -> str | None:
@@ -351,30 +405,56 @@ def _config_file(argv) -> str | None:
     return None
 
 
-def _parse_flags(argv):
-    """absl's parser, with a missing config file or a bad `--config.x=value` turned into one line of error."""
+def _flag_help(values: flags.FlagValues, names: list[str]) -> str:
+    lines = []
+    for name in names:
+        item = values[name]
+        spelled = f"--[no]{name}" if item.boolean else f"--{name}"
+        default = "" if item.default in (None, [], "") else f" (default: {item.default})"
+        text = " ".join(f"{spelled}: {item.help}{default}".split())
+        lines.append(textwrap.fill(text, 116, initial_indent="  ", subsequent_indent="      "))
+    return "\n".join(lines)
+
+
+def _parse_flags(argv, name: str, values: flags.FlagValues):
+    """The subcommand's own flags parsed into `values` (with --help: its usage and flags, then exit 0); a missing
+    config file or a bad flag or `--config.x=value` becomes one line of error."""
+    if any(arg in HELP for arg in argv[1:]):
+        usage = textwrap.fill(COMMANDS[name].usage, 116, subsequent_indent="    ")
+        print(f"usage: {usage}\n\nflags:\n{_flag_help(values, list(values))}")
+        sys.exit(0)
     spec = _config_file(argv)
     if spec is not None and not os.path.isfile(spec.split(":", 1)[0]):
         _exit_with(f"config file {spec.split(':', 1)[0]} does not exist; pass e.g. --config configs/ssrnet.py")
     try:
-        return flags.FLAGS(argv)
+        remaining = values(argv)
+    except flags.UnrecognizedFlagError as error:
+        if not error.flagname.startswith("config."):
+            _exit_with(f"bad command line: ssr-jax {name} takes no flag --{error.flagname}; `ssr-jax {name} --help` "
+                       "lists its flags")
+        _exit_with(_flag_error_line(error))
     except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as error:
-        text = str(error).replace("\\n", "\n")
-        lines = [line.strip(" '\"\\") for line in text.splitlines() if line.strip(" '\"\\")]
-        if any(line.startswith("Did you mean") for line in lines):
-            reason = f"unknown config key {lines[0]!r} ({lines[-1]})"
-        else:
-            reason = lines[-1]
-        _exit_with(f"bad command line: {reason}")
+        _exit_with(_flag_error_line(error))
+    flags.FLAGS(argv[:1])  # absl's app needs its global FLAGS parsed; they hold only absl's own flags
+    return remaining, values
 
 
-def _user_errors(command, args) -> None:
-    """Runs `command`; an error a user can meet (and fix) ends it with one line on stderr and an exit status."""
+def _flag_error_line(error: Exception) -> str:
+    """absl's and config_flags' parse errors (several lines, quoted) as one line."""
+    text = str(error).replace("\\n", "\n")
+    lines = [line.strip(" '\"\\") for line in text.splitlines() if line.strip(" '\"\\")]
+    if any(line.startswith("Did you mean") for line in lines):
+        return f"bad command line: unknown config key {lines[0]!r} ({lines[-1]})"
+    return f"bad command line: {lines[-1]}"
+
+
+def _user_errors(run, args, values) -> None:
+    """Runs a command; an error a user can meet (and fix) ends it with one line on stderr and an exit status."""
     from ssr_jax.config_lib import ConfigError
 
     sys.unraisablehook = _without_closed_event_loops(sys.unraisablehook)
     try:
-        command(args)
+        run(args, values)
     except KeyboardInterrupt as error:  # train.Interrupted says from which epoch a rerun resumes
         print(f"error: {error or 'interrupted: rerun the same command to carry on'}", file=sys.stderr)
         sys.exit(130)
@@ -404,26 +484,38 @@ def _os_error_line(error: OSError) -> str:
     return f"{error.filename}: {error.strerror}" if error.filename else str(error.strerror or error)
 
 
-def _as_absl_main(command):
-    def main(argv):
+def _as_absl_main(command: Command):
+    def main(parsed):
+        args, values = parsed
         logging.set_verbosity(logging.WARNING)
-        if command in (_train, _sweep):
+        if command.run in (_train, _sweep):
             from ssr_jax import parallel
 
             parallel.initialize_distributed()  # a multi-host job (Slurm with several tasks); else nothing
-        _user_errors(command, argv[1:])
+        _user_errors(command.run, args[1:], values)
 
     return main
+
+
+def _overview() -> str:
+    usages = [textwrap.fill(command.usage, 116, initial_indent="  ", subsequent_indent="      ")
+              for command in COMMANDS.values()]
+    return "\n".join(["usage: ssr-jax COMMAND ...   (ssr-jax COMMAND --help: that command's flags)", "", *usages, "",
+                      __doc__])
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv if argv is None else argv)
     if len(argv) < 2 or argv[1] not in COMMANDS:
         wants_help = len(argv) > 1 and argv[1] in ("-h", "--help", "help")
-        print(__doc__, file=sys.stdout if wants_help else sys.stderr)
+        print(_overview(), file=sys.stdout if wants_help else sys.stderr)
         sys.exit(0 if wants_help else 2)
-    name = argv[1]
-    app.run(_as_absl_main(COMMANDS[name]), argv=[f"ssr-jax {name}", *argv[2:]], flags_parser=_parse_flags)
+    name, command_argv = argv[1], [f"ssr-jax {argv[1]}", *argv[2:]]
+    values = flags.FlagValues()
+    for define in COMMANDS[name].flags:
+        define(values, command_argv)
+    app.run(_as_absl_main(COMMANDS[name]), argv=command_argv,
+            flags_parser=lambda argv: _parse_flags(argv, name, values))
 
 
 if __name__ == "__main__":

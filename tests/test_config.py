@@ -82,3 +82,17 @@ def test_cli_info_json():
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"trainable": 42_215, "batch_stats": 384, "total": 42_599,
                                          "bytes": 170_396}
+
+
+def test_each_subcommand_has_its_own_flags():
+    report = run_cli("report", "--help").stdout
+    assert report.startswith("usage: ssr-jax report DIR") and "--baseline" in report and "--format" in report
+    assert "--workdir" not in report and "--config" not in report and "--members" not in report
+    train = run_cli("train", "--help").stdout
+    assert {line.split(":")[0].strip() for line in train.split("flags:\n")[1].splitlines()
+            if line.startswith("  --")} == {"--config", "--workdir"}
+    # `--out` is one flag per command, with that command's meaning.
+    assert "--out: The new model directory" in run_cli("convert-keras", "--help").stdout
+    result = run_cli("train", "--config", "configs/ssrnet.py", "--workdir", "runs/x", "--json", check=False)
+    assert result.returncode == 2 and result.stderr == (
+        "error: bad command line: ssr-jax train takes no flag --json; `ssr-jax train --help` lists its flags\n")
