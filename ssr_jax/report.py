@@ -229,7 +229,8 @@ def to_latex(table: pd.DataFrame) -> str:
 def numeric_pivot(frame: pd.DataFrame) -> pd.DataFrame | None:
     """Mean MAE as rows × columns when exactly two override keys vary and both are numbers (the λ grid)."""
     overrides = pd.DataFrame(frame["overrides"].tolist()).drop(columns=["seed"], errors="ignore")
-    varying = [key for key in overrides if overrides[key].nunique() > 1]
+    # As text: an override may be a list (model.stages), which pandas cannot count as it is.
+    varying = [key for key in overrides if overrides[key].astype(str).nunique() > 1]
     if len(varying) != 2 or not all(pd.api.types.is_numeric_dtype(overrides[key]) for key in varying):
         return None
     rows, columns = varying if "lambda_local" in varying[0] or "lambda_d" not in varying[0] else varying[::-1]

@@ -83,6 +83,16 @@ def test_pivot_is_lambda_local_rows_by_lambda_d_columns(sweep_dir):
     assert pivot.loc[1, "0"] == 3.0 and pivot.loc[0, "1"] == 4.0
 
 
+def test_list_valued_overrides_are_tabulated_without_a_pivot(tmp_path):
+    # experiments/dex_vs_ssr.py: DEX differs from SSR-Net in model.stages, a list once written to JSON.
+    dex = {"model.family": "dex", "model.stages": [101], "model.p_activation": "softmax", "seed": 0}
+    rows = [{**ROWS[0], "overrides": {"model.family": "ssr", "seed": 0}}, {**ROWS[2], "overrides": dex}]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    written = report.write_tables(tmp_path, formats=["md"])
+    assert "pivot.md" not in written
+    assert [cells["MAE"] for cells in markdown_cells(written["results.md"].read_text()).values()] == ["5.00", "4.00"]
+
+
 def test_csv_keeps_full_precision_numbers(sweep_dir):
     written = report.write_tables(sweep_dir, formats=["csv"])
     table = pd.read_csv(written["results.csv"], index_col="config")
