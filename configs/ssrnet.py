@@ -5,10 +5,11 @@
   ssr-jax train --config configs/ssrnet.py:smoke --workdir /tmp/smoke        # tests: a few seconds
   ssr-jax train --config configs/ssrnet.py --workdir runs/ssr555 --config.model.stages=5,5,5
 
-Results to expect (synthetic data, measured with jax 0.10.2; how long they took: benchmarks/README.md):
-  demo (3,000 train / 1,000 test, 6 epochs, augmentation on): MAE 10.39, CA(3) 0.174, CA(5) 0.325
-        (predict-the-mean MAE 24.99).
-  full (90 epochs, 10,000 train / 2,500 test): MAE 3.55, CA(3) 0.538, CA(5) 0.748 (predict-the-mean 24.90).
+Results to expect (synthetic data, seed 0, jax 0.10.2; how long they took: benchmarks/README.md):
+  demo (3,000 train / 1,000 test, 6 epochs, augmentation on; measured 2026-12-02 at commit 7f8387c): MAE 9.79,
+        CA(3) 0.206, CA(5) 0.344 (predict-the-mean MAE 24.99).
+  full (90 epochs, 10,000 train / 2,500 test): MAE 3.55, CA(3) 0.538, CA(5) 0.748 (predict-the-mean 24.90) —
+        measured before the per-purpose RNG streams (e478a35) changed every draw; not yet remeasured.
 """
 from configs import base
 from ssr_jax.config_lib import parse_arg

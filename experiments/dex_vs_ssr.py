@@ -5,6 +5,11 @@
   ssr-jax report runs/dex_vs_ssr --baseline family=ssr
 
 Three programs (the heads differ), each training its seeds as one vmapped group.
+
+Smoke result to expect (`:smoke --seeds 1`: 64 train / 40 test synthetic faces, 2 epochs, BatchNorm momentum 0.8;
+measured 2026-12-02 at commit 7f8387c; it shows that the sweep runs end to end, not a finding — the
+predict-the-mean MAE on those 40 faces is 19.07):
+  MAE DEX 18.63, regression 24.63, SSR-Net 33.77.
 """
 from configs import dex, regression, ssrnet
 from configs.ssrnet import get_config  # noqa: F401 — the experiment's base config (arg: smoke)

@@ -9,6 +9,11 @@ so all 4 × seeds runs are one vmapped group and compile once.
   ssr-jax report runs/dynamic_range
 
 The smoke variant compiles one program; the full sweep trains 12 members × 90 epochs × 10,000 images.
+
+Smoke result to expect (`:smoke --seeds 1`: 64 train / 40 test synthetic faces, 2 epochs, BatchNorm momentum 0.8;
+measured 2026-12-02 at commit 7f8387c; it shows that the sweep runs end to end, not a finding — the
+predict-the-mean MAE on those 40 faces is 19.07):
+  MAE 46.48 with both off, 35.43 η only (λ_local = 1), 34.21 Δ only (λ_d = 1), 33.75 both on.
 """
 from configs.ssrnet import get_config  # noqa: F401 — the experiment's base config (arg: smoke)
 from ssr_jax.sweep import product, sweep
