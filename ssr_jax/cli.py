@@ -183,11 +183,12 @@ def _sweep(args, values):
         sys.exit(1)
 
 
-@command("report", "ssr-jax report DIR [--format md,latex,csv] [--out DIR] [--plot] [--baseline CONFIG]",
+@command("report", "ssr-jax report DIR [--format md,latex,csv] [--out DIR] [--plot] [--baseline CONFIG] [--by_age]",
          flag(flags.DEFINE_list, "format", ["md", "latex", "csv"], "Table formats."),
          out_flag("Output directory (default DIR/report)."),
          flag(flags.DEFINE_bool, "plot", False, "Also draw the figures (PNG)."),
-         flag(flags.DEFINE_string, "baseline", None, "Config label (or part of one) for the ΔMAE column."))
+         flag(flags.DEFINE_string, "baseline", None, "Config label (or part of one) for the ΔMAE column."),
+         flag(flags.DEFINE_bool, "by_age", False, "Also the MAE per decade of true age, per config."))
 def _report(args, values):
     from ssr_jax import report
 
@@ -195,13 +196,15 @@ def _report(args, values):
         _exit_with("report takes one sweep directory, e.g. ssr-jax report runs/dynamic_range")
     try:
         written = report.write_tables(args[0], values.out, formats=values.format, baseline=values.baseline,
-                                      plot=values.plot)
+                                      plot=values.plot, by_age=values.by_age)
     except (FileNotFoundError, ValueError) as error:
         _exit_with(str(error))
     if "results.md" in written:
         print(written["results.md"].read_text())
     if "pivot.md" in written:
         print(written["pivot.md"].read_text())
+    if "by_age.md" in written:
+        print("MAE by true age (mean over seeds):\n" + written["by_age.md"].read_text())
     print("written: " + ", ".join(str(path) for path in written.values()))
     for line in report.failures(args[0]):
         print(line, file=sys.stderr)

@@ -66,8 +66,27 @@ def learning_curves(sweep_dir: pathlib.Path, frame: pd.DataFrame, path: pathlib.
     plt.close(figure)
 
 
-def write_figures(sweep_dir, frame: pd.DataFrame, table: pd.DataFrame, pivot, out: pathlib.Path) -> dict:
+def mae_by_age(ages: pd.DataFrame, path: pathlib.Path) -> None:
+    """MAE against decade of true age, one line per config (`report.by_age_table`: mean over seeds)."""
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for config, maes in ages.drop(index="examples").iterrows():
+        axes.plot(range(len(ages.columns)), maes.to_numpy(dtype=float), marker="o", label=config)
+    axes.set_xticks(range(len(ages.columns)),
+                    [f"{group}\n({int(count):,})" for group, count in ages.loc["examples"].items()], fontsize=7)
+    axes.set_xlabel("true age (examples in the test split)")
+    axes.set_ylabel("MAE (years), mean over seeds")
+    axes.legend(fontsize=6)
+    figure.tight_layout()
+    figure.savefig(path, dpi=150)
+    plt.close(figure)
+
+
+def write_figures(sweep_dir, frame: pd.DataFrame, table: pd.DataFrame, pivot, out: pathlib.Path,
+                  ages: pd.DataFrame | None = None) -> dict:
     written = {}
+    if ages is not None:
+        mae_by_age(ages, out / "mae_by_age.png")
+        written["mae_by_age.png"] = out / "mae_by_age.png"
     if pivot is not None:
         heatmap(pivot, out / "heatmap.png")
         written["heatmap.png"] = out / "heatmap.png"

@@ -13,7 +13,7 @@ import numpy as np
 
 from ssr_jax import saved_model
 from ssr_jax.data.images import fit_images, read_images
-from ssr_jax.evaluate import evaluate_batches, pad_to_batches
+from ssr_jax.evaluate import by_age, evaluate_batches, pad_to_batches
 from ssr_jax.models import abstract_variables, count_parameters
 
 
@@ -36,8 +36,8 @@ def predict_files(model_dir: str | os.PathLike, paths: Sequence[str | os.PathLik
 
 
 def evaluate_split(model_dir: str | os.PathLike, split: dict[str, np.ndarray], batch_size: int = 256) -> dict:
-    """The metrics a training run's `summary.json` reports (MAE, CA(3), CA(5), parameters, size) for a model
-    directory on one split `{"image": uint8 [N, H, W, 3] BGR, "age": [N]}`."""
+    """The metrics a training run's `summary.json` reports (MAE, CA(3), CA(5), MAE by age, parameters, size) for a
+    model directory on one split `{"image": uint8 [N, H, W, 3] BGR, "age": [N]}`."""
     start = time.perf_counter()
     config, variables = saved_model.load(model_dir)
     images = fit_images(split["image"], config.data.image_size)
@@ -52,6 +52,7 @@ def evaluate_split(model_dir: str | os.PathLike, split: dict[str, np.ndarray], b
     return {
         "status": "ok",
         **{name: float(metrics[name]) for name in ("mae", "ca3", "ca5")},
+        **by_age(metrics["age_abs_error"], metrics["age_count"]),
         "params": params["total"],
         "trainable_params": params["trainable"],
         "model_bytes": params["bytes"],

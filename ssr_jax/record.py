@@ -1,5 +1,6 @@
 """What a run directory records: `config.json` (what the run trains), `metrics.jsonl` (one row per epoch) and
-`summary.json` (how it ended). Its checkpoint is `ssr_jax.checkpoint`'s.
+`summary.json` (how it ended), and TensorBoard's copy of the last two (`ssr_jax.tensorboard_log`). Its checkpoint is
+`ssr_jax.checkpoint`'s.
 
 `record_config` and `read_summary` are the checks every command makes before it trains a run directory; a
 `Recorder` is one run's record while it trains — the one place its per-epoch rows and its summary are written.
@@ -10,7 +11,7 @@ import math
 import pathlib
 import sys
 
-from ssr_jax import config_lib, workdir as workdir_lib
+from ssr_jax import config_lib, tensorboard_log, workdir as workdir_lib
 
 # A run directory holding any of these has trained: without its config.json, what it was trained with is unknown.
 RUN_FILES = ("checkpoint", "metrics.jsonl", "summary.json")
@@ -70,12 +71,18 @@ class Recorder:
     history, so every process takes the same decisions from it.
 
     Rows are dicts of JSON numbers: `epoch`, `train_loss`, `mae`, `ca3`, `ca5`, `learning_rate`, `images_per_s`,
-    `epoch_s` (`ssr_jax.train` makes them).
+    `epoch_s`, and `mae_by_age` / `count_by_age` ({age group: number}) (`ssr_jax.train` makes them). Every row and
+    the summary also go to the run's TensorBoard file, with the overrides of its config.json as HParams.
     """
 
     def __init__(self, run_dir: pathlib.Path, *, write: bool = True):
         self.run_dir, self.write = run_dir, write
         self.history: list[dict] = []
+        self.tensorboard = tensorboard_log.RunLog(run_dir, self._overrides(), [])
+
+    def _overrides(self) -> dict:
+        path = self.run_dir / "config.json"  # recorded (and checked) by the caller before training
+        return workdir_lib.read_json(path).get("overrides", {}) if self.write and path.exists() else {}
 
     @property
     def metrics_path(self) -> pathlib.Path:
@@ -93,6 +100,8 @@ class Recorder:
                 f"{self.metrics_path} has no row for epoch {epoch}, where the checkpoint is: the run's history cannot "
                 f"be rebuilt; delete {self.run_dir} to train it again")
         self.history = rows
+        # Rebuilt from the kept rows, so that TensorBoard, too, has each epoch once.
+        self.tensorboard = tensorboard_log.RunLog(self.run_dir, self._overrides(), rows)
 
     @property
     def diverged(self) -> bool:
@@ -104,8 +113,10 @@ class Recorder:
         self.history.append(row)
         if self.write:
             workdir_lib.write_jsonl(self.metrics_path, self.history)
+            self.tensorboard.epoch(row)
 
     def summary(self, summary: dict) -> None:
         """Writes summary.json, which marks the run finished."""
         if self.write:
             workdir_lib.write_json(self.run_dir / "summary.json", summary)
+            self.tensorboard.finish(summary)

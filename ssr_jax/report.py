@@ -10,7 +10,8 @@ failed runs are counted in their own columns, never averaged). With `--baseline`
 Outputs (in `--out`, default `DIR/report/`):
   results.md / results.tex / results.csv   one row per config
   pivot.md / pivot.tex / pivot.csv         2-D sweeps (two numeric override keys): mean MAE, rows × columns
-  heatmap.png, mae_vs_params.png, learning_curves.png    with --plot
+  by_age.md / by_age.csv                   with --by_age: mean MAE over seeds per config and decade of true age
+  heatmap.png, mae_vs_params.png, learning_curves.png, mae_by_age.png    with --plot
 """
 from __future__ import annotations
 
@@ -240,6 +241,33 @@ def numeric_pivot(frame: pd.DataFrame) -> pd.DataFrame | None:
     return pivot
 
 
+def by_age_table(frame: pd.DataFrame) -> pd.DataFrame | None:
+    """Per config ("ok" runs), the mean over seeds of each age group's MAE (the runs' `mae_by_age`), columns in the
+    runs' group order (`evaluate.AGE_GROUPS`), groups without examples left out; the first row, "examples", is each
+    group's count in the test split. None when no run recorded MAE by age. Configs compared on other test splits
+    cannot share a count: such a sweep is refused (ValueError)."""
+    ok = frame[frame["status"] == "ok"]
+    ok = ok[ok["mae_by_age"].map(lambda value: isinstance(value, dict))] if "mae_by_age" in ok else ok.iloc[:0]
+    if ok.empty:
+        return None
+    counts = pd.DataFrame(ok["count_by_age"].tolist())
+    if (counts.nunique() > 1).any():
+        raise ValueError("--by_age: the runs were evaluated on test splits with different age counts; report "
+                         "sweeps over one dataset")
+    groups = [group for group in counts.columns if counts[group].iloc[0] > 0]
+    maes = pd.DataFrame(ok["mae_by_age"].tolist(), index=ok["config"].to_numpy(), dtype=float)[groups]
+    means = maes.groupby(level=0, sort=False).mean()
+    table = pd.concat([counts[groups].iloc[:1].set_axis(["examples"]).astype(float), means])
+    table.index.name = "config"
+    return table
+
+
+def _by_age_display(table: pd.DataFrame) -> pd.DataFrame:
+    shown = table.map(lambda value: "–" if pd.isna(value) else f"{value:.2f}")
+    shown.loc["examples"] = [f"{int(count):,}" for count in table.loc["examples"]]
+    return shown
+
+
 def _pivot_display(pivot: pd.DataFrame) -> pd.DataFrame:
     """The pivot with its row key as the first column, headed "rows \\ columns", and compact value labels."""
     shown = pivot.copy()
@@ -249,13 +277,17 @@ def _pivot_display(pivot: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_tables(sweep_dir, out_dir=None, *, formats: Sequence[str] = FORMATS, baseline: str | None = None,
-                 plot: bool = False) -> dict[str, pathlib.Path]:
+                 plot: bool = False, by_age: bool = False) -> dict[str, pathlib.Path]:
     """Writes the report files; returns {name: path}."""
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"--format: unknown {sorted(unknown)}; choose from {','.join(FORMATS)}")
     frame = load_results(sweep_dir)
     table = with_baseline(aggregate(frame), frame, baseline)
+    ages = by_age_table(frame)
+    if by_age and ages is None:
+        raise ValueError(f"--by_age: no finished run in {sweep_dir} recorded MAE by age (runs trained before it "
+                         "was recorded); drop --by_age, or train the sweep again in a new directory")
     out = workdir_lib.prepare(out_dir or pathlib.Path(sweep_dir) / "report")
     written = {}
 
@@ -281,8 +313,13 @@ def write_tables(sweep_dir, out_dir=None, *, formats: Sequence[str] = FORMATS, b
             emit("pivot.tex", styler.format_index(escape="latex", axis=1).to_latex(hrules=True))
         if "csv" in formats:
             emit("pivot.csv", pivot.to_csv(float_format="%.6g"))
+    if by_age:
+        if "md" in formats:
+            emit("by_age.md", _by_age_display(ages).to_markdown(disable_numparse=True) + "\n")
+        if "csv" in formats:
+            emit("by_age.csv", ages.to_csv(float_format="%.6g"))
     if plot:
         from ssr_jax import plots
 
-        written.update(plots.write_figures(sweep_dir, frame, table, pivot, out))
+        written.update(plots.write_figures(sweep_dir, frame, table, pivot, out, ages))
     return written

@@ -8,9 +8,10 @@ Runs whose configs differ only in values (seed, λ_local, λ_d, learning rate �
 compiled program and train together as the members of a vmapped group (purejaxrl's `jit(vmap(train))`); a group
 larger than `max_members` is split into chunks. Layout of a sweep directory:
 
-  DIR/runs/<run_id>/     config.json, metrics.jsonl, summary.json, checkpoint/   (one per run)
+  DIR/runs/<run_id>/     config.json, metrics.jsonl, summary.json, events.out.tfevents.*, checkpoint/ (one per run)
   DIR/groups/<group>/    checkpoint/ of the stacked member state, for resuming the group
   DIR/results.jsonl      one row per finished run, rebuilt from the run directories after every group
+  DIR/events.out.tfevents.*  the HParams experiment (the keys the runs vary), for `tensorboard --logdir DIR`
 
 A group trains only while its process holds the locks of its run and group directories, so a second sweep on the
 same directory is refused at the first group the other one holds, before it writes anything there.
@@ -34,7 +35,7 @@ from typing import Any, Iterable, Sequence
 import ml_collections
 import tqdm
 
-from ssr_jax import config_lib, parallel, validation, workdir as workdir_lib
+from ssr_jax import config_lib, parallel, tensorboard_log, validation, workdir as workdir_lib
 from ssr_jax.data import load_splits
 from ssr_jax.models import architecture_label
 from ssr_jax.record import read_summary, record_config
@@ -280,7 +281,8 @@ def plan(spec: str, workdir: str | pathlib.Path | None, *, seeds: int | None = N
     Writes `DIR/sweep.json`; with `dry_run` it prints the groups instead and returns no pending groups and no
     workdir. Finished runs (status ok or diverged) are left out; failed ones are pending again.
     """
-    runs = shard(expand(spec, seeds=seeds, common=common), shard_spec)
+    every_run = expand(spec, seeds=seeds, common=common)
+    runs = shard(every_run, shard_spec)
     groups = group_runs(runs, max_members=max_members)
     if dry_run:
         print(f"{len(runs)} runs in {len(groups)} group(s)\n{describe(groups)}")
@@ -289,6 +291,8 @@ def plan(spec: str, workdir: str | pathlib.Path | None, *, seeds: int | None = N
     if parallel.is_writer():
         workdir_lib.write_json(workdir / "sweep.json", {"experiment": spec, "seeds": seeds, "shard": shard_spec,
                                                        "set": common or {}, "runs": [run.run_id for run in runs]})
+        # Of every run, so that the shards of one sweep write the same experiment.
+        tensorboard_log.write_experiment(workdir, [run.overrides for run in every_run])
 
     def finished(run: Run) -> bool:
         summary = read_summary(workdir / "runs" / run.run_id)

@@ -31,7 +31,7 @@ from ssr_jax import checkpoint, config_lib, parallel, saved_model, validation, w
 from ssr_jax.record import Recorder, finite, read_summary, record_config
 from ssr_jax.data import augment, load_splits
 from ssr_jax.data.chunks import HostChunks
-from ssr_jax.evaluate import evaluate_batches, pad_to_batches, predict_the_mean_mae
+from ssr_jax.evaluate import SUMS, by_age, evaluate_batches, pad_to_batches, predict_the_mean_mae
 from ssr_jax.models import (abstract_variables, count_parameters, create_model, model_input, predict_age,
                             regularisation)
 from ssr_jax.models.conv import vmapped_members
@@ -76,7 +76,8 @@ class Trainer:
 
       init(keys, hparams) -> TrainState
       train_epoch(state, keys, hparams, epoch) -> (state, {"train_loss"})   # `state` is donated
-      evaluate(state, hparams) -> {"mae", "ca3", "ca5", "count"}            # exact, over the whole test split
+      evaluate(state, hparams) -> {"mae", "ca3", "ca5", "count",            # exact, over the whole test split
+                                   "age_abs_error", "age_count"}            # [M, 10] (evaluate.AGE_GROUPS)
 
     `pure` holds the single-member functions with the data as an explicit last argument (purejaxrl's `train`).
     Programs are compiled on the host, once per input signature (tree structure, shapes, dtypes), and kept in
@@ -165,8 +166,8 @@ class Trainer:
             parts.append(self.program("evaluate", state, hparams, chunk)(state, hparams, chunk))
         parts = jax.tree.map(lambda *values: jnp.stack(values), *parts)  # [chunks, M]
         count = jnp.sum(parts["count"], axis=0)
-        metrics = {name: jnp.sum(parts[name] * parts["count"], axis=0) / count for name in parts if name != "count"}
-        return {**metrics, "count": count}
+        return {name: jnp.sum(parts[name], axis=0) if name in SUMS else
+                jnp.sum(parts[name] * parts["count"], axis=0) / count for name in parts}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,7 +177,7 @@ class Epoch:
     epoch: int
     state: TrainState
     train_loss: np.ndarray
-    metrics: dict[str, np.ndarray]  # mae, ca3, ca5, count
+    metrics: dict[str, np.ndarray]  # mae, ca3, ca5, count [M]; age_abs_error, age_count [M, 10]
     train_s: float  # the epoch's training, until its loss is on the host
     eval_s: float  # the evaluation after it
 
@@ -343,6 +344,7 @@ def epoch_row(config: ml_collections.ConfigDict, result: Epoch, member: int, tra
         "learning_rate": learning_rate_at(config, step, steps_per_epoch=trainer.steps_per_epoch),
         "images_per_s": trainer.images_per_epoch * members / result.train_s,
         "epoch_s": result.train_s,
+        **by_age(result.metrics["age_abs_error"][member], result.metrics["age_count"][member]),
     }
 
 
@@ -373,6 +375,8 @@ def summarise(record: Recorder, *, params: dict, splits: Splits, compile_s: floa
     return {
         "status": "diverged" if record.diverged else "ok",
         **{metric: final[metric] for metric in ("mae", "ca3", "ca5")},
+        # A row logged before the per-age metrics existed has none.
+        **{metric: final.get(metric) for metric in ("mae_by_age", "count_by_age")},
         "epochs": final["epoch"],
         "params": params["total"],
         "trainable_params": params["trainable"],
@@ -407,9 +411,9 @@ def train_members(
 ) -> list[dict]:
     """Trains configs that share one program (equal `program_signature`) as one vmapped group.
 
-    The callers have recorded each member's config.json (`record.record_config`); each member gets metrics.jsonl
-    and summary.json in its run directory. The stacked state is checkpointed every `train.checkpoint_every` epochs
-    in `state_dir/checkpoint`, and a rerun resumes from it. A member whose training loss turns non-finite is
+    The callers have recorded each member's config.json (`record.record_config`); each member gets metrics.jsonl,
+    summary.json and a TensorBoard event file in its run directory. The stacked state is checkpointed every
+    `train.checkpoint_every` epochs in `state_dir/checkpoint`, and a rerun resumes from it. A member whose training loss turns non-finite is
     recorded as `diverged`; the others train on. Returns the summaries in member order. `progress` is advanced by
     one per member and epoch.
     """

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from ssr_jax import report
+from ssr_jax import plots, report
 
 STATIC = {"params": 40_915, "model_bytes": 163_660}  # 163,660 B = 159.8 KB
 
@@ -170,3 +170,31 @@ def test_baseline_comparison_matches_scipy_and_marks_only_intervals_that_exclude
     assert cells["name=other"]["ΔMAE"] == "+0.93" and cells["name=better"]["p"] == f"{paired.pvalue:.3f}"
     latex_rows = [line for line in written["results.tex"].read_text().splitlines() if "&" in line]
     assert [line.split("&")[0].strip() for line in latex_rows if "$^{*}$" in line] == ["name=better"]
+
+
+def test_mae_by_age_is_the_mean_over_seeds_per_config_and_group(tmp_path):
+    groups = ["0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80-89", "90-100"]
+
+    def by_age(**maes):
+        return {"mae_by_age": {group: maes.get(group.replace("-", "_")) for group in groups},
+                "count_by_age": {group: {"0-9": 3, "10-19": 1}.get(group, 0) for group in groups}}
+
+    rows = [row(0.0, 0.0, 0, mae=5.0, **by_age(**{"0_9": 2.0, "10_19": 4.0})),
+            row(0.0, 0.0, 1, mae=7.0, **by_age(**{"0_9": 4.0, "10_19": 5.0})),
+            row(0.0, 1.0, 0, mae=4.0, **by_age(**{"0_9": 1.0, "10_19": 8.0})),
+            row(0.0, 1.0, 1, status="diverged", mae=None, **by_age(**{"0_9": 99.0, "10_19": 99.0})),
+            row(1.0, 0.0, 0, mae=3.0)]  # recorded before MAE by age: left out
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    written = report.write_tables(tmp_path, formats=["md", "csv"], by_age=True)
+    assert markdown_cells(written["by_age.md"].read_text()) == {
+        "examples": {"0-9": "3", "10-19": "1"}, A: {"0-9": "3.00", "10-19": "4.50"},
+        B: {"0-9": "1.00", "10-19": "8.00"}}
+    assert written["by_age.csv"].read_text().splitlines() == [
+        "config,0-9,10-19", "examples,3,1", f'"{A}",3,4.5', f'"{B}",1,8']
+    plots.mae_by_age(report.by_age_table(report.load_results(tmp_path)), tmp_path / "by_age.png")
+    assert (tmp_path / "by_age.png").stat().st_size > 0
+
+    (tmp_path / "results.jsonl").write_text(json.dumps(rows[-1]) + "\n")
+    with pytest.raises(ValueError, match="no finished run in .* recorded MAE by age"):
+        report.write_tables(tmp_path, out_dir=tmp_path / "other", by_age=True)
+    assert not (tmp_path / "other").exists()  # refused before anything is written

@@ -13,6 +13,7 @@ import pytest
 
 from ssr_jax import config_lib, sweep, train
 from ssr_jax.sweep import eta_text, product, zipit
+from tensorboard_events import assert_run_matches_its_files, hparams
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -178,11 +179,20 @@ def test_command_line_sweep_then_report(tmp_path):
                            text=True, timeout=300)
     assert swept.returncode == 0, swept.stderr
     assert len(results(workdir)) == 4
-    reported = subprocess.run([sys.executable, "-m", "ssr_jax", "report", str(workdir), "--plot"], cwd=REPO,
-                              capture_output=True, text=True, timeout=120)
+    # TensorBoard: one run per vmapped member with its overrides as HParams; the experiment names the varied keys.
+    for row in results(workdir).values():
+        assert_run_matches_its_files(workdir / "runs" / row["run_id"])
+        start = hparams(workdir / "runs" / row["run_id"])["_hparams_/session_start_info"].session_start_info
+        assert {name: value.number_value for name, value in start.hparams.items()} == row["overrides"]
+    experiment = hparams(workdir)["_hparams_/experiment"].experiment
+    assert [info.name for info in experiment.hparam_infos] == ["model.lambda_d", "model.lambda_local"]
+    reported = subprocess.run([sys.executable, "-m", "ssr_jax", "report", str(workdir), "--plot", "--by_age"],
+                              cwd=REPO, capture_output=True, text=True, timeout=120)
     assert reported.returncode == 0, reported.stderr
     assert "lambda_d=0.0, lambda_local=1.0" in reported.stdout
-    for name in ("results.md", "results.tex", "results.csv", "pivot.md", "heatmap.png", "learning_curves.png"):
+    assert "MAE by true age (mean over seeds):\n| config " in reported.stdout and "| examples " in reported.stdout
+    for name in ("results.md", "results.tex", "results.csv", "pivot.md", "heatmap.png", "learning_curves.png",
+                 "by_age.md", "mae_by_age.png"):
         assert (workdir / "report" / name).stat().st_size > 0
 
 

@@ -1,6 +1,6 @@
 """Device-resident training: losses fall, one compile per config, bench and train agree epoch by epoch (one loop),
 vmapped members agree with their runs alone, run files appear, and a SIGKILLed run resumes to the uninterrupted
-result."""
+result (and TensorBoard shows each of its epochs once)."""
 import json
 import os
 import signal
@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 from configs import ssrnet
-from ssr_jax import bench, config_lib
+from ssr_jax import bench, config_lib, tensorboard_log
 from ssr_jax.data import load_splits
 from ssr_jax.state import stack_members
 from ssr_jax.train import make_train, run_epochs, train_and_evaluate
+from tensorboard_events import assert_run_matches_its_files, scalars
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -119,6 +120,13 @@ def test_run_directory_files_and_rerun(tmp_path, smoke, capsys):
     assert on_disk["status"] == "ok" and on_disk["params"] == 40_915 and on_disk["mae"] == rows[-1]["mae"]
     for key in ("ca3", "ca5", "wall_s", "compile_s", "images_per_s", "mean_predictor_mae"):
         assert on_disk[key] is not None
+    # MAE by decade of true age, over the whole split: the counts add up to it, the count-weighted mean is the MAE.
+    counts, maes = on_disk["count_by_age"], on_disk["mae_by_age"]
+    assert list(counts) == ["0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80-89", "90-100"]
+    assert sum(counts.values()) == on_disk["num_test"] and maes == rows[-1]["mae_by_age"]
+    assert all((maes[group] is None) == (counts[group] == 0) for group in counts)
+    weighted = sum(maes[group] * counts[group] for group in counts if counts[group]) / on_disk["num_test"]
+    assert weighted == pytest.approx(on_disk["mae"], rel=1e-5)
     assert sorted(os.listdir(run / "checkpoint")) == ["4", "8"]  # 64 examples / batch 16 = 4 steps per epoch
     assert not [name for name in os.listdir(run) if name.startswith(".")]  # no temporary files left behind
     capsys.readouterr()
@@ -140,6 +148,11 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path):
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
     assert not (tmp_path / "killed" / "summary.json").exists()
+    # What a kill just before a checkpoint leaves: a TensorBoard file with epochs past it (other values), torn.
+    tensorboard_log.RunLog(tmp_path, {}, [{"epoch": 1, "mae": -1.0}]).epoch({"epoch": 2, "mae": -1.0})
+    (stale_file,) = tensorboard_log.event_files(tmp_path)
+    stale_file.write_bytes(stale_file.read_bytes() + b"\x30\x00\x00\x00torn")
+    stale_file.rename(tmp_path / "killed" / stale_file.name)
 
     resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
@@ -152,6 +165,11 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path):
     rows = lambda run: [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
     assert [r["epoch"] for r in rows("killed")] == [1, 2, 3, 4]
     np.testing.assert_allclose([r["mae"] for r in rows("killed")], [r["mae"] for r in rows("straight")], rtol=1e-5)
+    # TensorBoard shows each epoch once, with metrics.jsonl's values, in one event file per run.
+    for run in ("killed", "straight"):
+        assert len(tensorboard_log.event_files(tmp_path / run)) == 1
+        assert_run_matches_its_files(tmp_path / run)
+    assert [step for step, _ in scalars(tmp_path / "killed")["epoch/mae"]] == [1, 2, 3, 4]
 
 
 def test_augmentation_runs_inside_the_training_step_and_not_at_evaluation(smoke):
@@ -232,7 +250,7 @@ def test_chunked_feeding_trains_and_evaluates_exactly_like_the_resident_split():
     # The test split (40 examples, eval batch 32 → 2 padded batches) in chunks of one batch: exact metrics.
     resident = make_train(config, splits)
     whole, pieces = resident.evaluate(state, hparams), trainer.evaluate(state, hparams)
-    for name in ("mae", "ca3", "ca5", "count"):
+    for name in ("mae", "ca3", "ca5", "count", "age_abs_error", "age_count"):
         np.testing.assert_allclose(pieces[name], whole[name], rtol=1e-6)
     # Each epoch sees other chunks, and a rerun the same ones (resume).
     first, again, second = (next(trainer.data.train_chunks(e))["train"]["age"] for e in (0, 0, 1))
