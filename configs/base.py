@@ -1,11 +1,13 @@
 """Defaults shared by every experiment: the Keras reference's recipe on the embedded synthetic dataset.
 
-Not meant to be trained directly; `ssrnet.py` and `dex.py` start from it. Fields and their reference values:
+Not meant to be trained directly (it has no schedule argument); `ssrnet.py` is this recipe as a runnable config,
+with its command and the result to expect; every config starts from it. Fields and their reference values:
   model.*   SSR-Net (3,3,3), V = 101, λ_local = λ_d = 1, ReLU p, BatchNorm momentum 0.99 / epsilon 1e-3, dropout 0.2
   optim.*   Adam lr 1e-3 (the code; the paper text says 2e-3), ε 1e-8, ×0.1 at 1/3 and 2/3 of training
   train.*   batch 50, 90 epochs, L1 loss in years
   data.*    synthetic faces (64×64×3 uint8 BGR, ages 0–100), a fixed dataset seed independent of the run seed;
-            augmentation as the reference: flip p=0.5, then p=0.25 each rotation ±20°, shear 0.2, shift 0.2, zoom 0.8–1.2
+            augmentation as the reference: flip p=0.5, then p=0.25 each rotation ±20°, shear 0.2, shift 0.2,
+            zoom 0.8–1.2
 """
 import ml_collections
 

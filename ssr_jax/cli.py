@@ -52,8 +52,8 @@ def out_flag(what: str) -> Define:
 
 DATA_DIR = flag(flags.DEFINE_string, "data_dir", None, "Where prepared datasets live (default $SSR_JAX_DATA_DIR or "
                 "~/ssr_jax_data).")
-SPLIT = flag(flags.DEFINE_string, "split", "test", "Dataset split.")
-DATASET = [flag(flags.DEFINE_string, "data", None, "Dataset name (synthetic or a prepared dataset)."), SPLIT, DATA_DIR,
+DATASET = [flag(flags.DEFINE_string, "data", None, "Dataset name (synthetic or a prepared dataset)."),
+           flag(flags.DEFINE_string, "split", "test", "Dataset split."), DATA_DIR,
            flag(flags.DEFINE_integer, "cap", None, "Use only the first N examples of the split.")]
 
 
