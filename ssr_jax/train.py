@@ -413,9 +413,9 @@ def train_members(
 
     The callers have recorded each member's config.json (`record.record_config`); each member gets metrics.jsonl,
     summary.json and a TensorBoard event file in its run directory. The stacked state is checkpointed every
-    `train.checkpoint_every` epochs in `state_dir/checkpoint`, and a rerun resumes from it. A member whose training loss turns non-finite is
-    recorded as `diverged`; the others train on. Returns the summaries in member order. `progress` is advanced by
-    one per member and epoch.
+    `train.checkpoint_every` epochs in `state_dir/checkpoint`, and a rerun resumes from it. A member whose training
+    loss turns non-finite is recorded as `diverged`; the others train on. Returns the summaries in member order.
+    `progress` is advanced by one per member and epoch.
     """
     if len({repr(program_signature(c)) for c in configs}) != 1:
         raise ValueError("train_members needs configs that differ only in " + ", ".join(VALUE_FIELDS))
