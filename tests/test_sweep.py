@@ -170,6 +170,7 @@ def test_sigkilled_sweep_resumes_to_the_uninterrupted_result(tmp_path):
     for run_id, row in killed.items():
         assert row["resumed_from_epoch"] >= 1 and row["status"] == "ok"
         np.testing.assert_allclose(row["mae"], straight[run_id]["mae"], rtol=1e-5)
+        assert_run_matches_its_files(tmp_path / "killed" / "runs" / run_id)  # TensorBoard: each epoch once
 
 
 def test_command_line_sweep_then_report(tmp_path):
