@@ -47,6 +47,15 @@ def is_writer() -> bool:
     return jax.process_index() == 0
 
 
+def wait_for_writer(name: str) -> None:
+    """On several hosts, blocks every process here until all have arrived (process 0 after writing what the others
+    then read); alone, returns at once. Every process must call it at the same point."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
 def make_mesh(members: int, data: int) -> Mesh | None:
     """A (member × data) mesh over the first members·data devices; None for a single device (nothing to shard)."""
     if members * data == 1:

@@ -202,13 +202,16 @@ def _result_rows(workdir: pathlib.Path) -> list[dict]:
 def write_results(workdir: pathlib.Path) -> list[dict]:
     """Rebuilds `results.jsonl` from every run directory with a summary (shards and cluster jobs may share one
     workdir: the lock keeps a slower rebuild from replacing a newer one that saw more finished runs). On several
-    hosts only process 0 writes, as for every run file."""
+    hosts only process 0 writes, as for every run file, and the others read the run directories once it has: every
+    process returns the same rows."""
     if not parallel.is_writer():
+        parallel.wait_for_writer("sweep results written")
         return _result_rows(workdir)
     with open(workdir / ".results.lock", "w") as lock:
         fcntl.lockf(lock, fcntl.LOCK_EX)
         rows = _result_rows(workdir)
         workdir_lib.write_jsonl(workdir / "results.jsonl", rows)
+    parallel.wait_for_writer("sweep results written")
     return rows
 
 

@@ -30,7 +30,7 @@ import tqdm
 from ssr_jax import checkpoint, config_lib, parallel, saved_model, validation, workdir as workdir_lib, xla_options
 from ssr_jax.record import Recorder, finite, read_summary, record_config
 from ssr_jax.data import augment, load_splits
-from ssr_jax.data.chunks import HostChunks
+from ssr_jax.data.chunks import HostChunks, Resident
 from ssr_jax.evaluate import SUMS, by_age, evaluate_batches, pad_to_batches, predict_the_mean_mae
 from ssr_jax.models import (abstract_variables, count_parameters, create_model, model_input, predict_age,
                             regularisation)
@@ -110,6 +110,7 @@ class Trainer:
             "evaluate": jax.jit(evaluate_members),
         }
         self.programs: dict[str, dict] = {name: {} for name in self._jitted}
+        self._feed = data if isinstance(data, HostChunks) else Resident(data)
 
     def program(self, name: str, *args):
         """The compiled program of `name` for these arguments (arrays or `jax.ShapeDtypeStruct`s), compiled on
@@ -142,28 +143,23 @@ class Trainer:
     def compile(self, state: TrainState, keys: jax.Array, hparams: dict) -> float:
         """Compiles `train_epoch` and `evaluate` ahead of time; returns the seconds it took."""
         start = time.perf_counter()
-        self.program("train_epoch", state, keys, hparams, self.data.abstract("train") if self.chunked else self.data)
-        self.program("evaluate", state, hparams, self.data.abstract("test") if self.chunked else self.data)
+        self.program("train_epoch", state, keys, hparams, self._feed.abstract("train"))
+        self.program("evaluate", state, hparams, self._feed.abstract("test"))
         return time.perf_counter() - start
 
     def train_epoch(self, state, keys, hparams, epoch: int):
-        """Trains `epoch` (1-based; it picks the host chunks, the device keys come from the state's step)."""
-        if not self.chunked:
-            return self.program("train_epoch", state, keys, hparams, self.data)(state, keys, hparams, self.data)
+        """Trains `epoch` (1-based; it picks the chunks, the device keys come from the state's step)."""
         losses = []
-        for chunk in self.data.train_chunks(epoch - 1):  # dispatch is asynchronous: the next gather overlaps training
-            chunk = parallel.replicate(chunk, self.mesh)
+        for chunk in self._feed.train_chunks(epoch - 1):  # dispatch is asynchronous: the next gather overlaps training
             state, metrics = self.program("train_epoch", state, keys, hparams, chunk)(state, keys, hparams, chunk)
             losses.append(metrics["train_loss"])
         return state, {"train_loss": jnp.mean(jnp.stack(losses), axis=0)}  # equal steps per chunk: exact mean
 
     def evaluate(self, state, hparams):
-        if not self.chunked:
-            return self.program("evaluate", state, hparams, self.data)(state, hparams, self.data)
-        parts = []
-        for chunk in self.data.test_chunks():
-            chunk = parallel.replicate(chunk, self.mesh)
-            parts.append(self.program("evaluate", state, hparams, chunk)(state, hparams, chunk))
+        parts = [self.program("evaluate", state, hparams, chunk)(state, hparams, chunk)
+                 for chunk in self._feed.test_chunks()]
+        if len(parts) == 1:
+            return parts[0]
         parts = jax.tree.map(lambda *values: jnp.stack(values), *parts)  # [chunks, M]
         count = jnp.sum(parts["count"], axis=0)
         return {name: jnp.sum(parts[name], axis=0) if name in SUMS else
@@ -304,7 +300,8 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
         "test": pad_to_batches(test_split["image"], test_split["age"], config.train.eval_batch_size),
     }
     if chunk:
-        data = HostChunks.of(host, chunk, eval_batch_size=config.train.eval_batch_size, seed=config.data.seed)
+        data = HostChunks.of(host, chunk, eval_batch_size=config.train.eval_batch_size, seed=config.data.seed,
+                             place=functools.partial(parallel.replicate, mesh=mesh))
     else:
         data = parallel.place_dataset(host, mesh, shard=shard_data)
     return Trainer(

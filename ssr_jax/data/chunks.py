@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
+from typing import Callable, Iterator
 
 import jax
 import numpy as np
@@ -26,32 +26,61 @@ class HostChunks:
     chunk: int
     test_batches_per_chunk: int
     seed: int
+    place: Callable[[dict], dict] = lambda chunk: chunk  # host chunk → its copy on the devices, as it is consumed
 
     @classmethod
-    def of(cls, host: dict, chunk: int, *, eval_batch_size: int, seed: int) -> HostChunks:
+    def of(cls, host: dict, chunk: int, *, eval_batch_size: int, seed: int,
+           place: Callable[[dict], dict] = jax.device_put) -> HostChunks:
         """`host` = {"train": {"image", "age"}, "test": pad_to_batches output}; the test batches are padded with
         empty ones (mask 0) to whole chunks, so one compiled evaluation serves every chunk."""
         batches_per_chunk = max(1, chunk // eval_batch_size)
         padding = -len(host["test"]["age"]) % batches_per_chunk
         test = {name: pad_rows(array, padding) for name, array in host["test"].items()}
-        return cls(host["train"], test, chunk, batches_per_chunk, seed=seed)
+        return cls(host["train"], test, chunk, batches_per_chunk, seed=seed, place=place)
 
     @property
     def chunks_per_epoch(self) -> int:
         return len(self.train["age"]) // self.chunk
 
-    def train_chunks(self, epoch: int) -> Iterator[dict]:
+    def host_train_chunks(self, epoch: int) -> Iterator[dict]:
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train["age"]))
         for start in range(0, self.chunks_per_epoch * self.chunk, self.chunk):
             rows = np.sort(order[start:start + self.chunk])  # sorted: contiguous host reads
             yield {"train": {name: array[rows] for name, array in self.train.items()}}
 
-    def test_chunks(self) -> Iterator[dict]:
+    def host_test_chunks(self) -> Iterator[dict]:
         for start in range(0, len(self.test["age"]), self.test_batches_per_chunk):
             yield {"test": {name: array[start:start + self.test_batches_per_chunk]
                             for name, array in self.test.items()}}
 
+    def train_chunks(self, epoch: int) -> Iterator[dict]:
+        """Epoch `epoch`'s (0-based) training chunks, on the devices."""
+        return map(self.place, self.host_train_chunks(epoch))
+
+    def test_chunks(self) -> Iterator[dict]:
+        """The test split's chunks, on the devices."""
+        return map(self.place, self.host_test_chunks())
+
     def abstract(self, name: str) -> dict:
         """Shapes of one chunk of split `name`, for compiling ahead of time."""
-        chunk = next(self.train_chunks(0) if name == "train" else self.test_chunks())
+        chunk = next(self.host_train_chunks(0) if name == "train" else self.host_test_chunks())
         return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), chunk)
+
+
+@dataclasses.dataclass(frozen=True)
+class Resident:
+    """Splits already on the devices, fed as `HostChunks` are: one chunk per epoch, the whole of both splits (the
+    tree the trainer's programs take), so the trainer has one feeding path for both."""
+
+    data: dict
+
+    def train_chunks(self, epoch: int) -> Iterator[dict]:
+        del epoch  # every member shuffles the whole split on the device
+        yield self.data
+
+    def test_chunks(self) -> Iterator[dict]:
+        yield self.data
+
+    def abstract(self, name: str) -> dict:
+        del name
+        return self.data
