@@ -92,8 +92,9 @@ def machine_settings(config):
     # Training examples on the device at a time (0: the whole split, the fast default). Set it when a split does
     # not fit in device memory (IMDB at full size is ~2.2 GB of uint8): each epoch then streams chunks.
     config.data.device_chunk = 0
-    # How convolutions and poolings are computed: "auto" (the fastest program per backend and pass), "mixed",
-    # "patches" or "xla" (lax.conv). Same parameters and results; ssr_jax/models/conv.py says which runs where.
+    # How convolutions and poolings are computed: "auto" (the fastest program per backend and pass), "onednn"
+    # (CPU), "mixed", "patches" or "xla" (lax.conv). Same parameters and results; ssr_jax/models/conv.py says which
+    # runs where.
     config.model.conv = "auto"
     # "bfloat16": the two streams compute in bfloat16 (mixed precision; parameters, optimizer state, heads and
     # readout stay float32). Families ssr, dex, regression.

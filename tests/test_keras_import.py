@@ -159,7 +159,7 @@ def converted(tmp_path_factory):
 
 # Every weight set with the default convolutions; one of them with each other `model.conv` (ssr_jax.models.conv).
 @pytest.mark.parametrize("name, conv", [(name, "auto") for name in WEIGHT_SETS]
-                         + [(WEIGHT_SETS[0], conv) for conv in ("mixed", "patches", "xla")])
+                         + [(WEIGHT_SETS[0], conv) for conv in ("mixed", "patches", "xla", "onednn")])
 def test_released_weights_reproduce_keras(converted, name, conv):
     golden = REFERENCE / "golden" / name / "keras_outputs.npz"
     if name not in converted or not golden.is_file():

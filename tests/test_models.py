@@ -94,7 +94,7 @@ def test_keras_batchnorm_and_initialisers():
     assert float(jnp.abs(conv["kernel"]).max()) > 0.9 * limit
 
 
-@pytest.mark.parametrize("conv", ["patches", "mixed", "auto"])
+@pytest.mark.parametrize("conv", ["patches", "mixed", "onednn", "auto"])
 def test_patch_convolution_matches_xla_convolution(conv):
     images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3)), jnp.float32)
     fast, reference = create_model(model_config(conv=conv)), create_model(model_config(conv="xla"))
@@ -105,7 +105,7 @@ def test_patch_convolution_matches_xla_convolution(conv):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("conv", ["patches", "mixed", "auto"])
+@pytest.mark.parametrize("conv", ["patches", "mixed", "onednn", "auto"])
 def test_every_convolution_choice_trains_like_lax_conv(conv):
     """The training pass (batch statistics, dropout) and its gradients with respect to every parameter, the
     computation an epoch repeats, against lax.conv + flax pooling."""
@@ -175,7 +175,8 @@ def test_mixed_conv_hands_other_convolutions_to_patches(monkeypatch):
 
 
 @pytest.mark.parametrize("backend, train, want", [
-    ("cpu", True, "mixed"), ("cpu", False, "xla"), ("gpu", True, "xla"), ("gpu", False, "xla"), ("tpu", True, "xla"),
+    ("cpu", True, "onednn"), ("cpu", False, "onednn"), ("gpu", True, "xla"), ("gpu", False, "xla"),
+    ("tpu", True, "xla"),
 ])
 def test_auto_convolution_resolves_per_backend_and_pass(backend, train, want):
     from ssr_jax.models.conv import CONV_CHOICES, resolve, vmapped_members

@@ -19,6 +19,7 @@ import numpy as np
 
 from ssr_jax.config_lib import fail
 from ssr_jax.models import densenet
+from ssr_jax.models import onednn
 from ssr_jax.models.conv import CONV_CHOICES
 from ssr_jax.models.densenet import DenseNetRegressor
 from ssr_jax.models.mobilenet import MobileNetRegressor
@@ -160,6 +161,8 @@ def validate_config(config) -> None:
         fail("model.p_activation", model.p_activation, f"must be one of {P_ACTIVATIONS}")
     if model.conv not in CONV_CHOICES:
         fail("model.conv", model.conv, f"must be one of {CONV_CHOICES}")
+    if model.conv == "onednn" and (reason := onednn.unavailable()):
+        fail("model.conv", model.conv, f"{reason}; choose 'auto'")
     if not 0.0 <= model.dropout_rate < 1.0:
         fail("model.dropout_rate", model.dropout_rate, "must lie in [0, 1)")
     if data.input_scale not in INPUT_SCALES:

@@ -5,8 +5,11 @@ results up to float rounding, by different XLA programs, because XLA backends di
   "patches"  convolution as shifted slices × one matrix ("patches"), pooling as crop + reshape + reduce.
   "mixed"    forward and kernel gradient as "patches" does them, the input gradient as a transposed
              `lax.conv` (a hand-written `jax.custom_vjp`); poolings as "patches".
-  "auto"     the default: "mixed" to train on a CPU, "xla" for everything else, "patches" for vmapped groups of
-             members (`resolve`).
+  "onednn"   oneDNN's convolution primitives through `jax.ffi` (`ssr_jax.models.onednn`; CPU only): forward,
+             input and kernel gradients; in evaluation conv → BatchNorm → activation is one primitive
+             (`conv_norm_act`). Poolings as "patches" to train, as "xla" to evaluate.
+  "auto"     the default: on a CPU "onednn" where it builds and loads, else "mixed" to train and "xla" to
+             evaluate; "xla" on accelerators; "patches" for vmapped groups of members (`resolve`).
 
 Why on a CPU: XLA:CPU runs the *weight-gradient* convolutions of `lax.conv` many times slower inside a
 `lax.scan`/while body than outside one, and a training epoch is one scan; written as a patch matrix product, the
@@ -15,6 +18,7 @@ fast: in evaluation `lax.conv` with reduce-window pooling beats patches and resh
 flax's pooling lowers to reduce-window, whose gradient (select-and-scatter) XLA:CPU runs as scalar loops; the
 non-overlapping windows all models here use are a reshape and a mean/max instead. The one difference is the
 gradient of a max over exact ties, which `jnp.max` splits between them where reduce-window picks one.
+oneDNN (what TF-Keras and PyTorch run on a CPU) beats all of these, forward and backward, where it is available.
 Measured speeds of each choice, per CPU: benchmarks/README.md.
 """
 from __future__ import annotations
@@ -22,10 +26,13 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import warnings
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from ssr_jax.models import onednn
 
 
 def patches_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
@@ -136,9 +143,25 @@ _BLOCK_POOLS = {"avg": _block_pool(jnp.mean), "max": _block_pool(jnp.max)}
 _FLAX_POOLS = {"avg": lambda inputs, window: nn.avg_pool(inputs, window, strides=window),
                "max": lambda inputs, window: nn.max_pool(inputs, window, strides=window)}
 
-# Concrete implementations: a `conv_general_dilated` for `flax.linen.Conv` (None: lax's own) and the two poolings.
-CONVOLUTIONS = {"patches": patches_conv, "mixed": mixed_conv, "xla": None}
+
+def onednn_or_patches(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                      dimension_numbers=None, feature_group_count=1, precision=None, preferred_element_type=None):
+    """`onednn.onednn_conv` for the convolutions it computes (ungrouped float32 NHWC/HWIO); `patches_conv` for the
+    rest (MobileNet's depthwise convolutions, bfloat16 streams)."""
+    arguments = (lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+                 feature_group_count, precision, preferred_element_type)
+    try:
+        return onednn.onednn_conv(*arguments)
+    except NotImplementedError:
+        return patches_conv(*arguments)
+
+
+# Concrete implementations: a `conv_general_dilated` for `flax.linen.Conv` (None: lax's own) and the two poolings
+# (in training, in evaluation).
+CONVOLUTIONS = {"patches": patches_conv, "mixed": mixed_conv, "xla": None, "onednn": onednn_or_patches}
 POOLINGS = {"patches": _BLOCK_POOLS, "mixed": _BLOCK_POOLS, "xla": _FLAX_POOLS}
+_POOLING_OF = {"patches": ("patches", "patches"), "mixed": ("mixed", "mixed"), "xla": ("xla", "xla"),
+               "onednn": ("patches", "xla")}  # reduce-window is fastest forward, its gradient is not
 # What `model.conv` may say: a concrete implementation, or "auto".
 CONV_CHOICES = ("auto", *CONVOLUTIONS)
 
@@ -150,7 +173,8 @@ _MEMBERS_VMAPPED = contextvars.ContextVar("members_vmapped", default=False)
 def vmapped_members():
     """While tracing under this context (a vmapped group of members), "auto" resolves to "patches": a vmapped
     `lax.conv` whose kernel differs per member becomes a grouped convolution, which XLA:CPU runs several times
-    slower and XLA's SPMD partitioner refuses to split over a member mesh axis; patches stay batched dots."""
+    slower and XLA's SPMD partitioner refuses to split over a member mesh axis; patches stay batched dots (and a
+    oneDNN call would run once per member)."""
     token = _MEMBERS_VMAPPED.set(True)
     try:
         yield
@@ -158,19 +182,54 @@ def vmapped_members():
         _MEMBERS_VMAPPED.reset(token)
 
 
+@functools.cache
+def _onednn_fallback(reason: str) -> None:
+    warnings.warn(f"model.conv=auto: {reason}; using XLA's convolutions", RuntimeWarning, stacklevel=4)
+
+
 def resolve(choice: str, *, train: bool, backend: str | None = None) -> str:
     """`model.conv` → the implementation a training-mode or evaluation-mode pass uses on `backend` (default: JAX's
-    default backend). "auto": "patches" inside `vmapped_members`; else "mixed" to train on a CPU and "xla" for
-    everything else (evaluation on a CPU included: forward only, where lax.conv and reduce-window pooling are
-    fastest)."""
+    default backend). "auto": "patches" inside `vmapped_members`; on a CPU "onednn" when `onednn.unavailable()`
+    says nothing against it (else its reason is printed once, and "mixed" trains, "xla" evaluates: forward only,
+    where lax.conv and reduce-window pooling are fastest); "xla" on every other backend."""
     if choice != "auto":
         return choice
     if _MEMBERS_VMAPPED.get():
         return "patches"
-    return "mixed" if train and (backend or jax.default_backend()) == "cpu" else "xla"
+    if (backend or jax.default_backend()) != "cpu":
+        return "xla"
+    if reason := onednn.unavailable():
+        _onednn_fallback(reason)
+        return "mixed" if train else "xla"
+    return "onednn"
 
 
 def implementations(choice: str, *, train: bool, backend: str | None = None):
     """(`conv_general_dilated` for `flax.linen.Conv`, {"avg", "max"} poolings) of `model.conv` = `choice`."""
     name = resolve(choice, train=train, backend=backend)
-    return CONVOLUTIONS[name], POOLINGS[name]
+    return CONVOLUTIONS[name], POOLINGS[_POOLING_OF[name][0 if train else 1]]
+
+
+_ACTIVATIONS = {"relu": nn.relu, "tanh": jnp.tanh}
+
+
+def conv_norm_act(parent: nn.Module, conv: nn.Conv, norm: nn.BatchNorm, activation: str, inputs, *, choice: str,
+                  train: bool):
+    """`activation(norm(conv(inputs)))` for `conv` and `norm`, submodules of `parent` created (not yet called) in
+    its compact `__call__`; `activation` "relu" or "tanh".
+
+    Evaluating float32 with `choice` resolving to "onednn" (and parameters already there), one oneDNN convolution
+    with the BatchNorm folded into its kernel and bias and the activation as a post-op, as TF folds them:
+    act(x ⋆ (W·k) + (b − μ)·k + β), k = γ / √(σ² + ε). Same values up to float rounding; no pass over the
+    convolution's output between the three."""
+    fused = (not train and resolve(choice, train=False) == "onednn" and not parent.is_initializing()
+             and inputs.dtype == jnp.float32 and jnp.dtype(conv.dtype or jnp.float32) == jnp.float32)
+    if not fused:
+        return _ACTIVATIONS[activation](norm(conv(inputs)))
+    kernel_and_bias = parent.variables["params"][conv.name]
+    scale_and_shift, statistics = parent.variables["params"][norm.name], parent.variables["batch_stats"][norm.name]
+    k = scale_and_shift["scale"] * jax.lax.rsqrt(statistics["var"] + norm.epsilon)
+    bias = kernel_and_bias.get("bias", jnp.zeros_like(k))
+    strides = (conv.strides,) * 2 if isinstance(conv.strides, int) else tuple(conv.strides or (1, 1))
+    return onednn.conv_bias_act(inputs, kernel_and_bias["kernel"] * k, (bias - statistics["mean"]) * k
+                                + scale_and_shift["bias"], strides, conv.padding, activation)

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from ssr_jax.models.conv import implementations
+from ssr_jax.models.conv import conv_norm_act, implementations
 
 # Keras defaults, which the reference relies on (Flax's own defaults differ: lecun_normal, epsilon 1e-5).
 KERNEL_INIT = nn.initializers.glorot_uniform()
@@ -48,16 +48,15 @@ class Stream(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        activation = {"relu": nn.relu, "tanh": jnp.tanh}[self.activation]
         conv_general_dilated, pools = implementations(self.conv, train=train)
         pool = pools["avg" if self.activation == "relu" else "max"]
         taps = []
         for block in range(1, 5):
-            x = nn.Conv(self.features, (3, 3), padding="VALID", kernel_init=KERNEL_INIT, dtype=self.dtype,
-                        conv_general_dilated=conv_general_dilated, name=f"conv{block}")(x)
-            x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=self.bn_epsilon,
-                             dtype=self.dtype, name=f"bn{block}")(x)
-            x = activation(x)
+            conv = nn.Conv(self.features, (3, 3), padding="VALID", kernel_init=KERNEL_INIT, dtype=self.dtype,
+                           conv_general_dilated=conv_general_dilated, name=f"conv{block}")
+            norm = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=self.bn_epsilon,
+                                dtype=self.dtype, name=f"bn{block}")
+            x = conv_norm_act(self, conv, norm, self.activation, x, choice=self.conv, train=train)
             if block < 4:
                 x = pool(x, (2, 2))
             taps.append(x)
