@@ -11,6 +11,8 @@ with its command and the result to expect; every config starts from it. Fields a
 """
 import ml_collections
 
+from ssr_jax.config_lib import ConfigError
+
 
 def get_config():
     """The recipe, then this machine's settings."""
@@ -116,15 +118,30 @@ def machine_settings(config):
     return config
 
 
-def shrink(config, *, smoke: bool, demo: bool):
-    """The `smoke` (tests: seconds) and `demo` (`make demo`: minutes) schedules: data sizes, batch and epochs only;
-    the model stays the config's (the smoke tests' one model change is `smoke_model`, applied where it is wanted)."""
-    if smoke:
+# The schedules a config's argument can name (`configs/ssrnet.py:medium`), for `parse_arg`; none = the recipe's.
+SCHEDULES = {"smoke": False, "demo": False, "medium": False}
+
+
+def schedule(config, arg):
+    """The schedule `arg` names (`parse_arg` over `SCHEDULES`): data sizes, batch and epochs only, except `smoke`,
+    which also changes the model (`smoke_model`).
+      smoke   64 train / 40 test, batch 16, 2 epochs (tests: seconds)
+      demo    3,000 / 1,000, 6 epochs (`make demo`: minutes)
+      medium  5,000 / 2,500, 20 epochs, learning-rate drops at 1/3 and 2/3 as the recipe's (the experiments'
+              recorded results, RESULTS.md: minutes per run on a 2-core CPU)
+    """
+    if sum(bool(arg[name]) for name in SCHEDULES) > 1:
+        raise ConfigError(f"choose one schedule of {', '.join(SCHEDULES)}, e.g. configs/ssrnet.py:medium")
+    if arg.smoke:
         config.data.num_train, config.data.num_test = 64, 40
         config.train.batch_size, config.train.epochs, config.train.eval_batch_size = 16, 2, 32
-    elif demo:
+        return smoke_model(config)
+    if arg.demo:
         config.data.num_train, config.data.num_test = 3_000, 1_000
         config.train.epochs = 6
+    elif arg.medium:
+        config.data.num_train, config.data.num_test = 5_000, 2_500
+        config.train.epochs = 20
     return config
 
 

@@ -13,7 +13,7 @@ from ssr_jax.config_lib import parse_arg
 
 
 def get_config(arg=None):
-    arg = parse_arg(arg, smoke=False, demo=False)
+    arg = parse_arg(arg, **base.SCHEDULES)
     config = base.get_config()
     config.model.family = "dex"
     config.model.stages = (101,)
@@ -22,5 +22,4 @@ def get_config(arg=None):
     config.model.lambda_d = 0.0
     config.model.with_delta = False
     config.model.with_eta = False
-    config = base.shrink(config, smoke=arg.smoke, demo=arg.demo)
-    return base.smoke_model(config) if arg.smoke else config  # smoke also changes the model: see base.smoke_model
+    return base.schedule(config, arg)

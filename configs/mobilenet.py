@@ -17,10 +17,9 @@ from ssr_jax.config_lib import parse_arg
 
 
 def get_config(arg=None):
-    arg = parse_arg(arg, smoke=False, demo=False, alpha=0.25)
+    arg = parse_arg(arg, **base.SCHEDULES, alpha=0.25)
     config = base.get_config()
     config.model.family = "mobilenet"
     config.model.mobilenet_alpha = float(arg.alpha)
     config.model.lambda_local = config.model.lambda_d = 0.0  # no SSR readout
-    config = base.shrink(config, smoke=arg.smoke, demo=arg.demo)
-    return base.smoke_model(config) if arg.smoke else config  # smoke also changes the model: see base.smoke_model
+    return base.schedule(config, arg)

@@ -2,7 +2,8 @@
 
 The paper's only numeric ablation: "without [soft dynamic range] the MAE is 9.29" on MORPH2 (vs 3.16 with it),
 without saying whether Δ, η or both were removed. The switches are λ_d and λ_local (0 = off), which are values,
-so all 4 × seeds runs are one vmapped group and compile once.
+so all 4 × seeds runs share one program: it compiles once, and on an accelerator they train as one vmapped group
+(on a CPU one after another, which is faster there: `ssr_jax.sweep.default_max_members`).
 
   ssr-jax sweep experiments/dynamic_range.py --workdir runs/dynamic_range          # 4 × 3 seeds, reference recipe
   ssr-jax sweep experiments/dynamic_range.py:smoke --workdir /tmp/dynamic_range    # tests: seconds

@@ -1,6 +1,7 @@
 """The reference's own sweep (its run_ssrnet.sh): SSR-Net (3,3,3) over λ_local × λ_d ∈ {0, 0.25, 0.5, 0.75, 1}².
 
-25 configurations whose results were never published. All λ values ride one vmapped axis: one group, one compile.
+25 configurations whose results were never published. All λ values are values: one program, one compile; on an
+accelerator the 25 runs train as one vmapped group, on a CPU one after another (faster there).
 
   ssr-jax sweep experiments/lambda_grid.py --workdir runs/lambda_grid
   ssr-jax sweep experiments/lambda_grid.py:smoke --workdir /tmp/lambda_grid

@@ -17,7 +17,7 @@ predict-the-mean MAE on those 40 faces is 19.07):
   MAE DEX 18.63, SSR-Net 33.77, DenseNet 52.40, MobileNet 54.03 (two epochs leave the deep baselines untrained);
   sizes 159.8 / 433.4 / 945.3 / 884.0 KB.
 """
-from configs import densenet, dex, mobilenet, ssrnet
+from configs import base, densenet, dex, mobilenet, ssrnet
 from ssr_jax import config_lib
 from ssr_jax.config_lib import parse_arg
 
@@ -33,8 +33,8 @@ ROWS = [
 
 def get_config(arg=None):
     """SSR-Net's config with CPU inference timing on; `arg` names a prepared dataset instead of synthetic data."""
-    arg = parse_arg(arg, smoke=False, data="synthetic")
-    config = ssrnet.get_config("smoke" if arg.smoke else None)
+    arg = parse_arg(arg, **base.SCHEDULES, data="synthetic")
+    config = ssrnet.get_config(",".join(name for name in base.SCHEDULES if arg[name]) or None)
     config.data.name = arg.data
     config.train.measure_inference = True
     return config

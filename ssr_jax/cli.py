@@ -156,7 +156,7 @@ def _demo(args, values):
          flag(flags.DEFINE_bool, "dry_run", False, "Print the runs and their groups, train nothing."),
          flag(flags.DEFINE_string, "shard", None, "Run only the deterministic subset i/n."),
          flag(flags.DEFINE_integer, "max_members", None, "Most members trained together in one program (default: "
-              "the sweep engine's)."),
+              "1 on a CPU, where runs one after another are faster; 32 on accelerators)."),
          flag(flags.DEFINE_string, "launcher", "local", "local (this process), slurm (one submitit job per group) "
               "or submitit_local (the job path, as local processes)."),
          flag(flags.DEFINE_list, "job", [], "submitit job parameters key=value (timeout_min, gpus_per_node, "
@@ -171,13 +171,11 @@ def _sweep(args, values):
         _exit_with("--workdir is required, e.g. --workdir runs/dynamic_range")
     from ssr_jax import config_lib, launch, sweep
 
-    # --max_members unset: the engine's own default (sweep.DEFAULT_MAX_MEMBERS), stated once.
-    sizes = {} if values.max_members is None else {"max_members": values.max_members}
-    try:
+    try:  # --max_members unset (None): the engine's default, sweep.default_max_members
         launch.run_sweep(args[0], values.workdir, seeds=values.seeds, shard_spec=values.shard,
                          dry_run=values.dry_run, launcher=values.launcher,
                          job_parameters=launch.parse_job_parameters(values.job), wait=values.wait,
-                         common=config_lib.parse_overrides(values.set), check=True, **sizes)
+                         common=config_lib.parse_overrides(values.set), check=True, max_members=values.max_members)
     except sweep.SweepFailedError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)

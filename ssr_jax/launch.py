@@ -102,7 +102,9 @@ def run_sweep(spec: str, workdir: str | pathlib.Path | None, *, launcher: str = 
         raise config_lib.ConfigError(f"--launcher={launcher}: choose one of {', '.join(LAUNCHERS)}")
     if launcher == "local":
         return sweep.run_sweep(spec, workdir, check=check, **sweep_options)
-    runs, pending, workdir = sweep.plan(spec, workdir, **sweep_options)
+    # Groups are planned here but trained where the jobs run: on GPU nodes when the jobs ask for GPUs.
+    backend = "gpu" if (job_parameters or {}).get("gpus_per_node") else None if launcher == "submitit_local" else "cpu"
+    runs, pending, workdir = sweep.plan(spec, workdir, backend=backend, **sweep_options)
     if workdir is None:
         return []
     if pending:

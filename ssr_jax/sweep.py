@@ -32,6 +32,7 @@ import time
 import traceback
 from typing import Any, Iterable, Sequence
 
+import jax
 import ml_collections
 import tqdm
 
@@ -43,7 +44,24 @@ from ssr_jax.state import program_signature
 from ssr_jax.train import train_members
 
 FINISHED = ("ok", "diverged")
-DEFAULT_MAX_MEMBERS = 32
+# The most members one program trains together on an accelerator; see `default_max_members`.
+ACCELERATOR_MAX_MEMBERS = 32
+
+
+def default_max_members(runs: Sequence["Run"], backend: str | None = None) -> int:
+    """Members trained together when `--max_members` is not given: on a CPU one run at a time, elsewhere up to
+    `ACCELERATOR_MAX_MEMBERS`.
+
+    On a CPU a vmapped group is slower than its runs one after another (benchmarks/README.md: the 25-run λ grid took
+    0.61× the time one after another): two cores are already busy with one member's convolutions, and vmapped
+    members lose the per-member oneDNN path. Runs of one program still compile once (`train.EXECUTABLES`). Runs
+    that ask for member parallelism (`parallel.members` > 1) are grouped on any backend: the group is what is
+    split over the devices.
+    """
+    backend = backend or jax.default_backend()
+    if backend == "cpu" and all(run.config.parallel.members == 1 for run in runs):
+        return 1
+    return ACCELERATOR_MAX_MEMBERS
 
 
 class SweepFailedError(RuntimeError):
@@ -151,7 +169,7 @@ def expand(spec: str, *, seeds: int | None = None, common: dict | None = None) -
     return runs
 
 
-def group_runs(runs: Sequence[Run], *, max_members: int = DEFAULT_MAX_MEMBERS) -> list[list[Run]]:
+def group_runs(runs: Sequence[Run], *, max_members: int = ACCELERATOR_MAX_MEMBERS) -> list[list[Run]]:
     """Runs sharing a program signature, split into chunks of at most `max_members`, in a deterministic order.
 
     A chunk's id names its program and its members, so a chunk with other members never resumes its checkpoint.
@@ -277,15 +295,17 @@ def tally(workdir: pathlib.Path, runs: Sequence[Run]) -> tuple[str, bool]:
 
 
 def plan(spec: str, workdir: str | pathlib.Path | None, *, seeds: int | None = None, shard_spec: str | None = None,
-         max_members: int = DEFAULT_MAX_MEMBERS, dry_run: bool = False,
-         common: dict | None = None) -> tuple[list[Run], list[list[Run]], pathlib.Path | None]:
+         max_members: int | None = None, dry_run: bool = False, common: dict | None = None,
+         backend: str | None = None) -> tuple[list[Run], list[list[Run]], pathlib.Path | None]:
     """Expands, validates and groups an experiment; returns (all runs, the unfinished ones regrouped, workdir).
+    `max_members` unset: `default_max_members` for `backend` (default: this process's).
 
     Writes `DIR/sweep.json`; with `dry_run` it prints the groups instead and returns no pending groups and no
     workdir. Finished runs (status ok or diverged) are left out; failed ones are pending again.
     """
     every_run = expand(spec, seeds=seeds, common=common)
     runs = shard(every_run, shard_spec)
+    max_members = max_members or default_max_members(runs, backend)
     groups = group_runs(runs, max_members=max_members)
     if dry_run:
         print(f"{len(runs)} runs in {len(groups)} group(s)\n{describe(groups)}")
@@ -308,7 +328,7 @@ def plan(spec: str, workdir: str | pathlib.Path | None, *, seeds: int | None = N
 
 
 def run_sweep(spec: str, workdir: str | pathlib.Path | None, *, seeds: int | None = None,
-              shard_spec: str | None = None, max_members: int = DEFAULT_MAX_MEMBERS, dry_run: bool = False,
+              shard_spec: str | None = None, max_members: int | None = None, dry_run: bool = False,
               progress: bool | None = None, common: dict | None = None, check: bool = False) -> list[dict]:
     """Plans an experiment (`plan`) and trains its pending groups in this process; returns the rows of
     `results.jsonl`. An interrupted group resumes from its checkpoint. (Cluster jobs: `ssr_jax.launch`.)

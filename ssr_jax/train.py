@@ -11,9 +11,11 @@ a sweep group trains as one program (purejaxrl's `jit(vmap(train))`).
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import pathlib
 import statistics
 import sys
@@ -67,6 +69,42 @@ def over_members(function: Callable, in_axes=0, spmd_axis_name: str | None = Non
 INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
+class ExecutableCache:
+    """Compiled programs of this process, keyed by the lowered program's text, the argument signature, the compiler
+    options and the devices.
+
+    A CPU sweep trains its runs one after another (`sweep.default_max_members`), each with its own `Trainer`; runs
+    that differ only in values (seed, λ, learning rate: arguments, never constants) lower to the same text, so the
+    second and later runs skip XLA's compilation (seconds per program) and pay only the tracing. The text is the
+    key, not the config, so two programs share an executable only when the compiler would be given the same input.
+    The least recently used programs beyond `capacity` are dropped.
+    """
+
+    def __init__(self, capacity: int = 24):
+        self.capacity = capacity
+        self._executables: collections.OrderedDict[tuple, jax.stages.Compiled] = collections.OrderedDict()
+        self.compiled = 0  # XLA compilations this cache asked for (the others were hits)
+
+    def compile(self, lowered: jax.stages.Lowered, signature: tuple, options: dict, mesh: jax.sharding.Mesh | None):
+        """`lowered.compile(options)`, or the executable compiled before from the same text for the same argument
+        `signature` (tree structure, shapes, dtypes and weak types: the text does not show weak types, which an
+        executable checks)."""
+        devices = None if mesh is None else tuple(device.id for device in mesh.devices.flat)
+        key = (hashlib.sha256(lowered.as_text().encode()).hexdigest(), signature, tuple(sorted(options.items())),
+               devices)
+        if key in self._executables:
+            self._executables.move_to_end(key)
+            return self._executables[key]
+        executable = self._executables[key] = lowered.compile(options)
+        self.compiled += 1
+        if len(self._executables) > self.capacity:
+            self._executables.popitem(last=False)
+        return executable
+
+
+EXECUTABLES = ExecutableCache()
+
+
 class Trainer:
     """The single-member pure functions, vmapped over members once, compiled per input signature, and bound to
     device-resident data (or to `HostChunks` fed to the device chunk by chunk).
@@ -114,13 +152,14 @@ class Trainer:
 
     def program(self, name: str, *args):
         """The compiled program of `name` for these arguments (arrays or `jax.ShapeDtypeStruct`s), compiled on
-        first use."""
+        first use — or taken from `EXECUTABLES` when another trainer in this process compiled the same program."""
         leaves, structure = jax.tree.flatten(args)
         signature = (structure, tuple((leaf.shape, leaf.dtype, getattr(leaf, "weak_type", False)) for leaf in leaves))
         programs = self.programs[name]
         if signature not in programs:
             options = INIT_COMPILER_OPTIONS if name == "init" else xla_options.compiler_options()
-            programs[signature] = self._jitted[name].lower(*args).compile(options)
+            programs[signature] = EXECUTABLES.compile(self._jitted[name].lower(*args), signature, options,
+                                                      self.mesh)
         return programs[signature]
 
     def compiles(self, name: str) -> int:

@@ -53,6 +53,19 @@ def test_unknown_keys_are_rejected():
         ssrnet.get_config("smok")
 
 
+def test_schedules_change_sizes_only_and_one_at_a_time():
+    from configs import base, mobilenet
+
+    full, medium = ssrnet.get_config(), ssrnet.get_config("medium")
+    assert (medium.data.num_train, medium.data.num_test, medium.train.epochs) == (5_000, 2_500, 20)
+    assert config_lib.differences(full, medium) == {"data.num_train": 5_000, "train.epochs": 20}  # test: 2,500 both
+    assert mobilenet.get_config("medium,alpha=0.5").train.epochs == 20
+    assert config_lib.differences(full, ssrnet.get_config("smoke"))["model.bn_momentum"] == 0.8  # smoke_model
+    with pytest.raises(config_lib.ConfigError, match="choose one schedule of smoke, demo, medium"):
+        ssrnet.get_config("smoke,medium")
+    assert set(base.SCHEDULES) == {"smoke", "demo", "medium"}
+
+
 def test_unwritable_workdir(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir()

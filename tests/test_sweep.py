@@ -105,7 +105,8 @@ def test_a_group_compiles_once_and_equals_its_members_run_alone(tmp_path, monkey
     make_train = train.make_train
     monkeypatch.setattr(train, "make_train", lambda *a, **k: trainers.append(make_train(*a, **k)) or trainers[-1])
     spec = experiment(tmp_path, 'product(sweep("model.lambda_local", [0.0, 1.0]), sweep("model.lambda_d", [0.0, 1.0]))')
-    rows = sweep.run_sweep(spec, tmp_path / "sweep", seeds=2)
+    # A vmapped group, as on an accelerator (a CPU trains one run at a time by default).
+    rows = sweep.run_sweep(spec, tmp_path / "sweep", seeds=2, max_members=sweep.ACCELERATOR_MAX_MEMBERS)
     assert len(rows) == 8 and {row["status"] for row in rows} == {"ok"}
     assert len(trainers) == 1 and trainers[0].compiles("train_epoch") == 1
     assert {row["group_members"] for row in rows} == {8}
@@ -123,9 +124,33 @@ def test_a_group_compiles_once_and_equals_its_members_run_alone(tmp_path, monkey
     assert len(sweep.run_sweep(spec, tmp_path / "sweep", seeds=2)) == 8 and not trainers
 
 
+def test_a_cpu_sweep_trains_one_run_at_a_time_and_compiles_each_program_once(tmp_path, monkeypatch):
+    trainers = []
+    make_train = train.make_train
+    monkeypatch.setattr(train, "make_train", lambda *a, **k: trainers.append(make_train(*a, **k)) or trainers[-1])
+    monkeypatch.setattr(train, "EXECUTABLES", train.ExecutableCache())  # count this sweep's compilations only
+    spec = experiment(tmp_path, 'sweep("model.lambda_d", [0.0, 0.5, 1.0])')
+    rows = sweep.run_sweep(spec, tmp_path / "sweep", progress=False)
+    assert len(rows) == 3 and {row["status"] for row in rows} == {"ok"} and len({row["group"] for row in rows}) == 3
+    assert {row["group_members"] for row in rows} == {1} and len(trainers) == 3
+    # The runs differ only in λ_d, an argument of the programs: init, train_epoch and evaluate compile once.
+    assert train.EXECUTABLES.compiled == 3
+    assert len({row["mae"] for row in rows}) == 3  # yet each run trained its own λ_d
+
+
+def test_default_group_size_is_one_run_on_a_cpu_and_a_group_elsewhere():
+    runs = sweep.expand("experiments/dynamic_range.py:smoke", seeds=1)
+    assert sweep.default_max_members(runs, "cpu") == 1
+    assert sweep.default_max_members(runs, "gpu") == sweep.default_max_members(runs, "tpu") == 32
+    split = sweep.expand("experiments/dynamic_range.py:smoke", seeds=1, common={"parallel.members": 2})
+    assert sweep.default_max_members(split, "cpu") == 32  # member parallelism needs the group it splits
+
+
 def test_a_diverging_member_does_not_stop_the_others(tmp_path):
     spec = experiment(tmp_path, 'sweep("optim.learning_rate", [1e-3, 1e4])')
-    rows = {row["overrides"]["optim.learning_rate"]: row for row in sweep.run_sweep(spec, tmp_path / "out")}
+    rows = {row["overrides"]["optim.learning_rate"]: row for row in sweep.run_sweep(
+        spec, tmp_path / "out", max_members=sweep.ACCELERATOR_MAX_MEMBERS)}  # both members of one vmapped group
+    assert {row["group_members"] for row in rows.values()} == {2}
     assert rows[1e4]["status"] == "diverged" and rows[1e-3]["status"] == "ok"
     assert np.isfinite(rows[1e-3]["mae"]) and rows[1e-3]["epochs"] == 2
 
