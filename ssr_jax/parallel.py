@@ -118,16 +118,23 @@ def place_dataset(host: dict, mesh: Mesh | None, *, shard: bool) -> dict:
 
 
 def fetch(tree: Any) -> Any:
-    """Host NumPy copies of device arrays. An array spread over several hosts' devices (a member-sharded group on a
-    multi-host mesh) is not addressable from one process; it is all-gathered first, so every process sees it whole."""
-    def one(leaf):
-        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
-            from jax.experimental import multihost_utils
+    """Host NumPy copies of device arrays. Arrays spread over several hosts' devices (a member-sharded group on a
+    multi-host mesh) are not addressable from one process; they are all-gathered first, so every process sees them
+    whole — all of the tree's together, in one program (one per leaf would compile and synchronise once per
+    parameter and optimizer moment)."""
+    leaves, structure = jax.tree.flatten(tree)
+    spread = [index for index, leaf in enumerate(leaves)
+              if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable]
+    if spread:
+        replicated = [NamedSharding(leaves[index].sharding.mesh, PartitionSpec()) for index in spread]
+        gathered = jax.jit(_identity, out_shardings=replicated)([leaves[index] for index in spread])
+        for index, whole in zip(spread, gathered):
+            leaves[index] = whole.addressable_data(0)
+    return jax.tree.unflatten(structure, [np.asarray(jax.device_get(leaf)) for leaf in leaves])
 
-            return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
-        return np.asarray(jax.device_get(leaf))
 
-    return jax.tree.map(one, tree)
+def _identity(tree: Any) -> Any:
+    return tree  # module-level, so that `jax.jit` reuses its program for trees of the same shapes and shardings
 
 
 def batch_constraint(mesh: Mesh | None):
