@@ -17,9 +17,10 @@ demo: $(INSTALLED)
 	$(VENV)/bin/ssr-jax demo --workdir runs/demo
 
 # Two workers: most of the suite's time is single-threaded XLA compilation. One test module per worker at a time
-# (--dist loadscope), so module fixtures (test_parallel's subprocess runs) run once.
+# (--dist loadscope), so module fixtures (test_parallel's subprocess runs) run once; modules in the order of
+# tests/conftest.py (the slowest first) rather than xdist's (the most tests first).
 test: $(INSTALLED)
-	$(PYTHON) -m pytest -q -n 2 --dist loadscope
+	$(PYTHON) -m pytest -q -n 2 --dist loadscope --no-loadscope-reorder
 
 clean:
 	rm -rf $(VENV) .jax_cache runs/demo

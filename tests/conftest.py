@@ -51,6 +51,16 @@ def random_model(tmp_path_factory):
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
+# The modules that take longest (minutes of subprocess runs and compiles; see `pytest --durations`) start first, so
+# that the two xdist workers of `make test` (--dist loadscope --no-loadscope-reorder: one module per worker at a
+# time, in this order) finish together instead of one of them waiting for the last slow module at the end.
+SLOWEST_FIRST = ("test_parallel.py", "test_sweep.py", "test_train.py", "test_failures.py", "test_models.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: index for index, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the others keep their order
+
 
 def run_cli(*args, check: bool = True) -> subprocess.CompletedProcess:
     """`ssr-jax ARGS…` in a subprocess from the repository root; with `check`, a non-zero exit fails the test."""

@@ -147,12 +147,16 @@ def test_default_group_size_is_one_run_on_a_cpu_and_a_group_elsewhere():
 
 
 def test_a_diverging_member_does_not_stop_the_others(tmp_path):
+    # Four seeds make one vmapped group of eight, the program of
+    # test_a_group_compiles_once_and_equals_its_members_run_alone (compiled once).
     spec = experiment(tmp_path, 'sweep("optim.learning_rate", [1e-3, 1e4])')
-    rows = {row["overrides"]["optim.learning_rate"]: row for row in sweep.run_sweep(
-        spec, tmp_path / "out", max_members=sweep.ACCELERATOR_MAX_MEMBERS)}  # both members of one vmapped group
-    assert {row["group_members"] for row in rows.values()} == {2}
-    assert rows[1e4]["status"] == "diverged" and rows[1e-3]["status"] == "ok"
-    assert np.isfinite(rows[1e-3]["mae"]) and rows[1e-3]["epochs"] == 2
+    rows = sweep.run_sweep(spec, tmp_path / "out", seeds=4, max_members=sweep.ACCELERATOR_MAX_MEMBERS)
+    assert len(rows) == 8 and {row["group_members"] for row in rows} == {8}
+    for row in rows:
+        if row["overrides"]["optim.learning_rate"] == 1e4:
+            assert row["status"] == "diverged"
+        else:
+            assert row["status"] == "ok" and np.isfinite(row["mae"]) and row["epochs"] == 2
 
 
 def test_a_failing_group_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
@@ -231,8 +235,9 @@ def test_eta_is_the_rate_so_far_times_the_work_left():
 
 def test_job_launcher_trains_each_group_as_a_job_with_the_local_numbers(tmp_path):
     """--launcher submitit_local is the --launcher slurm path (one submitit job per group) on this machine."""
-    spec = experiment(tmp_path, 'sweep("model.stages", [(2, 2), (3,)])',
-                      "config.data.num_train, config.data.num_test, config.train.epochs = 32, 20, 1")
+    # The stage layouts of test_a_failing_group_is_recorded_and_the_sweep_goes_on: the jobs find its compiled
+    # training programs in the cache.
+    spec = experiment(tmp_path, 'sweep("model.stages", [(3, 3, 3), (2, 2, 2)])')
     command = [sys.executable, "-m", "ssr_jax", "sweep", spec, "--workdir", str(tmp_path / "jobs"),
                "--launcher", "submitit_local", "--job", "timeout_min=10,cpus_per_task=1", "--wait",
                "--set", "train.eval_batch_size=10"]  # the jobs must see --set too
