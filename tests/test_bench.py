@@ -2,6 +2,9 @@
 read as tables. Figures are never asserted: only that they are positive numbers."""
 import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -94,3 +97,38 @@ def test_bench_command_prints_and_writes_json(tmp_path):
     assert printed["members"] == 1 and printed["batch"] == 16 and printed["device"]["platform"] == "cpu"
     refused = run_cli("bench", "--config", "configs/ssrnet.py:smoke", "--members", "0", check=False)
     assert refused.returncode == 2 and "--members must be at least 1" in refused.stderr
+
+
+
+# In a new thread (as XLA's workers are), a block far above glibc's mmap limits is allocated, touched, freed,
+# allocated and touched again; prints the page faults of the second touch and the block's size in pages.
+_FAULTS = """
+import ctypes, resource, threading
+import ssr_jax
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
+size, faults = 256 << 20, []
+def touch_twice():
+    block = libc.malloc(size)
+    ctypes.memset(block, 1, size)
+    libc.free(block)
+    block = libc.malloc(size)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    ctypes.memset(block, 1, size)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    libc.free(block)
+thread = threading.Thread(target=touch_twice)
+thread.start(), thread.join()
+print(faults[0], size // 4096)
+"""
+
+
+@pytest.mark.parametrize("environment, reused", [({}, True), ({"MALLOC_ARENA_MAX": "16"}, False)])
+def test_importing_ssr_jax_keeps_freed_memory_for_the_next_allocation(environment, reused):
+    """ssr_jax.host_memory: after `import ssr_jax`, a large block a thread frees is reused by its next allocation
+    instead of being unmapped and faulted in afresh (what XLA:CPU's temporaries go through on every call); a user's
+    own malloc settings are left alone."""
+    result = subprocess.run([sys.executable, "-c", _FAULTS], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, **environment}, check=True)
+    faults, pages = map(int, result.stdout.split())
+    assert faults < pages // 100 if reused else faults > pages // 2, (faults, pages)
