@@ -71,7 +71,8 @@ class Recorder:
     history, so every process takes the same decisions from it.
 
     Rows are dicts of JSON numbers: `epoch`, `train_loss`, `mae`, `ca3`, `ca5`, `learning_rate`, `images_per_s`,
-    `epoch_s`, and `mae_by_age` / `count_by_age` ({age group: number}) (`ssr_jax.train` makes them). Every row and
+    `epoch_s`, `elapsed_s` (the run's wall time through this epoch, across resumes), and `mae_by_age` /
+    `count_by_age` ({age group: number}) (`ssr_jax.train` makes them). Every row and
     the summary also go to the run's TensorBoard file, with the overrides of its config.json as HParams.
     """
 

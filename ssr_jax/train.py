@@ -406,7 +406,7 @@ def show(line: str, progress: tqdm.tqdm | None, members: int) -> None:
 def summarise(record: Recorder, *, params: dict, splits: Splits, compile_s: float, wall_s: float,
               epoch_seconds: list[float], images_per_epoch: int, name: str, members: int, start_epoch: int) -> dict:
     """A member's summary.json: how it ended (status, final metrics), what it is (parameters, bytes) and what it
-    cost (wall, compile, median training images/s of the group)."""
+    cost (wall time of the whole run across resumes, compile, median training images/s of the group)."""
     final = record.history[-1]
     return {
         "status": "diverged" if record.diverged else "ok",
@@ -489,6 +489,8 @@ def train_members(
         record.resume(start_epoch)
 
     # Train loop ------------------------------------------------------------------------------------------------
+    # The run's wall time across resumes: what earlier invocations recorded up to the checkpoint, then this one's.
+    earlier_s = [record.history[-1].get("elapsed_s", 0.0) if record.history else 0.0 for record in records]
     wall_start, epoch_seconds = time.perf_counter(), []
     first = start_epoch + 1 if not all(record.diverged for record in records) else epochs + 1
     try:
@@ -502,6 +504,7 @@ def train_members(
                 # reference's 1/(1 + Δ) has no guard).
                 if not record.diverged:
                     rows.append(epoch_row(configs[member], result, member, trainer))
+                    rows[-1]["elapsed_s"] = earlier_s[member] + compile_s + time.perf_counter() - wall_start
                     record.epoch(rows[-1])
             if result.epoch % config.train.checkpoint_every == 0 or result.epoch == epochs:
                 checkpoint.save(ckpt_dir, result.epoch * trainer.steps_per_epoch, state)
@@ -516,13 +519,14 @@ def train_members(
                           "the same command to start over") from None
 
     # Summaries -------------------------------------------------------------------------------------------------
-    wall_s = compile_s + time.perf_counter() - wall_start
+    this_invocation_s = compile_s + time.perf_counter() - wall_start
     params = count_parameters(abstract_variables(config.model, config.data.image_size))
     # One gather of the whole group to host memory, then NumPy slices per member: no per-member programs on arrays
     # that span hosts (eager indexing of such arrays hung a two-process run).
     summaries, host_state = [], parallel.fetch(state)
     for member, (record, run_dir) in enumerate(zip(records, run_dirs)):
-        summary = summarise(record, params=params, splits=splits, compile_s=compile_s, wall_s=wall_s,
+        summary = summarise(record, params=params, splits=splits, compile_s=compile_s,
+                            wall_s=earlier_s[member] + this_invocation_s,
                             epoch_seconds=epoch_seconds, images_per_epoch=trainer.images_per_epoch, name=name,
                             members=members, start_epoch=start_epoch)
         member_state = jax.tree.map(lambda leaf: leaf[member], host_state)

@@ -164,6 +164,11 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path):
     np.testing.assert_allclose(summary["mae"], uninterrupted["mae"], rtol=1e-5)
     rows = lambda run: [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
     assert [r["epoch"] for r in rows("killed")] == [1, 2, 3, 4]
+    # The run's wall time spans both invocations: the resumed rows carry on from the checkpoint's row, and the
+    # summary counts both.
+    elapsed, resumed_at = [r["elapsed_s"] for r in rows("killed")], summary["resumed_from_epoch"]
+    assert elapsed[resumed_at] >= elapsed[resumed_at - 1] + summary["compile_s"] and elapsed == sorted(elapsed)
+    assert summary["wall_s"] >= elapsed[-1]
     np.testing.assert_allclose([r["mae"] for r in rows("killed")], [r["mae"] for r in rows("straight")], rtol=1e-5)
     # TensorBoard shows each epoch once, with metrics.jsonl's values, in one event file per run.
     for run in ("killed", "straight"):
