@@ -105,13 +105,16 @@ def build(config, steps: int):
         return jnp.mean(jnp.abs(readout(heads) - ages)), mutated["batch_stats"]
 
     def one_step(state, images, ages, *, with_augment):
+        # The named scopes label these ops in the compiled program (step_attribution.py reads them).
         if with_augment:
-            images = augment.augment_batch(jax.random.fold_in(key, state.step), images, augmentation)
+            with jax.named_scope("augmentation"):
+                images = augment.augment_batch(jax.random.fold_in(key, state.step), images, augmentation)
         (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, state.batch_stats, images, ages, state.step)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                             batch_stats=batch_stats, opt_state=opt_state), loss
+        with jax.named_scope("optimizer"):
+            updates, opt_state = tx.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
+        return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state), loss
 
     bodies = {
         "augment": lambda state, b: (state, jnp.mean(augment.augment_batch(
@@ -175,9 +178,14 @@ def time_piece(function, state, batches, repeats: int, quiet_wait: float = 0.0):
 
 def top_ops(trace_dir: str, count: int = 20) -> list[tuple[str, float]]:
     """The `count` event names with the most total time (ms) in the newest trace under `trace_dir`."""
+    return op_times(trace_dir).most_common(count)
+
+
+def op_times(trace_dir: str) -> collections.Counter:
+    """Event name → total time (ms) of its complete events in the newest trace under `trace_dir` (empty if none)."""
     paths = sorted(glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"), recursive=True), key=os.path.getmtime)
     if not paths:
-        return []
+        return collections.Counter()
     with gzip.open(paths[-1]) as file:
         trace = json.load(file)
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
@@ -185,7 +193,7 @@ def top_ops(trace_dir: str, count: int = 20) -> list[tuple[str, float]]:
     for event in events:
         if event.get("ph") == "X" and not event["name"].startswith("$"):
             totals[event["name"]] += event.get("dur", 0) / 1e3
-    return totals.most_common(count)
+    return totals
 
 
 def main(argv=None) -> None:
