@@ -305,7 +305,10 @@ def plan(spec: str, workdir: str | pathlib.Path | None, *, seeds: int | None = N
     """
     every_run = expand(spec, seeds=seeds, common=common)
     runs = shard(every_run, shard_spec)
-    max_members = max_members or default_max_members(runs, backend)
+    if max_members is None:
+        max_members = default_max_members(runs, backend)
+    elif max_members < 1:  # range() would make no groups of a negative size, and fail on 0
+        raise config_lib.ConfigError(f"--max_members={max_members}: must be at least 1, e.g. --max_members 1")
     groups = group_runs(runs, max_members=max_members)
     if dry_run:
         print(f"{len(runs)} runs in {len(groups)} group(s)\n{describe(groups)}")

@@ -138,6 +138,14 @@ def test_a_cpu_sweep_trains_one_run_at_a_time_and_compiles_each_program_once(tmp
     assert len({row["mae"] for row in rows}) == 3  # yet each run trained its own λ_d
 
 
+@pytest.mark.parametrize("max_members", [0, -2])
+def test_a_group_size_below_one_is_refused_before_anything_is_written(tmp_path, max_members):
+    spec = experiment(tmp_path, 'sweep("model.lambda_d", [0.0, 1.0])')
+    with pytest.raises(config_lib.ConfigError, match=f"--max_members={max_members}: must be at least 1"):
+        sweep.run_sweep(spec, tmp_path / "out", max_members=max_members)
+    assert not (tmp_path / "out").exists()
+
+
 def test_default_group_size_is_one_run_on_a_cpu_and_a_group_elsewhere():
     runs = sweep.expand("experiments/dynamic_range.py:smoke", seeds=1)
     assert sweep.default_max_members(runs, "cpu") == 1
