@@ -2,7 +2,7 @@
 
   ssr-jax sweep experiments/dex_vs_ssr.py --workdir runs/dex_vs_ssr --seeds 3
   ssr-jax sweep experiments/dex_vs_ssr.py:smoke --workdir /tmp/dex_vs_ssr
-  ssr-jax report runs/dex_vs_ssr --baseline family=ssr
+  ssr-jax report runs/dex_vs_ssr --baseline "SSR-Net (3,3,3)"
 
 Three programs (the heads differ), each training its seeds as one vmapped group.
 
@@ -14,6 +14,7 @@ predict-the-mean MAE on those 40 faces is 19.07):
 from configs import dex, regression, ssrnet
 from configs.ssrnet import get_config  # noqa: F401 — the experiment's base config (arg: smoke)
 from ssr_jax import config_lib
+from ssr_jax.sweep import named
 
 DEFAULT_SEEDS = 3
 # DEX as overrides of SSR-Net: family, stages (101,), softmax p, no Δ/η heads — read off configs/dex.py.
@@ -22,4 +23,4 @@ REGRESSION = config_lib.differences(ssrnet.get_config(), regression.get_config()
 
 
 def get_sweep(arg=None):
-    return [{"model.family": "ssr"}, DEX, REGRESSION]
+    return [named("SSR-Net (3,3,3)", {"model.family": "ssr"}), named("DEX", DEX), named("regression", REGRESSION)]

@@ -4,7 +4,7 @@
   ssr-jax sweep experiments/table1.py --workdir runs/table1 --seeds 3          # synthetic data
   ssr-jax sweep experiments/table1.py:data=morph2 --workdir runs/table1_morph2  # a prepared MORPH2
   ssr-jax sweep experiments/table1.py:smoke --workdir /tmp/table1 --seeds 1
-  ssr-jax report runs/table1 --baseline family=ssr
+  ssr-jax report runs/table1 --baseline "SSR-Net (3,3,3)"
 
 Columns: parameters (226,309 MobileNet and 242,009 DenseNet, as the reference's .h5 files), size, MAE, CA(3),
 CA(5), and the finished model's CPU inference time per image (batch 1), measured at the end of each run. Four
@@ -20,14 +20,15 @@ predict-the-mean MAE on those 40 faces is 19.07):
 from configs import base, densenet, dex, mobilenet, ssrnet
 from ssr_jax import config_lib
 from ssr_jax.config_lib import parse_arg
+from ssr_jax.sweep import named
 
 DEFAULT_SEEDS = 3
 BASE = ssrnet.get_config()
 ROWS = [
-    {"model.family": "ssr"},
-    config_lib.differences(BASE, mobilenet.get_config()),
-    config_lib.differences(BASE, densenet.get_config()),
-    config_lib.differences(BASE, dex.get_config()),
+    named("SSR-Net (3,3,3)", {"model.family": "ssr"}),
+    named("MobileNet-0.25", config_lib.differences(BASE, mobilenet.get_config())),
+    named("DenseNet-19", config_lib.differences(BASE, densenet.get_config())),
+    named("DEX", config_lib.differences(BASE, dex.get_config())),
 ]
 
 

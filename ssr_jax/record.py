@@ -17,8 +17,9 @@ from ssr_jax import config_lib, tensorboard_log, workdir as workdir_lib
 RUN_FILES = ("checkpoint", "metrics.jsonl", "summary.json")
 
 
-def record_config(run_dir: pathlib.Path, config, overrides: dict | None) -> None:
-    """Writes config.json, or checks that an existing one describes the same run.
+def record_config(run_dir: pathlib.Path, config, overrides: dict | None, *, name: str = "") -> None:
+    """Writes config.json, or checks that an existing one describes the same run. `name`: the sweep entry's display
+    name (`sweep.named`), recorded when given.
 
     A run directory with a run's files but no readable config.json is refused (`ConfigError`): it cannot tell what
     its checkpoint was trained with, so resuming it under `config` could record a config it never trained with.
@@ -39,7 +40,8 @@ def record_config(run_dir: pathlib.Path, config, overrides: dict | None) -> None
     if found:
         raise config_lib.ConfigError(f"{path} is missing beside {run_dir / found[0]}, so what that run was trained "
                                      f"with cannot be told; restore config.json, or delete {run_dir} to start over")
-    record = {"config": resolved, "overrides": config_lib.jsonable(dict(overrides or {})), **workdir_lib.provenance()}
+    record = {"config": resolved, "overrides": config_lib.jsonable(dict(overrides or {})), **({"name": name} if name else {}),
+              **workdir_lib.provenance()}
     workdir_lib.write_json(path, record)
 
 

@@ -1,9 +1,10 @@
 """Result tables (Markdown, LaTeX, CSV) and figures from a sweep's recorded results only.
 
 Input is `DIR/results.jsonl` (one row per finished run, written by `ssr-jax sweep`); learning curves also read the
-runs' own `metrics.jsonl`. A *config* is a run's overrides without its seed; each table row aggregates a config's
-seeds: mean ± sample standard deviation, n and the MAE's 95 % t interval over runs with status "ok" (diverged and
-failed runs are counted in their own columns, never averaged). With `--baseline` each config also gets ΔMAE with its
+runs' own `metrics.jsonl`. A *config* is a run's overrides without its seed, labelled by its sweep entry's name
+where it has one ("DEX"), else by those overrides; each table row aggregates a config's seeds: mean ± sample
+standard deviation, n and the MAE's 95 % t interval over runs with status "ok" (diverged and failed runs are counted
+in their own columns, never averaged). With `--baseline` each config also gets ΔMAE with its
 95 % interval and p-value (`stats.compare`: paired by seed where both configs have the same seeds, else Welch), a
 `*` where the interval excludes 0, and a "seeds needed" line under the Markdown table.
 
@@ -54,7 +55,9 @@ def load_results(sweep_dir: str | pathlib.Path) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     for metric in [name for name, _, _ in METRICS] + ["wall_s"]:
         frame[metric] = pd.to_numeric(frame[metric], errors="coerce") if metric in frame else np.nan
-    frame["config"] = frame["overrides"].map(config_label)
+    labels = frame["overrides"].map(config_label)
+    frame["config"] = frame["name"].where(frame["name"].notna() & (frame["name"] != ""), labels) if "name" in frame \
+        else labels
     return frame
 
 

@@ -2,7 +2,9 @@
 
 An experiment file (`experiments/*.py`) defines `get_config(arg)` (the base config) and `get_sweep(arg)` (a list of
 dotted-key override dicts, built with `sweep` / `product` / `zipit`). Each override dict × seed is a *run*, with a
-run id that is a deterministic function of its overrides, so a rerun finds its directory again.
+run id that is a deterministic function of its overrides, so a rerun finds its directory again. An entry may also
+carry `"name": "DEX"`, the row's name in reports (`named`); it is not an override and leaves the run id alone, so
+renaming the rows of a finished sweep and rerunning its command renames them in results.jsonl and trains nothing.
 
 Runs whose configs differ only in values (seed, λ_local, λ_d, learning rate — `state.VALUE_FIELDS`) share one
 compiled program and train together as the members of a vmapped group (purejaxrl's `jit(vmap(train))`); a group
@@ -44,6 +46,8 @@ from ssr_jax.state import program_signature
 from ssr_jax.train import train_members
 
 FINISHED = ("ok", "diverged")
+# The sweep-entry key that names a row in reports instead of an override (see `named`).
+NAME_KEY = "name"
 # The most members one program trains together on an accelerator; see `default_max_members`.
 ACCELERATOR_MAX_MEMBERS = 32
 
@@ -76,6 +80,12 @@ def sweep(key: str, values: Iterable[Any]) -> list[dict]:
     return [{key: value} for value in values]
 
 
+def named(name: str, overrides: dict) -> dict:
+    """A sweep entry whose report rows read `name` instead of its overrides, e.g. `named("DEX", dex_overrides)` for
+    the six overrides that make DEX out of SSR-Net."""
+    return {**overrides, NAME_KEY: name}
+
+
 def product(*axes: Sequence[dict]) -> list[dict]:
     """Every combination of the axes' entries (the first axis varies slowest)."""
     return [{k: v for entry in combination for k, v in entry.items()} for combination in itertools.product(*axes)]
@@ -97,6 +107,7 @@ class Run:
     overrides: dict  # dotted key → value, including "seed"
     config: ml_collections.ConfigDict
     group: str  # id of the compiled program (and member chunk) this run trains in; set by `group_runs`
+    name: str = ""  # the entry's display name ("DEX"); "" = reports label the run by its overrides
 
     @property
     def seed(self) -> int:
@@ -147,8 +158,16 @@ def expand(spec: str, *, seeds: int | None = None, common: dict | None = None) -
     seeds = seeds if seeds is not None else getattr(module, "DEFAULT_SEEDS", 1)
     if seeds < 1:
         raise config_lib.ConfigError(f"--seeds={seeds}: needs at least one seed")
-    runs, seen = [], set()
+    runs, seen, names = [], set(), {}
     for entry in entries:
+        entry = dict(entry)
+        name = entry.pop(NAME_KEY, "")
+        if not isinstance(name, str):
+            raise config_lib.ConfigError(f"{spec}: sweep entry {entry} has {NAME_KEY}={name!r}; a name is a string, "
+                                         f"e.g. named(\"DEX\", overrides)")
+        if name and names.setdefault(name, entry) != entry:
+            raise config_lib.ConfigError(f"{spec}: two sweep entries are named {name!r} ({names[name]} and {entry}); "
+                                         f"give each its own name")
         if "seed" in entry:
             raise config_lib.ConfigError(f"{spec}: sweep entry {entry} sets 'seed'; seeds come from --seeds")
         clash = sorted(set(common) & set(entry))
@@ -165,7 +184,7 @@ def expand(spec: str, *, seeds: int | None = None, common: dict | None = None) -
             if identifier in seen:
                 raise config_lib.ConfigError(f"{spec}: the sweep lists {overrides} twice")
             seen.add(identifier)
-            runs.append(Run(identifier, overrides, config, group=""))
+            runs.append(Run(identifier, overrides, config, group="", name=name))
     return runs
 
 
@@ -202,32 +221,38 @@ def shard(runs: Sequence[Run], spec: str | None) -> list[Run]:
 # ----------------------------------------------------------------------------------------------------------------
 # Running
 # ----------------------------------------------------------------------------------------------------------------
-def _result_rows(workdir: pathlib.Path) -> list[dict]:
-    """A `results.jsonl` row for every run directory with a readable summary and config record."""
+def _result_rows(workdir: pathlib.Path, names: dict[str, str] | None = None) -> list[dict]:
+    """A `results.jsonl` row for every run directory with a readable summary and config record; a run's "name" is
+    `names[run_id]` where given (the experiment file as it is now), else the one its config.json recorded."""
+    names = names or {}
     rows = []
     for run_dir in sorted((workdir / "runs").glob("*/")):
         summary, record = read_summary(run_dir), run_dir / "config.json"
         if summary is not None and record.exists():
             try:
-                overrides = workdir_lib.read_json(record)["overrides"]
+                recorded = workdir_lib.read_json(record)
+                overrides = recorded["overrides"]
             except (ValueError, KeyError, TypeError):
                 print(f"warning: {record} is unreadable; {run_dir.name} is left out of the results", file=sys.stderr)
                 continue
-            rows.append({"run_id": run_dir.name, "overrides": overrides, "seed": overrides.get("seed"), **summary})
+            name = names.get(run_dir.name, recorded.get("name"))
+            name = {"name": name} if name else {}
+            rows.append({"run_id": run_dir.name, "overrides": overrides, **name, "seed": overrides.get("seed"),
+                         **summary})
     return rows
 
 
-def write_results(workdir: pathlib.Path) -> list[dict]:
+def write_results(workdir: pathlib.Path, names: dict[str, str] | None = None) -> list[dict]:
     """Rebuilds `results.jsonl` from every run directory with a summary (shards and cluster jobs may share one
     workdir: the lock keeps a slower rebuild from replacing a newer one that saw more finished runs). On several
     hosts only process 0 writes, as for every run file, and the others read the run directories once it has: every
-    process returns the same rows."""
+    process returns the same rows. `names`: run id → display name, overriding the recorded ones (`_result_rows`)."""
     if not parallel.is_writer():
         parallel.wait_for_writer("sweep results written")
-        return _result_rows(workdir)
+        return _result_rows(workdir, names)
     with open(workdir / ".results.lock", "w") as lock:
         fcntl.lockf(lock, fcntl.LOCK_EX)
-        rows = _result_rows(workdir)
+        rows = _result_rows(workdir, names)
         workdir_lib.write_jsonl(workdir / "results.jsonl", rows)
     parallel.wait_for_writer("sweep results written")
     return rows
@@ -259,7 +284,7 @@ def run_group(members: list[Run], workdir: pathlib.Path, splits, progress) -> No
             locks.enter_context(workdir_lib.exclusive(directory, what=f"ssr-jax sweep, group {members[0].group}"))
         for run, run_dir in zip(members, run_dirs):  # first, so that even a group that fails has its runs on record
             if writer:
-                record_config(run_dir, run.config, run.overrides)
+                record_config(run_dir, run.config, run.overrides, name=run.name)
         try:
             train_members([run.config for run in members], run_dirs, group_dir, splits=splits, progress=progress,
                           name=members[0].group)
@@ -343,6 +368,7 @@ def run_sweep(spec: str, workdir: str | pathlib.Path | None, *, seeds: int | Non
                                   dry_run=dry_run, common=common)
     if workdir is None:
         return []
+    names = {run.run_id: run.name for run in runs}
     total = sum(run.config.train.epochs for run in runs)
     done = total - sum(run.config.train.epochs for members in pending for run in members)
     runs_done = len(runs) - sum(map(len, pending))
@@ -365,9 +391,9 @@ def run_sweep(spec: str, workdir: str | pathlib.Path | None, *, seeds: int | Non
             run_group(members, workdir, splits_by_data[key], bar)
             runs_done += len(members)
             done += sum(run.config.train.epochs for run in members)
-            write_results(workdir)
+            write_results(workdir, names)
     print(f"runs {runs_done}/{len(runs)} done in {time.perf_counter() - start:.0f} s", flush=True)
-    rows = write_results(workdir)
+    rows = write_results(workdir, names)
     report_tally(workdir, runs, check)
     return rows
 

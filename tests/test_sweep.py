@@ -22,7 +22,7 @@ def experiment(tmp_path, sweep_body, config_changes="", name="experiment.py"):
     path = tmp_path / name
     path.write_text(textwrap.dedent(f"""
         from configs import ssrnet
-        from ssr_jax.sweep import product, sweep, zipit
+        from ssr_jax.sweep import named, product, sweep, zipit
 
         def get_config(arg=None):
             config = ssrnet.get_config("smoke")
@@ -54,6 +54,8 @@ def test_sweep_helpers():
     ('sweep("model.stagez", [(3, 3)])', "unknown config key 'model.stagez'"),
     ('sweep("seed", [1, 2])', "seeds come from --seeds"),
     ('[{"model.v": 1.0}, {"model.v": 1.0}]', "lists .* twice"),
+    ('[named("a", {"model.v": 1.0}), named("a", {"model.v": 2.0})]', "two sweep entries are named 'a'"),
+    ('[named(3, {"model.v": 1.0})]', "name=3; a name is a string"),
 ])
 def test_every_run_is_validated_before_anything_runs(tmp_path, body, message):
     with pytest.raises(config_lib.ConfigError, match=message):
@@ -279,6 +281,30 @@ def test_job_parameters_are_parsed_and_checked_before_submission(tmp_path):
         launch.run_sweep(experiment(tmp_path, 'sweep("model.lambda_d", [0.0])'), tmp_path / "w", launcher="pbs")
 
 
+def test_a_named_entry_labels_its_report_rows_and_keeps_its_run_ids(tmp_path):
+    from ssr_jax import record, report
+
+    plain = sweep.expand(experiment(tmp_path, 'sweep("model.lambda_d", [0.5, 1.0])', name="plain.py"), seeds=2)
+    spec = experiment(tmp_path, '[named("half λ_d", {"model.lambda_d": 0.5}), {"model.lambda_d": 1.0}]')
+    runs = sweep.expand(spec, seeds=2)
+    assert [run.run_id for run in runs] == [run.run_id for run in plain]
+    assert [run.name for run in runs] == ["half λ_d", "half λ_d", "", ""]
+    assert all("name" not in run.overrides for run in runs)
+    for mae, run in zip([7.0, 8.0, 9.0, 10.0], runs):  # finished runs as a sweep records them
+        run_dir = tmp_path / "runs" / run.run_id
+        run_dir.mkdir(parents=True)
+        record.record_config(run_dir, run.config, run.overrides, name=run.name)
+        (run_dir / "summary.json").write_text(json.dumps({"status": "ok", "mae": mae, "ca3": 0.1, "ca5": 0.2}))
+    rows = sweep.write_results(tmp_path)  # no names given: the recorded ones
+    assert [row.get("name") for row in rows] == ["half λ_d", "half λ_d", None, None]
+    table = report.aggregate(report.load_results(tmp_path))
+    assert list(table.index) == ["half λ_d", "lambda_d=1.0"]
+    assert table["mae_mean"].tolist() == [7.5, 9.5]
+    # Renamed in the experiment file: the sweep's names win over the recorded ones; nothing retrains.
+    sweep.write_results(tmp_path, {run.run_id: "Δ/2" if run.name else "" for run in runs})
+    assert list(report.aggregate(report.load_results(tmp_path)).index) == ["Δ/2", "lambda_d=1.0"]
+
+
 def test_table1_rows_are_the_papers_models_with_their_parameter_counts():
     from ssr_jax.models import abstract_variables, count_parameters
 
@@ -286,6 +312,7 @@ def test_table1_rows_are_the_papers_models_with_their_parameter_counts():
     totals = {members[0].config.model.family: count_parameters(abstract_variables(
         members[0].config.model, 64))["total"] for members in groups}
     assert totals == {"ssr": 40_915, "mobilenet": 226_309, "densenet": 242_009, "dex": 110_945}
+    assert sorted(members[0].name for members in groups) == ["DEX", "DenseNet-19", "MobileNet-0.25", "SSR-Net (3,3,3)"]
     assert all(members[0].config.train.measure_inference for members in groups)
 
 
