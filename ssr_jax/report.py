@@ -172,9 +172,20 @@ def _p_value(p: float) -> str:
     return "–" if pd.isna(p) else "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+# Under a table in which no config has two seeds: why it has no interval or p columns.
+ONE_SEED_NOTE = ("One seed per config (n = 1): no 95 % intervals, p-values or spreads; `ssr-jax sweep ... --seeds 3` "
+                 "gives them.")
+
+
+def one_seed_only(table: pd.DataFrame) -> bool:
+    return bool((table["n"] < 2).all())
+
+
 def display_table(table: pd.DataFrame, *, plus_minus: str = "±", mark: str = " *") -> pd.DataFrame:
     """Strings for Markdown / LaTeX: "mean ± std" per metric, the MAE's 95 % interval, counts and sizes; with a
-    baseline ΔMAE (`mark` appended where significant), its 95 % interval and p."""
+    baseline ΔMAE (`mark` appended where significant), its 95 % interval and p. Where no config has two seeds
+    (`one_seed_only`), the interval and p columns would hold nothing but "none (n = 1)" in every row (25 of them in
+    the λ grid) and are left out; `ONE_SEED_NOTE` says so under the table."""
     shown = pd.DataFrame(index=table.index)
     for metric, title, _ in METRICS:
         digits = 2 if metric == "mae" else 3
@@ -202,6 +213,8 @@ def display_table(table: pd.DataFrame, *, plus_minus: str = "±", mark: str = " 
     shown["train (s)"] = [f"{t:.0f}" if pd.notna(t) else "–" for t in table["train_s"]]
     if "cpu_ms" in table:
         shown["CPU ms/image"] = [f"{t:.2f}" if pd.notna(t) else "–" for t in table["cpu_ms"]]
+    if one_seed_only(table):
+        shown = shown.drop(columns=["MAE 95% CI", "ΔMAE 95% CI", "p"], errors="ignore")
     return shown
 
 
@@ -227,7 +240,8 @@ def to_latex(table: pd.DataFrame) -> str:
             lambda column, row=positions[label]: ["textbf:--rwrap;" if i == row else "" for i in column.index],
             subset=[title],
         )
-    return styler.to_latex(hrules=True, column_format="l" + "r" * (len(shown.columns) - 1))
+    latex = styler.to_latex(hrules=True, column_format="l" + "r" * (len(shown.columns) - 1))
+    return f"% {ONE_SEED_NOTE}\n{latex}" if one_seed_only(table) else latex
 
 
 def numeric_pivot(frame: pd.DataFrame) -> pd.DataFrame | None:
@@ -302,6 +316,7 @@ def write_tables(sweep_dir, out_dir=None, *, formats: Sequence[str] = FORMATS, b
         # The cells are already formatted strings: tabulate must not re-parse "+0.00" or "0.950 ± 0.000" as numbers.
         notes = ["ΔMAE marked *: its 95 % interval excludes 0 (t-based: paired by seed where both configs have the "
                  "same seeds, else Welch).", seeds_needed_line(table)] if baseline is not None else []
+        notes = [ONE_SEED_NOTE] if one_seed_only(table) else notes
         emit("results.md", "\n\n".join([display_table(table).to_markdown(disable_numparse=True)] + notes) + "\n")
     if "latex" in formats:
         emit("results.tex", to_latex(table))

@@ -93,6 +93,25 @@ def test_list_valued_overrides_are_tabulated_without_a_pivot(tmp_path):
     assert [cells["MAE"] for cells in markdown_cells(written["results.md"].read_text()).values()] == ["5.00", "4.00"]
 
 
+def test_a_one_seed_sweep_has_no_columns_of_empty_intervals(tmp_path):
+    """The λ grid at one seed: 25 rows whose interval and p cells could only say "none (n = 1)"."""
+    rows = [{**row(local, d, 0, mae=5.0 + local + 2 * d, ca3=0.5, ca5=0.7, wall_s=60.0)}
+            for local in (0.0, 0.5, 1.0) for d in (0.0, 0.5, 1.0)]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    written = report.write_tables(tmp_path, formats=["md", "latex"], baseline="lambda_d=1.0, lambda_local=1.0")
+    text = written["results.md"].read_text()
+    cells = markdown_cells(text)
+    assert len(cells) == 9
+    assert list(cells["lambda_d=0.5, lambda_local=0.5"]) == ["MAE", "CA(3)", "CA(5)", "ΔMAE", "n", "params",
+                                                            "size (KB)", "train (s)"]
+    assert cells["lambda_d=0.5, lambda_local=0.5"]["ΔMAE"] == "-1.50"
+    assert cells["lambda_d=1.0, lambda_local=1.0"]["ΔMAE"] == "+0.00"
+    assert "none (n = 1)" not in text and "Seeds needed" not in text
+    assert text.rstrip().endswith(report.ONE_SEED_NOTE)
+    assert written["results.tex"].read_text().startswith(f"% {report.ONE_SEED_NOTE}\n")
+    assert "95" not in written["results.tex"].read_text().split("\n", 1)[1]
+
+
 def test_csv_keeps_full_precision_numbers(sweep_dir):
     written = report.write_tables(sweep_dir, formats=["csv"])
     table = pd.read_csv(written["results.csv"], index_col="config")
