@@ -57,7 +57,7 @@ def run_group_job(spec: str, workdir: str, seeds: int | None, run_ids: list[str]
     (members,) = sweep.group_runs([runs[run_id] for run_id in run_ids], max_members=len(run_ids))
     workdir = pathlib.Path(workdir)
     sweep.run_group(members, workdir, load_splits(members[0].config.data), progress=None)
-    return sweep.write_results(workdir, {run.run_id: run.name for run in runs.values()})
+    return sweep.write_results(workdir, list(runs.values()))
 
 
 def _absolute_spec(spec: str) -> str:
@@ -112,7 +112,7 @@ def run_sweep(spec: str, workdir: str | pathlib.Path | None, *, launcher: str = 
                       launcher=launcher, parameters=job_parameters or {}, wait=wait)
     else:
         print(f"all {len(runs)} runs finished; nothing to submit", flush=True)
-    rows = sweep.write_results(workdir, {run.run_id: run.name for run in runs})
+    rows = sweep.write_results(workdir, runs)
     if wait or not pending:
         sweep.report_tally(workdir, runs, check)
     return rows

@@ -12,7 +12,8 @@ larger than `max_members` is split into chunks. Layout of a sweep directory:
 
   DIR/runs/<run_id>/     config.json, metrics.jsonl, summary.json, events.out.tfevents.*, checkpoint/ (one per run)
   DIR/groups/<group>/    checkpoint/ of the stacked member state, for resuming the group
-  DIR/results.jsonl      one row per finished run, rebuilt from the run directories after every group
+  DIR/results.jsonl      one row per finished run in the experiment's order, rebuilt from the run directories after
+                         every group
   DIR/events.out.tfevents.*  the HParams experiment (the keys the runs vary), for `tensorboard --logdir DIR`
 
 A group trains only while its process holds the locks of its run and group directories, so a second sweep on the
@@ -221,12 +222,17 @@ def shard(runs: Sequence[Run], spec: str | None) -> list[Run]:
 # ----------------------------------------------------------------------------------------------------------------
 # Running
 # ----------------------------------------------------------------------------------------------------------------
-def _result_rows(workdir: pathlib.Path, names: dict[str, str] | None = None) -> list[dict]:
-    """A `results.jsonl` row for every run directory with a readable summary and config record; a run's "name" is
-    `names[run_id]` where given (the experiment file as it is now), else the one its config.json recorded."""
-    names = names or {}
+def _result_rows(workdir: pathlib.Path, runs: Sequence[Run] = ()) -> list[dict]:
+    """A `results.jsonl` row for every run directory with a readable summary and config record: first `runs`' in
+    their order (the experiment's: entry by entry, seeds within), then any others in the workdir by run id. A run's
+    "name" is its `Run.name` where `runs` has it (the experiment file as it is now), else the one config.json
+    recorded."""
+    names = {run.run_id: run.name for run in runs}
+    position = {run_id: index for index, run_id in enumerate(names)}
+    run_dirs = sorted((workdir / "runs").glob("*/"), key=lambda path: (position.get(path.name, len(position)),
+                                                                         path.name))
     rows = []
-    for run_dir in sorted((workdir / "runs").glob("*/")):
+    for run_dir in run_dirs:
         summary, record = read_summary(run_dir), run_dir / "config.json"
         if summary is not None and record.exists():
             try:
@@ -242,17 +248,17 @@ def _result_rows(workdir: pathlib.Path, names: dict[str, str] | None = None) -> 
     return rows
 
 
-def write_results(workdir: pathlib.Path, names: dict[str, str] | None = None) -> list[dict]:
+def write_results(workdir: pathlib.Path, runs: Sequence[Run] = ()) -> list[dict]:
     """Rebuilds `results.jsonl` from every run directory with a summary (shards and cluster jobs may share one
     workdir: the lock keeps a slower rebuild from replacing a newer one that saw more finished runs). On several
     hosts only process 0 writes, as for every run file, and the others read the run directories once it has: every
-    process returns the same rows. `names`: run id → display name, overriding the recorded ones (`_result_rows`)."""
+    process returns the same rows. `runs`: the experiment's runs, for the rows' order and names (`_result_rows`)."""
     if not parallel.is_writer():
         parallel.wait_for_writer("sweep results written")
-        return _result_rows(workdir, names)
+        return _result_rows(workdir, runs)
     with open(workdir / ".results.lock", "w") as lock:
         fcntl.lockf(lock, fcntl.LOCK_EX)
-        rows = _result_rows(workdir, names)
+        rows = _result_rows(workdir, runs)
         workdir_lib.write_jsonl(workdir / "results.jsonl", rows)
     parallel.wait_for_writer("sweep results written")
     return rows
@@ -368,7 +374,6 @@ def run_sweep(spec: str, workdir: str | pathlib.Path | None, *, seeds: int | Non
                                   dry_run=dry_run, common=common)
     if workdir is None:
         return []
-    names = {run.run_id: run.name for run in runs}
     total = sum(run.config.train.epochs for run in runs)
     done = total - sum(run.config.train.epochs for members in pending for run in members)
     runs_done = len(runs) - sum(map(len, pending))
@@ -391,9 +396,9 @@ def run_sweep(spec: str, workdir: str | pathlib.Path | None, *, seeds: int | Non
             run_group(members, workdir, splits_by_data[key], bar)
             runs_done += len(members)
             done += sum(run.config.train.epochs for run in members)
-            write_results(workdir, names)
+            write_results(workdir, runs)
     print(f"runs {runs_done}/{len(runs)} done in {time.perf_counter() - start:.0f} s", flush=True)
-    rows = write_results(workdir, names)
+    rows = write_results(workdir, runs)
     report_tally(workdir, runs, check)
     return rows
 

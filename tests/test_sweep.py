@@ -1,5 +1,6 @@
 """Sweeps: expansion and validation, grouping by program, vmapped groups against single runs, resumption after
 SIGKILL, a diverging member, a failing group, shards, and the command line end to end."""
+import dataclasses
 import json
 import os
 import signal
@@ -300,9 +301,12 @@ def test_a_named_entry_labels_its_report_rows_and_keeps_its_run_ids(tmp_path):
     table = report.aggregate(report.load_results(tmp_path))
     assert list(table.index) == ["half λ_d", "lambda_d=1.0"]
     assert table["mae_mean"].tolist() == [7.5, 9.5]
-    # Renamed in the experiment file: the sweep's names win over the recorded ones; nothing retrains.
-    sweep.write_results(tmp_path, {run.run_id: "Δ/2" if run.name else "" for run in runs})
-    assert list(report.aggregate(report.load_results(tmp_path)).index) == ["Δ/2", "lambda_d=1.0"]
+    # Renamed and reordered in the experiment file: its names win over the recorded ones and its order is the
+    # rows' (and so the table's); nothing retrains.
+    renamed = [dataclasses.replace(run, name="Δ/2" if run.name else "") for run in runs]
+    rows = sweep.write_results(tmp_path, renamed[::-1])
+    assert [row["run_id"] for row in rows] == [run.run_id for run in runs[::-1]]
+    assert list(report.aggregate(report.load_results(tmp_path)).index) == ["lambda_d=1.0", "Δ/2"]
 
 
 def test_table1_rows_are_the_papers_models_with_their_parameter_counts():
