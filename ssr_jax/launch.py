@@ -104,7 +104,7 @@ def run_sweep(spec: str, workdir: str | pathlib.Path | None, *, launcher: str = 
         return sweep.run_sweep(spec, workdir, check=check, **sweep_options)
     # Groups are planned here but trained where the jobs run: on GPU nodes when the jobs ask for GPUs.
     backend = "gpu" if (job_parameters or {}).get("gpus_per_node") else None if launcher == "submitit_local" else "cpu"
-    runs, pending, workdir = sweep.plan(spec, workdir, backend=backend, **sweep_options)
+    runs, pending, workdir, every_run = sweep.plan(spec, workdir, backend=backend, **sweep_options)
     if workdir is None:
         return []
     if pending:
@@ -112,7 +112,7 @@ def run_sweep(spec: str, workdir: str | pathlib.Path | None, *, launcher: str = 
                       launcher=launcher, parameters=job_parameters or {}, wait=wait)
     else:
         print(f"all {len(runs)} runs finished; nothing to submit", flush=True)
-    rows = sweep.write_results(workdir, runs)
+    rows = sweep.write_results(workdir, every_run)
     if wait or not pending:
         sweep.report_tally(workdir, runs, check)
     return rows

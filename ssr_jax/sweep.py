@@ -327,8 +327,9 @@ def tally(workdir: pathlib.Path, runs: Sequence[Run]) -> tuple[str, bool]:
 
 def plan(spec: str, workdir: str | pathlib.Path | None, *, seeds: int | None = None, shard_spec: str | None = None,
          max_members: int | None = None, dry_run: bool = False, common: dict | None = None,
-         backend: str | None = None) -> tuple[list[Run], list[list[Run]], pathlib.Path | None]:
-    """Expands, validates and groups an experiment; returns (all runs, the unfinished ones regrouped, workdir).
+         backend: str | None = None) -> tuple[list[Run], list[list[Run]], pathlib.Path | None, list[Run]]:
+    """Expands, validates and groups an experiment; returns (this shard's runs, its unfinished ones regrouped,
+    workdir, every run of the experiment in its order — for the rows of results.jsonl, which cover all shards).
     `max_members` unset: `default_max_members` for `backend` (default: this process's).
 
     Writes `DIR/sweep.json`; with `dry_run` it prints the groups instead and returns no pending groups and no
@@ -343,7 +344,7 @@ def plan(spec: str, workdir: str | pathlib.Path | None, *, seeds: int | None = N
     groups = group_runs(runs, max_members=max_members)
     if dry_run:
         print(f"{len(runs)} runs in {len(groups)} group(s)\n{describe(groups)}")
-        return runs, [], None
+        return runs, [], None, every_run
     workdir = workdir_lib.prepare(workdir)
     if parallel.is_writer():
         workdir_lib.write_json(workdir / "sweep.json", {"experiment": spec, "seeds": seeds, "shard": shard_spec,
@@ -358,7 +359,8 @@ def plan(spec: str, workdir: str | pathlib.Path | None, *, seeds: int | None = N
     pending = [[run for run in members if not finished(run)] for members in groups]
     # Regroup what is left: a group whose members all finished disappears, a partly finished one (a new seed
     # added, say) becomes a new chunk with its own id.
-    return runs, group_runs([run for members in pending for run in members], max_members=max_members), workdir
+    return (runs, group_runs([run for members in pending for run in members], max_members=max_members), workdir,
+            every_run)
 
 
 def run_sweep(spec: str, workdir: str | pathlib.Path | None, *, seeds: int | None = None,
@@ -370,8 +372,8 @@ def run_sweep(spec: str, workdir: str | pathlib.Path | None, *, seeds: int | Non
     The last line printed counts the outcomes of this sweep's runs (`report_tally`); with `check`, a sweep with
     failed or diverged runs raises `SweepFailedError` with that line instead (the command's exit status).
     """
-    runs, pending, workdir = plan(spec, workdir, seeds=seeds, shard_spec=shard_spec, max_members=max_members,
-                                  dry_run=dry_run, common=common)
+    runs, pending, workdir, every_run = plan(spec, workdir, seeds=seeds, shard_spec=shard_spec,
+                                             max_members=max_members, dry_run=dry_run, common=common)
     if workdir is None:
         return []
     total = sum(run.config.train.epochs for run in runs)
@@ -396,9 +398,9 @@ def run_sweep(spec: str, workdir: str | pathlib.Path | None, *, seeds: int | Non
             run_group(members, workdir, splits_by_data[key], bar)
             runs_done += len(members)
             done += sum(run.config.train.epochs for run in members)
-            write_results(workdir, runs)
+            write_results(workdir, every_run)
     print(f"runs {runs_done}/{len(runs)} done in {time.perf_counter() - start:.0f} s", flush=True)
-    rows = write_results(workdir, runs)
+    rows = write_results(workdir, every_run)
     report_tally(workdir, runs, check)
     return rows
 

@@ -282,8 +282,31 @@ def test_job_parameters_are_parsed_and_checked_before_submission(tmp_path):
         launch.run_sweep(experiment(tmp_path, 'sweep("model.lambda_d", [0.0])'), tmp_path / "w", launcher="pbs")
 
 
+def record_finished(workdir, runs, maes):
+    """Run directories as a sweep leaves its finished runs: config.json and an "ok" summary."""
+    from ssr_jax import record
+
+    for mae, run in zip(maes, runs):
+        run_dir = workdir / "runs" / run.run_id
+        run_dir.mkdir(parents=True)
+        record.record_config(run_dir, run.config, run.overrides, name=run.name)
+        (run_dir / "summary.json").write_text(json.dumps({"status": "ok", "mae": mae, "ca3": 0.1, "ca5": 0.2}))
+
+
+def test_shards_sharing_a_workdir_write_every_run_in_the_experiments_order(tmp_path):
+    spec = experiment(tmp_path, 'sweep("model.lambda_d", [1.0, 0.5, 0.0, 0.75])')
+    first, pending, workdir, every_run = sweep.plan(spec, tmp_path / "w", seeds=1, shard_spec="0/2")
+    second, *_ = sweep.plan(spec, tmp_path / "w", seeds=1, shard_spec="1/2")
+    assert [run.run_id for run in every_run] == [run.run_id for run in sweep.expand(spec, seeds=1)]
+    assert len(first) == len(second) == 2 and {r.run_id for r in first + second} == {r.run_id for r in every_run}
+    record_finished(workdir, every_run, [5.0, 6.0, 7.0, 8.0])
+    rows = sweep.write_results(workdir, every_run)
+    assert [(row["overrides"]["model.lambda_d"], row["mae"]) for row in rows] == [(1.0, 5.0), (0.5, 6.0),
+                                                                                    (0.0, 7.0), (0.75, 8.0)]
+
+
 def test_a_named_entry_labels_its_report_rows_and_keeps_its_run_ids(tmp_path):
-    from ssr_jax import record, report
+    from ssr_jax import report
 
     plain = sweep.expand(experiment(tmp_path, 'sweep("model.lambda_d", [0.5, 1.0])', name="plain.py"), seeds=2)
     spec = experiment(tmp_path, '[named("half λ_d", {"model.lambda_d": 0.5}), {"model.lambda_d": 1.0}]')
@@ -291,11 +314,7 @@ def test_a_named_entry_labels_its_report_rows_and_keeps_its_run_ids(tmp_path):
     assert [run.run_id for run in runs] == [run.run_id for run in plain]
     assert [run.name for run in runs] == ["half λ_d", "half λ_d", "", ""]
     assert all("name" not in run.overrides for run in runs)
-    for mae, run in zip([7.0, 8.0, 9.0, 10.0], runs):  # finished runs as a sweep records them
-        run_dir = tmp_path / "runs" / run.run_id
-        run_dir.mkdir(parents=True)
-        record.record_config(run_dir, run.config, run.overrides, name=run.name)
-        (run_dir / "summary.json").write_text(json.dumps({"status": "ok", "mae": mae, "ca3": 0.1, "ca5": 0.2}))
+    record_finished(tmp_path, runs, [7.0, 8.0, 9.0, 10.0])
     rows = sweep.write_results(tmp_path)  # no names given: the recorded ones
     assert [row.get("name") for row in rows] == ["half λ_d", "half λ_d", None, None]
     table = report.aggregate(report.load_results(tmp_path))
