@@ -7,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.transforms  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ssr_jax import workdir as workdir_lib  # noqa: E402
@@ -36,17 +37,61 @@ def heatmap(pivot: pd.DataFrame, path: pathlib.Path) -> None:
     plt.close(figure)
 
 
-def mae_vs_params(table: pd.DataFrame, path: pathlib.Path) -> None:
-    """One point per config with error bars over seeds: the paper's Fig. 3 with MAE added."""
-    figure, axes = plt.subplots(figsize=(6, 4))
+# Where a point's label may go, in points from the point, tried in this order: beside it (right, left, above
+# and below), then further out with a leader line.
+_LABEL_OFFSETS = [(5, 3, "left"), (5, -9, "left"), (-5, 3, "right"), (-5, -9, "right"), (0, 7, "center"),
+                  (0, -14, "center"), (18, 16, "left"), (18, -22, "left"), (-18, 16, "right"), (-18, -22, "right"),
+                  (30, 28, "left"), (30, -34, "left"), (-30, 28, "right"), (-30, -34, "right")]
+
+
+def _shared_key(labels) -> str | None:
+    """"stages" when every label is one `stages=...` override (the stages sweep): the plot then shows the values."""
+    keys = {label.split("=", 1)[0] if "=" in label and ", " not in label.split("=", 1)[0] else None
+            for label in labels}
+    single = all(label.count("=") == 1 for label in labels)
+    return keys.pop() if single and len(keys) == 1 and None not in keys else None
+
+
+def mae_vs_params(table: pd.DataFrame, path: pathlib.Path):
+    """One point per config with error bars over seeds (SD), parameters on a log axis where they span more than
+    2×: the paper's Fig. 3 with MAE added. Each label goes to the first place (`_LABEL_OFFSETS`) where it covers
+    no point and no label placed before it, so configs of nearly the same size and MAE stay readable. Returns
+    ({label text: its box}, the points), in display coordinates (for tests)."""
+    figure, axes = plt.subplots(figsize=(6.5, 4.2))
     axes.errorbar(table["params"], table["mae_mean"], yerr=table["mae_std"].fillna(0), fmt="o", capsize=3)
-    for label, row in table.iterrows():
-        axes.annotate(label, (row["params"], row["mae_mean"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    if table["params"].max() > 2 * table["params"].min():
+        axes.set_xscale("log")
+    key = _shared_key(list(table.index))
+    axes.set_title(f"{key}: MAE against parameters" if key else "MAE against parameters", fontsize=9)
     axes.set_xlabel("parameters (trainable + BatchNorm statistics)")
     axes.set_ylabel("MAE (years)")
+    axes.margins(x=0.15, y=0.15)
     figure.tight_layout()
+    renderer = figure.canvas.get_renderer()
+    points = axes.transData.transform(table[["params", "mae_mean"]].to_numpy(dtype=float))
+    placed = [matplotlib.transforms.Bbox.from_extents(x - 4, y - 4, x + 4, y + 4) for x, y in points]
+    boxes = {}
+    for label, row in table.sort_values("mae_mean").iterrows():
+        text = label.split("=", 1)[1] if key else label
+        for dx, dy, align in _LABEL_OFFSETS:
+            far = abs(dx) > 5 or abs(dy) > 14
+            annotation = axes.annotate(text, (row["params"], row["mae_mean"]), textcoords="offset points",
+                                       xytext=(dx, dy), fontsize=7, ha=align,
+                                       arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "grey"} if far else None)
+            box = annotation.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed) and axes.bbox.contains(box.x0, box.y0) \
+                    and axes.bbox.contains(box.x1, box.y1):
+                break
+            annotation.remove()
+        else:  # nowhere free: the first place, overlapping
+            annotation = axes.annotate(text, (row["params"], row["mae_mean"]), textcoords="offset points",
+                                       xytext=_LABEL_OFFSETS[0][:2], fontsize=7, ha="left")
+            box = annotation.get_window_extent(renderer)
+        placed.append(box)
+        boxes[text] = box
     figure.savefig(path, dpi=150)
     plt.close(figure)
+    return boxes, points
 
 
 def learning_curves(sweep_dir: pathlib.Path, frame: pd.DataFrame, path: pathlib.Path) -> None:

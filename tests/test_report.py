@@ -112,6 +112,26 @@ def test_a_one_seed_sweep_has_no_columns_of_empty_intervals(tmp_path):
     assert "95" not in written["results.tex"].read_text().split("\n", 1)[1]
 
 
+def test_mae_vs_params_labels_cover_no_point_and_no_other_label(tmp_path):
+    """The stages sweep's points: (4,4,4), (5,5,5) and (9,9) lie within 2,000 parameters and 0.04 years of each
+    other; every label must still be readable and say only the value of the one key the sweep varies."""
+    points = {(3, 3, 3): (40_915, 6.70), (2, 2, 2): (40_127, 7.91), (4, 4, 4): (41_739, 7.26),
+              (5, 5, 5): (42_599, 7.22), (9, 9): (43_648, 7.26), (27,): (50_653, 7.56), (101,): (131_609, 7.11),
+              (3, 3, 3, 3): (42_118, 7.08)}
+    rows = [{"run_id": str(stages), "overrides": {"model.stages": list(stages), "seed": 0}, "seed": 0,
+             "status": "ok", "mae": mae, "ca3": 0.3, "ca5": 0.4, "params": params, "model_bytes": 4 * params}
+            for stages, (params, mae) in points.items()]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = report.aggregate(report.load_results(tmp_path))
+    boxes, centres = plots.mae_vs_params(table, tmp_path / "plot.png")
+    assert sorted(boxes) == sorted(report._value(list(stages)) for stages in points)  # "(4, 4, 4)", not "stages=…"
+    placed = list(boxes.values())
+    for index, box in enumerate(placed):
+        assert not any(box.overlaps(other) for other in placed[index + 1:])
+        assert not any(box.contains(x, y) for x, y in centres)
+    assert (tmp_path / "plot.png").stat().st_size > 10_000
+
+
 def test_csv_keeps_full_precision_numbers(sweep_dir):
     written = report.write_tables(sweep_dir, formats=["csv"])
     table = pd.read_csv(written["results.csv"], index_col="config")

@@ -12,6 +12,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 REPORTS = {
     "dynamic_range": {"baseline": "lambda_d=1.0, lambda_local=1.0"},
     "dex_vs_ssr": {"baseline": "SSR-Net (3,3,3)"},
+    "stages": {"baseline": "stages=(3, 3, 3)"},
 }
 
 
