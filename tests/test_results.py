@@ -13,6 +13,7 @@ REPORTS = {
     "dynamic_range": {"baseline": "lambda_d=1.0, lambda_local=1.0"},
     "dex_vs_ssr": {"baseline": "SSR-Net (3,3,3)"},
     "stages": {"baseline": "stages=(3, 3, 3)"},
+    "table1": {"baseline": "SSR-Net (3,3,3)"},
 }
 
 
