@@ -46,10 +46,8 @@ _LABEL_OFFSETS = [(5, 3, "left"), (5, -9, "left"), (-5, 3, "right"), (-5, -9, "r
 
 def _shared_key(labels) -> str | None:
     """"stages" when every label is one `stages=...` override (the stages sweep): the plot then shows the values."""
-    keys = {label.split("=", 1)[0] if "=" in label and ", " not in label.split("=", 1)[0] else None
-            for label in labels}
-    single = all(label.count("=") == 1 for label in labels)
-    return keys.pop() if single and len(keys) == 1 and None not in keys else None
+    keys = {label.split("=", 1)[0] for label in labels}
+    return keys.pop() if len(keys) == 1 and all(label.count("=") == 1 for label in labels) else None
 
 
 def mae_vs_params(table: pd.DataFrame, path: pathlib.Path):
@@ -73,20 +71,21 @@ def mae_vs_params(table: pd.DataFrame, path: pathlib.Path):
     boxes = {}
     for label, row in table.sort_values("mae_mean").iterrows():
         text = label.split("=", 1)[1] if key else label
-        for dx, dy, align in _LABEL_OFFSETS:
-            far = abs(dx) > 5 or abs(dy) > 14
+
+        def annotate(dx, dy, align):
+            leader = {"arrowstyle": "-", "lw": 0.5, "color": "grey"} if abs(dx) > 5 or abs(dy) > 14 else None
             annotation = axes.annotate(text, (row["params"], row["mae_mean"]), textcoords="offset points",
-                                       xytext=(dx, dy), fontsize=7, ha=align,
-                                       arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "grey"} if far else None)
-            box = annotation.get_window_extent(renderer)
-            if not any(box.overlaps(other) for other in placed) and axes.bbox.contains(box.x0, box.y0) \
-                    and axes.bbox.contains(box.x1, box.y1):
+                                       xytext=(dx, dy), fontsize=7, ha=align, arrowprops=leader)
+            return annotation, annotation.get_window_extent(renderer)
+
+        for offset in _LABEL_OFFSETS:
+            annotation, box = annotate(*offset)
+            inside = axes.bbox.contains(box.x0, box.y0) and axes.bbox.contains(box.x1, box.y1)
+            if inside and not any(box.overlaps(other) for other in placed):
                 break
             annotation.remove()
         else:  # nowhere free: the first place, overlapping
-            annotation = axes.annotate(text, (row["params"], row["mae_mean"]), textcoords="offset points",
-                                       xytext=_LABEL_OFFSETS[0][:2], fontsize=7, ha="left")
-            box = annotation.get_window_extent(renderer)
+            annotation, box = annotate(*_LABEL_OFFSETS[0])
         placed.append(box)
         boxes[text] = box
     figure.savefig(path, dpi=150)

@@ -40,8 +40,8 @@ def record_config(run_dir: pathlib.Path, config, overrides: dict | None, *, name
     if found:
         raise config_lib.ConfigError(f"{path} is missing beside {run_dir / found[0]}, so what that run was trained "
                                      f"with cannot be told; restore config.json, or delete {run_dir} to start over")
-    record = {"config": resolved, "overrides": config_lib.jsonable(dict(overrides or {})), **({"name": name} if name else {}),
-              **workdir_lib.provenance()}
+    record = {"config": resolved, "overrides": config_lib.jsonable(dict(overrides or {})),
+              **({"name": name} if name else {}), **workdir_lib.provenance()}
     workdir_lib.write_json(path, record)
 
 

@@ -55,9 +55,9 @@ def load_results(sweep_dir: str | pathlib.Path) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     for metric in [name for name, _, _ in METRICS] + ["wall_s"]:
         frame[metric] = pd.to_numeric(frame[metric], errors="coerce") if metric in frame else np.nan
-    labels = frame["overrides"].map(config_label)
-    frame["config"] = frame["name"].where(frame["name"].notna() & (frame["name"] != ""), labels) if "name" in frame \
-        else labels
+    frame["config"] = frame["overrides"].map(config_label)
+    if "name" in frame:  # sweep entries with a display name (`sweep.named`)
+        frame["config"] = frame["name"].where(frame["name"].notna() & (frame["name"] != ""), frame["config"])
     return frame
 
 

@@ -242,9 +242,8 @@ def _result_rows(workdir: pathlib.Path, runs: Sequence[Run] = ()) -> list[dict]:
                 print(f"warning: {record} is unreadable; {run_dir.name} is left out of the results", file=sys.stderr)
                 continue
             name = names.get(run_dir.name, recorded.get("name"))
-            name = {"name": name} if name else {}
-            rows.append({"run_id": run_dir.name, "overrides": overrides, **name, "seed": overrides.get("seed"),
-                         **summary})
+            rows.append({"run_id": run_dir.name, "overrides": overrides, **({"name": name} if name else {}),
+                         "seed": overrides.get("seed"), **summary})
     return rows
 
 
