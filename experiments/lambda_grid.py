@@ -4,12 +4,17 @@
 accelerator the 25 runs train as one vmapped group, on a CPU one after another (faster there).
 
   ssr-jax sweep experiments/lambda_grid.py --workdir runs/lambda_grid
+  ssr-jax sweep experiments/lambda_grid.py:medium --workdir runs/lambda_grid --seeds 1    # RESULTS.md's run
   ssr-jax sweep experiments/lambda_grid.py:smoke --workdir /tmp/lambda_grid
-  ssr-jax report runs/lambda_grid --plot        # pivot table λ_local × λ_d and a heatmap
+  ssr-jax report runs/lambda_grid --baseline "lambda_d=1.0, lambda_local=1.0" --plot   # pivot λ_local × λ_d, heatmap
 
-How long it takes here (one run after another against this vmapped group, and the full grid extrapolated) is
-measured in benchmarks/README.md: on a CPU, run it with `--shard i/n` on several machines or on a GPU. On CPU,
-`--set train.eval_batch_size=100` evaluates faster.
+On a 2-core CPU, run it as one single-threaded shard per core (README, "Sweeps"): the `:medium` grid took 69
+minutes that way on an Intel Xeon, against ≈87 one run after another (benchmarks/README.md has the figures).
+
+Result to expect at `:medium --seeds 1` (5,000 train / 2,500 test synthetic faces, 20 epochs; RESULTS.md has the
+table, pivot and heatmap): λ_local carries the effect, λ_d none — mean MAE over λ_d 7.64 at λ_local = 0, then
+7.31, 7.09, 6.87, 6.91 at 0.25 … 1; mean over λ_local 7.09–7.26 for every λ_d; the reference's cell (1, 1) 6.99,
+the lowest (λ_d = 1, λ_local = 0.75) 6.64 — within one seed's spread (SD ≈0.6), so no single cell is best.
 
 Smoke result to expect (`:smoke --seeds 1`: 64 train / 40 test synthetic faces, 2 epochs, BatchNorm momentum 0.8;
 measured 2026-12-02 at commit 7f8387c; it shows that the sweep runs end to end, not a finding — the
