@@ -72,15 +72,38 @@ def test_evaluation_fuses_conv_batchnorm_activation_and_training_does_not():
     model, images = create_model(config), jnp.zeros((2, 64, 64, 3))
     variables = jax.jit(lambda key: model.init(key, images, train=False))(jax.random.key(0))
 
-    def calls(function, *args):
+    def calls(function, *args, threads):
+        """The oneDNN calls of `function`'s program by target, after checking that each runs on `threads`."""
         program = jax.jit(function).lower(*args).as_text()
-        return collections.Counter(re.findall(r"custom_call @ssr_onednn_(\w+)", program))
+        found = re.findall(r"custom_call @ssr_onednn_(\w+)\(.*?threads = (\d+) : i64", program)
+        assert {int(count) for _, count in found} == {threads}
+        return collections.Counter(target for target, _ in found)
 
-    assert calls(lambda v: model.apply(v, images, train=False), variables) == {"forward_bias_act": 8, "forward": 6}
+    # Evaluation's calls on the default thread count (0), a training step's on `training_threads()`.
+    assert calls(lambda v: model.apply(v, images, train=False), variables, threads=0) == {
+        "forward_bias_act": 8, "forward": 6}
     loss = lambda p: sum(jnp.sum(leaf) for leaf in jax.tree.leaves(model.apply(  # noqa: E731
         {**variables, "params": p}, images, train=True, mutable=["batch_stats"],
         rngs={"dropout": jax.random.key(1)})[0]))
-    assert calls(jax.grad(loss), variables["params"]) == {"forward": 14, "backward_data": 12, "backward_weights": 14}
+    assert calls(jax.grad(loss), variables["params"], threads=onednn.training_threads()) == {
+        "forward": 14, "backward_data": 12, "backward_weights": 14}
+
+
+@pytest.mark.parametrize("cores, environment, threads", [
+    (2, {}, 1), (1, {}, 1), (16, {}, 8), (2, {"OMP_NUM_THREADS": "2"}, 0)])
+def test_training_threads_are_half_the_usable_cores_unless_omp_num_threads_is_set(monkeypatch, cores, environment,
+                                                                                   threads):
+    """Half the cores the process may run on (its affinity, as `taskset` sets it), at least one; OMP_NUM_THREADS,
+    when set, is the user's choice and left to the library (0)."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(onednn.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    onednn.training_threads.cache_clear()
+    try:
+        assert onednn.training_threads() == threads
+    finally:
+        onednn.training_threads.cache_clear()
 
 
 def test_vmapped_members_each_get_their_own_kernel():

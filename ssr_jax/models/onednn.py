@@ -91,11 +91,26 @@ def unavailable() -> str | None:
     return None
 
 
-def _attributes(strides, padding) -> dict:
+@functools.cache
+def training_threads() -> int:
+    """OpenMP threads for each oneDNN call of a differentiated convolution (its forward, backward-data and
+    backward-weights): half the cores this process may use, at least 1; 0 (the library's default: all cores, or
+    OMP_NUM_THREADS) when OMP_NUM_THREADS is set. Calls outside differentiation (evaluation) use the default.
+
+    A training step is where XLA:CPU runs independent operations concurrently on its own threads — SSR-Net's two
+    streams, each with its convolutions and their gradients —, so a call that spreads over every core competes
+    with them: on 2 cores `ssr-jax bench` trains ≈9 % faster with one thread per call (benchmarks/README.md). In
+    evaluation (batch 500) one thread per call is ≈25 % slower."""
+    if "OMP_NUM_THREADS" in os.environ:
+        return 0
+    return max(1, len(os.sched_getaffinity(0)) // 2)
+
+
+def _attributes(strides, padding, threads: int) -> dict:
     (top, bottom), (left, right) = padding
     return {name: np.int64(value) for name, value in zip(
-        ("stride_h", "stride_w", "pad_top", "pad_bottom", "pad_left", "pad_right"),
-        (*strides, top, bottom, left, right))}
+        ("stride_h", "stride_w", "pad_top", "pad_bottom", "pad_left", "pad_right", "threads"),
+        (*strides, top, bottom, left, right, threads))}
 
 
 def _call(name: str, shape, *args, **attributes):
@@ -112,19 +127,23 @@ def _output_shape(lhs_shape, rhs_shape, strides, padding) -> tuple[int, int, int
             c_out)
 
 
+def _forward(lhs, rhs, strides, padding, threads: int):
+    return _call("forward", _output_shape(lhs.shape, rhs.shape, strides, padding), lhs, rhs,
+                 **_attributes(strides, padding, threads))
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv(lhs, rhs, strides, padding):
-    return _call("forward", _output_shape(lhs.shape, rhs.shape, strides, padding), lhs, rhs,
-                 **_attributes(strides, padding))
+    return _forward(lhs, rhs, strides, padding, 0)  # not differentiated: evaluation, on every core
 
 
 def _conv_forward(lhs, rhs, strides, padding):
-    return _conv(lhs, rhs, strides, padding), (lhs, rhs)
+    return _forward(lhs, rhs, strides, padding, training_threads()), (lhs, rhs)
 
 
 def _conv_backward(strides, padding, residuals, cotangent):
     lhs, rhs = residuals
-    attributes = _attributes(strides, padding)
+    attributes = _attributes(strides, padding, training_threads())
     return (_call("backward_data", lhs.shape, cotangent, rhs, **attributes),
             _call("backward_weights", rhs.shape, lhs, cotangent, **attributes))
 
@@ -168,4 +187,4 @@ def conv_bias_act(lhs, rhs, bias, window_strides, padding, activation: str):
     strides = tuple(int(s) for s in window_strides)
     padding = explicit_padding(lhs.shape, rhs.shape, strides, padding)
     return _call("forward_bias_act", _output_shape(lhs.shape, rhs.shape, strides, padding), lhs, rhs, bias,
-                 activation=np.int64(ACTIVATIONS[activation]), **_attributes(strides, padding))
+                 activation=np.int64(ACTIVATIONS[activation]), **_attributes(strides, padding, 0))

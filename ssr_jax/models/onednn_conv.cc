@@ -4,6 +4,10 @@
 //
 // oneDNN primitives are created once per geometry and kept (creating one JIT-compiles its kernel); executing a
 // primitive is thread-safe, and each call brings its own scratchpad, so XLA may run calls concurrently.
+//
+// Each call says how many OpenMP threads it runs on (`threads`; 0: the process's default, OMP_NUM_THREADS or all
+// cores): XLA:CPU runs independent operations concurrently on its own threads (SSR-Net's two streams), so a call
+// that takes every core competes with them. A primitive is made for, and always run with, one thread count.
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -13,6 +17,12 @@
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
+
+// GNU OpenMP, which the oneDNN wheel (onednn-cpu-gomp) is built on and loads.
+extern "C" {
+int omp_get_max_threads(void);
+void omp_set_num_threads(int);
+}
 
 namespace ffi = xla::ffi;
 using dnnl::memory;
@@ -116,10 +126,10 @@ std::unique_ptr<Entry> Create(Kind kind, const Geometry& g, bool bias, int64_t a
   return MakeEntry<decltype(pd), dnnl::convolution_backward_weights>(pd, pd.diff_weights_desc(), true, g);
 }
 
-const Entry& Lookup(Kind kind, const Geometry& g, bool bias, int64_t act) {
+const Entry& Lookup(Kind kind, const Geometry& g, bool bias, int64_t act, int threads) {
   static std::mutex mutex;
   static std::unordered_map<std::string, std::unique_ptr<Entry>> cache;
-  const std::string key = g.Key(kind, act * 2 + bias);
+  const std::string key = g.Key(kind, act * 2 + bias) + ";" + std::to_string(threads);
   std::lock_guard<std::mutex> lock(mutex);
   auto& slot = cache[key];
   if (!slot) slot = Create(kind, g, bias, act);
@@ -146,9 +156,21 @@ bool Valid(ffi::AnyBuffer::Dimensions in, ffi::AnyBuffer::Dimensions kernel, ffi
          in[0] == out[0];
 }
 
-ffi::Error Run(Kind kind, const Geometry& g, float* src, float* kernel, float* dst, float* bias, int64_t act) {
+// The process's default thread count, read before any call changes this thread's (OpenMP keeps it per thread).
+int DefaultThreads() {
+  static const int threads = omp_get_max_threads();
+  return threads;
+}
+
+ffi::Error Run(Kind kind, const Geometry& g, float* src, float* kernel, float* dst, float* bias, int64_t act,
+               int64_t threads) {
   try {
-    const Entry& entry = Lookup(kind, g, bias != nullptr, act);
+    // Read first: the first call anywhere reads the default before any call has changed its thread's count.
+    const int fallback = DefaultThreads();
+    // Set on every call: the XLA thread running this call may have run one with another count before.
+    const int team = threads > 0 ? static_cast<int>(threads) : fallback;
+    omp_set_num_threads(team);
+    const Entry& entry = Lookup(kind, g, bias != nullptr, act, team);
     dnnl::stream stream(Engine());
     memory src_m(g.Src(), Engine(), src), dst_m(g.Dst(), Engine(), dst);
     memory hwio(g.KernelHwio(), Engine(), kernel);
@@ -177,43 +199,46 @@ ffi::Error Run(Kind kind, const Geometry& g, float* src, float* kernel, float* d
 #define SSR_CONV_ATTRS                                                                                       \
   .Attr<int64_t>("stride_h").Attr<int64_t>("stride_w").Attr<int64_t>("pad_top").Attr<int64_t>("pad_bottom") \
       .Attr<int64_t>("pad_left")                                                                              \
-      .Attr<int64_t>("pad_right")
+      .Attr<int64_t>("pad_right")                                                                             \
+      .Attr<int64_t>("threads")
 
 const char kBadShapes[] = "onednn_conv: expected [n,h,w,ci] ⋆ [kh,kw,ci,co] → [n,oh,ow,co] float32";
 
 ffi::Error Forward(ffi::Buffer<ffi::F32> in, ffi::Buffer<ffi::F32> kernel, ffi::ResultBuffer<ffi::F32> out,
-                   int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+                   int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr, int64_t threads) {
   if (!Valid(in.dimensions(), kernel.dimensions(), out->dimensions())) return ffi::Error::InvalidArgument(kBadShapes);
   auto g = MakeGeometry(in.dimensions(), kernel.dimensions(), out->dimensions(), sh, sw, pt, pb, pl, pr);
-  return Run(kForward, g, in.typed_data(), kernel.typed_data(), out->typed_data(), nullptr, 0);
+  return Run(kForward, g, in.typed_data(), kernel.typed_data(), out->typed_data(), nullptr, 0, threads);
 }
 
 ffi::Error ForwardBiasAct(ffi::Buffer<ffi::F32> in, ffi::Buffer<ffi::F32> kernel, ffi::Buffer<ffi::F32> bias,
                           ffi::ResultBuffer<ffi::F32> out, int64_t sh, int64_t sw, int64_t pt, int64_t pb,
-                          int64_t pl, int64_t pr, int64_t act) {
+                          int64_t pl, int64_t pr, int64_t threads, int64_t act) {
   if (!Valid(in.dimensions(), kernel.dimensions(), out->dimensions())) return ffi::Error::InvalidArgument(kBadShapes);
   auto g = MakeGeometry(in.dimensions(), kernel.dimensions(), out->dimensions(), sh, sw, pt, pb, pl, pr);
-  return Run(kForward, g, in.typed_data(), kernel.typed_data(), out->typed_data(), bias.typed_data(), act);
+  return Run(kForward, g, in.typed_data(), kernel.typed_data(), out->typed_data(), bias.typed_data(), act, threads);
 }
 
 // Gradient of the input: from the output's cotangent `[n, oh, ow, co]` and the kernel → `[n, h, w, ci]`.
 ffi::Error BackwardData(ffi::Buffer<ffi::F32> cotangent, ffi::Buffer<ffi::F32> kernel,
                         ffi::ResultBuffer<ffi::F32> in_grad, int64_t sh, int64_t sw, int64_t pt, int64_t pb,
-                        int64_t pl, int64_t pr) {
+                        int64_t pl, int64_t pr, int64_t threads) {
   if (!Valid(in_grad->dimensions(), kernel.dimensions(), cotangent.dimensions()))
     return ffi::Error::InvalidArgument(kBadShapes);
   auto g = MakeGeometry(in_grad->dimensions(), kernel.dimensions(), cotangent.dimensions(), sh, sw, pt, pb, pl, pr);
-  return Run(kBackwardData, g, in_grad->typed_data(), kernel.typed_data(), cotangent.typed_data(), nullptr, 0);
+  return Run(kBackwardData, g, in_grad->typed_data(), kernel.typed_data(), cotangent.typed_data(), nullptr, 0,
+             threads);
 }
 
 // Gradient of the kernel: from the input and the output's cotangent → `[kh, kw, ci, co]`.
 ffi::Error BackwardWeights(ffi::Buffer<ffi::F32> in, ffi::Buffer<ffi::F32> cotangent,
                            ffi::ResultBuffer<ffi::F32> kernel_grad, int64_t sh, int64_t sw, int64_t pt, int64_t pb,
-                           int64_t pl, int64_t pr) {
+                           int64_t pl, int64_t pr, int64_t threads) {
   if (!Valid(in.dimensions(), kernel_grad->dimensions(), cotangent.dimensions()))
     return ffi::Error::InvalidArgument(kBadShapes);
   auto g = MakeGeometry(in.dimensions(), kernel_grad->dimensions(), cotangent.dimensions(), sh, sw, pt, pb, pl, pr);
-  return Run(kBackwardWeights, g, in.typed_data(), kernel_grad->typed_data(), cotangent.typed_data(), nullptr, 0);
+  return Run(kBackwardWeights, g, in.typed_data(), kernel_grad->typed_data(), cotangent.typed_data(), nullptr, 0,
+             threads);
 }
 
 }  // namespace
