@@ -9,10 +9,9 @@ Three programs (the heads differ); on a CPU the runs train one after another, on
 as one vmapped group.
 
 Result to expect at `:medium` (5,000 train / 2,500 test synthetic faces, 20 epochs; 3 seeds, about 27 minutes of runs
-on a 2-core Intel Xeon; RESULTS.md has the table; run with every oneDNN call on both cores, as `OMP_NUM_THREADS=2` in
-front of the command still does: without it a step's calls run on one thread each and sum in another order, so the
-figures move by up to the seed spread): MAE DEX 5.50 ± 0.37, regression 6.43 ± 0.18, SSR-Net (3,3,3) 7.43 ± 0.63 —
-DEX ahead of SSR-Net by 1.9 years on every seed (p = 0.07 at 3 seeds).
+on a 2-core Intel Xeon; RESULTS.md has the table; every oneDNN call on both cores, which `OMP_NUM_THREADS=2`
+reproduces (RESULTS.md, "Machines")): MAE DEX 5.50 ± 0.37, regression 6.43 ± 0.18, SSR-Net (3,3,3) 7.43 ± 0.63 — DEX
+ahead of SSR-Net by 1.9 years on every seed (p = 0.07 at 3 seeds).
 
 Smoke result to expect (`:smoke --seeds 1`: 64 train / 40 test synthetic faces, 2 epochs, BatchNorm momentum 0.8;
 measured 2026-12-02 at commit 7f8387c; it shows that the sweep runs end to end, not a finding — the

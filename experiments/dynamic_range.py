@@ -13,10 +13,10 @@ so all 4 × seeds runs share one program: it compiles once, and on an accelerato
 The smoke variant compiles one program; the full sweep trains 12 members × 90 epochs × 10,000 images.
 
 Result to expect (`:medium`, 3 seeds: 5,000 train / 2,500 test synthetic faces, 20 epochs; measured 2026-12-02 at
-commit 69b5f4c on a 2-core AMD EPYC, every oneDNN call on both cores, as `OMP_NUM_THREADS=2` still does; table and
-discussion in RESULTS.md): MAE 7.60 ± 0.33 with Δ and η on, 7.97 ± 0.41 with both off (ΔMAE +0.36 [−0.28, +1.01], p
-0.13: worse on every seed, not significant with 3), 7.61 without Δ, 7.76 without η. The paper's MORPH2 gap (9.29
-against 3.16) does not appear on synthetic faces.
+commit 69b5f4c on a 2-core AMD EPYC, every oneDNN call on both cores, which `OMP_NUM_THREADS=2` reproduces
+(RESULTS.md, "Machines"); table and discussion in RESULTS.md): MAE 7.60 ± 0.33 with Δ and η on, 7.97 ± 0.41 with both
+off (ΔMAE +0.36 [−0.28, +1.01], p 0.13: worse on every seed, not significant with 3), 7.61 without Δ, 7.76 without η.
+The paper's MORPH2 gap (9.29 against 3.16) does not appear on synthetic faces.
 
 Smoke result to expect (`:smoke --seeds 1`: 64 train / 40 test synthetic faces, 2 epochs, BatchNorm momentum 0.8;
 measured 2026-12-02 at commit 7f8387c; it shows that the sweep runs end to end, not a finding — the

@@ -14,9 +14,8 @@ after IMDB-WIKI pre-training): SSR-Net 3.16, MobileNet 6.50, DenseNet 5.05; 0.32
 
 Result to expect at `:medium --seeds 1` (5,000 train / 2,500 test synthetic faces, 20 epochs; 40 minutes of runs on a
 2-core Intel Xeon, 31 of them DenseNet's, which trains at ≈68 images/s: every seed adds half an hour on such a CPU;
-run with every oneDNN call on both cores, as `OMP_NUM_THREADS=2` in front of the command still does: without it a
-step's calls run on one thread each and sum in another order, so the figures move by up to the seed spread): MAE DEX
-5.83, DenseNet-19 5.85, SSR-Net 6.70, MobileNet-0.25 9.41; CPU ms/image at batch 1: 1.19, 6.95, 1.38, 0.89.
+every oneDNN call on both cores, which `OMP_NUM_THREADS=2` reproduces (RESULTS.md, "Machines")): MAE DEX 5.83,
+DenseNet-19 5.85, SSR-Net 6.70, MobileNet-0.25 9.41; CPU ms/image at batch 1: 1.19, 6.95, 1.38, 0.89.
 
 Smoke result to expect (`:smoke --seeds 1`: 64 train / 40 test synthetic faces, 2 epochs, BatchNorm momentum 0.8;
 measured 2026-12-02 at commit 7f8387c; it shows that the sweep runs end to end, not a finding — the
