@@ -16,8 +16,10 @@ import dataclasses
 import errno
 import json
 import os
+import signal
 import sys
 import textwrap
+import threading
 from typing import Callable
 
 from absl import app, flags, logging
@@ -82,10 +84,15 @@ def _exit_with(message: str):
 
 
 def _config_and_overrides(values: flags.FlagValues):
+    import ml_collections
+
     from ssr_jax import validation
 
     if values.config is None:
         _exit_with("--config is required, e.g. --config configs/ssrnet.py")
+    if not isinstance(values.config, ml_collections.ConfigDict):
+        _exit_with(f"{values['config'].config_filename.split(':', 1)[0]}: get_config returned "
+                   f"{type(values.config).__name__}; it must return an ml_collections.ConfigDict")
     validation.validate(values.config)
     return values.config, config_flags.get_override_values(values["config"])
 
@@ -110,6 +117,11 @@ def _train(args, values):
     config, overrides = _config_and_overrides(values)
     summary = train_and_evaluate(config, values.workdir, overrides=overrides)
     print(workdir.dumps(summary, indent=2))
+    if summary["status"] != "ok":  # as a sweep with a diverged run: exit status 1
+        print(f"error: {values.workdir}: the run {summary['status']} by epoch {summary['epochs']} (its training loss "
+              f"is not finite); lower optim.learning_rate (now {config.optim.learning_rate:g}) or check the weights "
+              f"it starts from, then train in a new --workdir", file=sys.stderr)
+        sys.exit(1)
 
 
 @command("info", "ssr-jax info --config configs/ssrnet.py[:arg] [--config.x=...] [--json]",
@@ -259,6 +271,8 @@ def _dataset_split(model_dir: str, values: flags.FlagValues) -> dict:
     from ssr_jax import data, saved_model
 
     config = saved_model.read_config(model_dir)
+    if values.cap is not None and values.cap < 1:  # Python slicing would take all but the last |cap| examples
+        _exit_with(f"--cap={values.cap}: the number of examples to use, at least 1 (leave it out for the whole split)")
     try:
         return data.load_split(values.data, values.split, data_config=config.data, data_dir=values.data_dir,
                                cap=values.cap)
@@ -271,15 +285,21 @@ def _dataset_split(model_dir: str, values: flags.FlagValues) -> dict:
          *DATASET, out_flag("The summary file (default MODEL_DIR/evaluations/NAME_SPLIT.json)."),
          json_flag("the summary"))
 def _evaluate(args, values):
-    from ssr_jax import predict, workdir
+    from ssr_jax import checkpoint, predict, workdir
 
     model_dir = _model_dir(args, COMMANDS["evaluate"].usage)
     if len(args) != 1 or not values.data:
         _exit_with(f"usage: {COMMANDS['evaluate'].usage}")
+    training = workdir.holder(model_dir)
+    if training is not None:  # its checkpoint is an intermediate epoch's, and the next one may replace it mid-read
+        _exit_with(f"{model_dir} is still training ({training}); evaluate it once that run has ended")
     summary = {**predict.evaluate_split(model_dir, _dataset_split(model_dir, values)),
-               "model_dir": model_dir, "data": values.data, "split": values.split}
-    out = values.out or os.path.join(model_dir, "evaluations", f"{values.data}_{values.split}.json")
-    workdir.prepare(os.path.dirname(os.path.abspath(out)))
+               "model_dir": model_dir, "data": values.data, "split": values.split, "cap": values.cap,
+               "checkpoint_step": checkpoint.latest_step(os.path.join(model_dir, "checkpoint"))}
+    # A capped evaluation is a file of its own: it never replaces the whole split's.
+    name = f"{values.data}_{values.split}" + (f"_cap{values.cap}" if values.cap else "")
+    out = values.out or os.path.join(model_dir, "evaluations", f"{name}.json")
+    workdir.prepare(os.path.dirname(os.path.abspath(out)), flag="--out")
     workdir.write_json(out, summary)
     if values.json:
         print(workdir.dumps(summary, indent=2))
@@ -319,7 +339,7 @@ def _inspect(args, values):
         result = inspect_model.inspect(model_dir, images, ages)
     except ValueError as error:
         _exit_with(str(error))
-    out = workdir.prepare(values.out or os.path.join(model_dir, "inspect"))
+    out = workdir.prepare(values.out or os.path.join(model_dir, "inspect"), flag="--out")
     workdir.write_json(out / "inspect.json", result)
     inspect_model.plot(result, out / "inspect.png")
     if values.json:
@@ -434,7 +454,14 @@ def _parse_flags(argv, name: str, values: flags.FlagValues):
             _exit_with(f"bad command line: ssr-jax {name} takes no flag --{error.flagname}; `ssr-jax {name} --help` "
                        "lists its flags")
         _exit_with(_flag_error_line(error))
-    except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as error:
+    except Exception as error:  # noqa: BLE001 -- the config file is the user's code: it may raise anything
+        from ssr_jax.config_lib import user_code_error
+
+        line = user_code_error(error, spec.split(":", 1)[0]) if spec is not None else None
+        if line is not None:
+            _exit_with(line)
+        if not isinstance(error, (flags.Error, AttributeError, KeyError, ValueError, TypeError)):
+            raise
         _exit_with(_flag_error_line(error))
     flags.FLAGS(argv[:1])  # absl's app needs its global FLAGS parsed; they hold only absl's own flags
     return remaining, values
@@ -456,9 +483,6 @@ def _user_errors(run, args, values) -> None:
     sys.unraisablehook = _without_closed_event_loops(sys.unraisablehook)
     try:
         run(args, values)
-    except KeyboardInterrupt as error:  # train.Interrupted says from which epoch a rerun resumes
-        print(f"error: {error or 'interrupted: rerun the same command to carry on'}", file=sys.stderr)
-        sys.exit(130)
     except ConfigError as error:
         _exit_with(str(error))
     except OSError as error:  # WorkdirError, a dataset to prepare, a damaged checkpoint, a full disk, ...
@@ -505,18 +529,84 @@ def _overview() -> str:
                       __doc__])
 
 
+RESUME = "rerun the same command to resume from its last checkpoint"
+# An interrupt that has not ended the command this long after it arrived was caught where it could not stop it
+# (inside a compiler or library callback): the command then ends as SIGKILL would, which every command survives.
+INTERRUPT_GRACE_S = 10.0
+
+
+def _interrupt_line(signum: int, text: str = "") -> str:
+    """The last line of an interrupted command; `text` is `train.Interrupted`'s (from which epoch a rerun resumes)."""
+    cause = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+    text = text or f"interrupted: {RESUME}"
+    return f"error: {text.replace('interrupted', cause, 1) if text.startswith('interrupted') else text}"
+
+
+def _hard_exit(code: int, line: str = "") -> None:
+    """Ends the process now: `line` on stderr, then `os._exit` without the interpreter's teardown, where threads still
+    running (XLA compilation, Orbax and TensorStore callbacks) crashed it or printed pages after the last line."""
+    if line:
+        print(line, file=sys.stderr)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def _interrupts(real: bool) -> tuple[list[int], Callable[[], None]]:
+    """Installs SIGINT and SIGTERM handlers that raise `KeyboardInterrupt` (Slurm sends SIGTERM before it preempts a
+    job, so a job log says how to resume), leaving a signal the caller's shell ignores ignored. Returns the list of
+    signals received and a function restoring the previous handlers. In the program itself (`real`), a second
+    signal, or one the command has not ended on within `INTERRUPT_GRACE_S`, ends the process with the line."""
+    received: list[int] = []
+
+    def handler(signum, frame):
+        received.append(signum)
+        if real and len(received) > 1:
+            _hard_exit(128 + signum, _interrupt_line(signum))
+        if real:
+            threading.Timer(INTERRUPT_GRACE_S, _hard_exit, (128 + signum, _interrupt_line(signum))).start()
+        raise KeyboardInterrupt
+
+    previous = {}
+    for signum, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+        if signal.getsignal(signum) is default:
+            previous[signum] = signal.signal(signum, handler)
+    return received, lambda: [signal.signal(signum, old) for signum, old in previous.items()]
+
+
 def main(argv: list[str] | None = None) -> None:
+    """The program (`argv` None: `sys.argv`, and a failing command ends the process at once, `_hard_exit`), or one
+    command in this process (`argv` given, as the tests do: `SystemExit` is raised)."""
+    real = argv is None
     argv = list(sys.argv if argv is None else argv)
     if len(argv) < 2 or argv[1] not in COMMANDS:
         wants_help = len(argv) > 1 and argv[1] in ("-h", "--help", "help")
         print(_overview(), file=sys.stdout if wants_help else sys.stderr)
         sys.exit(0 if wants_help else 2)
     name, command_argv = argv[1], [f"ssr-jax {argv[1]}", *argv[2:]]
-    values = flags.FlagValues()
-    for define in COMMANDS[name].flags:
-        define(values, command_argv)
-    app.run(_as_absl_main(COMMANDS[name]), argv=command_argv,
-            flags_parser=lambda argv: _parse_flags(argv, name, values))
+    received, restore = _interrupts(real)
+    try:
+        values = flags.FlagValues()
+        for define in COMMANDS[name].flags:
+            define(values, command_argv)
+        app.run(_as_absl_main(COMMANDS[name]), argv=command_argv,
+                flags_parser=lambda argv: _parse_flags(argv, name, values))
+    except KeyboardInterrupt as error:  # train.Interrupted says from which epoch a rerun resumes
+        signum = received[0] if received else signal.SIGINT
+        if real:
+            _hard_exit(128 + signum, _interrupt_line(signum, str(error)))
+        print(_interrupt_line(signum, str(error)), file=sys.stderr)
+        sys.exit(128 + signum)
+    except SystemExit as error:
+        if real and error.code not in (0, None):
+            code = isinstance(error.code, int)
+            _hard_exit(error.code if code else 1, "" if code else str(error.code))
+        raise
+    finally:
+        restore()
 
 
 if __name__ == "__main__":

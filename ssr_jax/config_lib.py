@@ -10,8 +10,10 @@ from __future__ import annotations
 import ast
 import importlib.util
 import math
+import os
 import pathlib
-from typing import Any, Mapping, Sequence
+import traceback
+from typing import Any, Callable, Mapping, Sequence
 
 import ml_collections
 
@@ -59,18 +61,59 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
     """`path/to/config.py[:arg]` → `get_config(arg)`, as `ml_collections.config_flags` does."""
     path, _, arg = spec.partition(":")
     module = load_module(path, what="config file", example="--config configs/ssrnet.py")
-    return module.get_config(arg or None) if arg else module.get_config()
+    return call_user(path, module.get_config, *([arg] if arg else []), returns=ml_collections.ConfigDict,
+                     what="get_config")
 
 
 def load_module(path: str, *, what: str, example: str):
-    """Imports a Python file (a config or an experiment) by path; a missing file is a `ConfigError`."""
+    """Imports a Python file (a config or an experiment) by path; a missing file, or one that fails to import, is a
+    `ConfigError` (`user_code_error`)."""
     file = pathlib.Path(path)
     if not file.is_file():
         raise ConfigError(f"{what} {path} does not exist; pass e.g. {example}")
     module_spec = importlib.util.spec_from_file_location(f"ssr_jax_{file.stem}", file)
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    call_user(path, module_spec.loader.exec_module, module)
     return module
+
+
+def user_code_error(error: BaseException, path: str | os.PathLike) -> str | None:
+    """The line naming where the user's own file `path` failed — "path, line N: ZeroDivisionError: division by
+    zero" — from its innermost frame in `error`'s traceback (or a syntax error's position in it); None when the
+    error did not arise in that file (a framework error keeps its own handling)."""
+    file = os.path.realpath(path)
+    while error is not None:  # a flag parser may re-raise the user's error as the cause of its own
+        if isinstance(error, SyntaxError) and error.filename and os.path.realpath(error.filename) == file:
+            return f"{path}, line {error.lineno}: {type(error).__name__}: {error.msg}"
+        lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__)
+                 if os.path.realpath(frame.filename) == file]
+        if lines:
+            return f"{path}, line {lines[-1]}: {type(error).__name__}: {error}"
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def call_user(path: str | os.PathLike, function: Callable, *args, returns: type | tuple[type, ...] | None = None,
+              what: str = ""):
+    """`function(*args)`, code of the user's file `path`; an exception raised in that file becomes a one-line
+    `ConfigError` (`user_code_error`), and a result that is not a `returns` one names `what` and the type."""
+    try:
+        result = function(*args)
+    except Exception as error:  # noqa: BLE001 -- the user's code may raise anything; others re-raise below
+        line = user_code_error(error, path)
+        if line is None:
+            raise
+        raise ConfigError(line) from None
+    if returns is not None and not isinstance(result, returns):
+        expected = " or ".join(kind.__name__ for kind in (returns if isinstance(returns, tuple) else (returns,)))
+        raise ConfigError(f"{path}: {what} returned {type(result).__name__} {_clip(result)}; it must return a "
+                          f"{expected}")
+    return result
+
+
+def _clip(value: Any, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:
@@ -110,6 +153,10 @@ def validate_training(config: ml_collections.ConfigDict) -> None:
     for name in ("batch_size", "epochs", "eval_batch_size", "eval_images_at_once", "checkpoint_every"):
         if not (isinstance(train[name], int) and train[name] >= 1):
             fail(f"train.{name}", train[name], "must be a positive integer")
+    if train.eval_batch_size > train.eval_images_at_once:  # one evaluation batch's activations are the footprint
+        fail("train.eval_batch_size", train.eval_batch_size, f"more images than train.eval_images_at_once="
+             f"{train.eval_images_at_once}, the most evaluated at once; lower it (the reference's is 500), or raise "
+             "both")
     if not 0 < optim.learning_rate < math.inf:
         fail("optim.learning_rate", optim.learning_rate, "must be positive and finite (the reference uses 1e-3)")
     if not all(0.0 < f < 1.0 for f in optim.decay_fractions):
@@ -145,8 +192,9 @@ def to_json(config: ml_collections.ConfigDict) -> dict:
     return jsonable(config.to_dict())
 
 
-def from_json(record: dict) -> ml_collections.ConfigDict:
-    """Inverse of `to_json`: every list in a recorded config was a tuple (stages, decay fractions)."""
+def from_json(record: dict, defaults: ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:
+    """Inverse of `to_json`: every list in a recorded config was a tuple (stages, decay fractions). Keys of
+    `defaults` that the record lacks (it predates them, `missing_keys`) take their default values."""
     def convert(value):
         if isinstance(value, dict):
             return {key: convert(item) for key, item in value.items()}
@@ -154,7 +202,25 @@ def from_json(record: dict) -> ml_collections.ConfigDict:
             return tuple(convert(item) for item in value)
         return value
 
-    return ml_collections.ConfigDict(convert(record))
+    def merge(default, recorded):
+        if isinstance(default, dict) and isinstance(recorded, dict):
+            return {**default, **{key: merge(default.get(key), item) for key, item in recorded.items()}}
+        return recorded
+
+    recorded = convert(record)
+    return ml_collections.ConfigDict(merge(defaults.to_dict(), recorded) if defaults is not None else recorded)
+
+
+def missing_keys(record: dict, defaults: ml_collections.ConfigDict) -> list[str]:
+    """The dotted keys of `defaults` that a recorded config lacks."""
+    def walk(default, recorded, prefix):
+        for key, value in default.items():
+            if key not in recorded:
+                yield prefix + key
+            elif isinstance(value, dict) and isinstance(recorded[key], dict):
+                yield from walk(value, recorded[key], f"{prefix}{key}.")
+
+    return list(walk(defaults.to_dict(), record, ""))
 
 
 def differences(base: ml_collections.ConfigDict, other: ml_collections.ConfigDict) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 from typing import Any, Sequence
 
 from ssr_jax import config_lib, sweep, workdir as workdir_lib
@@ -102,6 +103,9 @@ def run_sweep(spec: str, workdir: str | pathlib.Path | None, *, launcher: str = 
         raise config_lib.ConfigError(f"--launcher={launcher}: choose one of {', '.join(LAUNCHERS)}")
     if launcher == "local":
         return sweep.run_sweep(spec, workdir, check=check, **sweep_options)
+    if launcher == "slurm" and shutil.which("sbatch") is None and not sweep_options.get("dry_run"):
+        raise config_lib.ConfigError("--launcher slurm: this machine has no Slurm (no sbatch on PATH); run the command "
+                                     "on the cluster's login node, or use --launcher local")
     # Groups are planned here but trained where the jobs run: on GPU nodes when the jobs ask for GPUs.
     backend = "gpu" if (job_parameters or {}).get("gpus_per_node") else None if launcher == "submitit_local" else "cpu"
     runs, pending, workdir, every_run = sweep.plan(spec, workdir, backend=backend, **sweep_options)

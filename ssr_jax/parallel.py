@@ -27,6 +27,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ssr_jax.config_lib import ConfigError
 from ssr_jax.data import pad_rows
 
 MEMBER_AXIS, DATA_AXIS = "member", "data"
@@ -56,14 +57,20 @@ def wait_for_writer(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
+def check_devices(members: int, data: int) -> None:
+    """Raises `ConfigError` unless this process sees members·data devices; run before anything is written."""
+    available = jax.device_count()
+    if members * data > available:
+        raise ConfigError(f"parallel.members × parallel.data = {members} × {data} devices requested, {available} "
+                          f"{jax.default_backend()} device(s) available; lower them to fit (1 × 1 is one device)")
+
+
 def make_mesh(members: int, data: int) -> Mesh | None:
     """A (member × data) mesh over the first members·data devices; None for a single device (nothing to shard)."""
     if members * data == 1:
         return None
+    check_devices(members, data)
     devices = jax.devices()
-    if members * data > len(devices):
-        raise ValueError(f"parallel.members × parallel.data = {members} × {data} devices requested, "
-                         f"{len(devices)} available")
     return Mesh(np.asarray(devices[: members * data]).reshape(members, data), (MEMBER_AXIS, DATA_AXIS))
 
 

@@ -22,10 +22,12 @@ def record_config(run_dir: pathlib.Path, config, overrides: dict | None, *, name
     name (`sweep.named`), recorded when given.
 
     A run directory with a run's files but no readable config.json is refused (`ConfigError`): it cannot tell what
-    its checkpoint was trained with, so resuming it under `config` could record a config it never trained with.
+    its checkpoint was trained with, so resuming it under `config` could record a config it never trained with. A
+    config.json with none of the run's files beside it (a start that failed before training) is rewritten.
     """
     path, resolved = run_dir / "config.json", config_lib.to_json(config)
-    if path.exists():
+    found = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if path.exists() and found:  # else nothing was trained: a start that failed early left only its config.json
         try:
             recorded = workdir_lib.read_json(path)["config"]
         except (ValueError, KeyError, TypeError):
@@ -36,7 +38,6 @@ def record_config(run_dir: pathlib.Path, config, overrides: dict | None, *, name
                 f"{run_dir} holds a run of another config; resume with the same config or pick a new --workdir"
             )
         return
-    found = [name for name in RUN_FILES if (run_dir / name).exists()]
     if found:
         raise config_lib.ConfigError(f"{path} is missing beside {run_dir / found[0]}, so what that run was trained "
                                      f"with cannot be told; restore config.json, or delete {run_dir} to start over")

@@ -305,7 +305,7 @@ def write_tables(sweep_dir, out_dir=None, *, formats: Sequence[str] = FORMATS, b
     if by_age and ages is None:
         raise ValueError(f"--by_age: no finished run in {sweep_dir} recorded MAE by age (runs trained before it "
                          "was recorded); drop --by_age, or train the sweep again in a new directory")
-    out = workdir_lib.prepare(out_dir or pathlib.Path(sweep_dir) / "report")
+    out = workdir_lib.prepare(out_dir or pathlib.Path(sweep_dir) / "report", flag="--out")
     written = {}
 
     def emit(name: str, text: str):

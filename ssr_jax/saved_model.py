@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import pathlib
 import statistics
+import sys
 import time
 from typing import Any, Callable
 
@@ -15,6 +16,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from configs import base
 from ssr_jax import checkpoint, config_lib, validation, workdir as workdir_lib
 from ssr_jax.models import abstract_variables, create_model, model_input, predict_age
 from ssr_jax.state import hparams_from_config, train_state_from_variables
@@ -27,7 +29,7 @@ def save(directory: str | os.PathLike, config: ml_collections.ConfigDict, variab
     with)."""
     validation.validate(config)
     check_new_directory(directory)
-    directory = workdir_lib.prepare(directory)
+    directory = workdir_lib.prepare(directory, flag="--out")
     record = {"config": config_lib.to_json(config), "overrides": {}, "source": source or {},
               **workdir_lib.provenance()}
     workdir_lib.write_json(directory / "config.json", record)
@@ -45,17 +47,24 @@ def check_new_directory(directory: str | os.PathLike) -> None:
 
 
 def read_config(directory: str | os.PathLike) -> ml_collections.ConfigDict:
-    """The config a model directory was trained or converted with (no weights are read)."""
+    """The config a model directory was trained or converted with (no weights are read); keys added to the configs
+    since it was written take their defaults (`configs.base`), so older model directories keep loading."""
     config_file = pathlib.Path(directory) / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(
             f"{directory} is not a model directory (no config.json); pass a training workdir or a convert-keras output"
         )
     try:
-        return config_lib.from_json(workdir_lib.read_json(config_file)["config"])
-    except (ValueError, KeyError, TypeError):
+        record = workdir_lib.read_json(config_file)["config"]
+        defaults = base.get_config()
+        missing = config_lib.missing_keys(record, defaults)
+        config = config_lib.from_json(record, defaults)
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise workdir_lib.WorkdirError(f"{config_file} is unreadable, so what {directory} holds cannot be told; "
                                        "restore it, or train or convert the model again") from None
+    if missing:
+        print(f"note: {config_file} predates {', '.join(missing)}: read with the defaults", file=sys.stderr)
+    return config
 
 
 def load(directory: str | os.PathLike) -> tuple[ml_collections.ConfigDict, dict]:

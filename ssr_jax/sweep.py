@@ -151,8 +151,16 @@ def expand(spec: str, *, seeds: int | None = None, common: dict | None = None) -
     of each run's overrides and so of its id. It may not set a key the sweep itself varies.
     """
     module, arg = load_experiment(spec)
-    base = module.get_config(arg)
-    entries = module.get_sweep(arg)
+    path = spec.partition(":")[0]
+    base = config_lib.call_user(path, module.get_config, arg, returns=ml_collections.ConfigDict, what="get_config")
+    entries = config_lib.call_user(path, module.get_sweep, arg, returns=(list, tuple), what="get_sweep")
+    if not entries:
+        raise config_lib.ConfigError(f"{spec}: get_sweep returned no entries, so the sweep has no runs; return a list "
+                                     "of override dicts, e.g. sweep(\"model.lambda_d\", [0.0, 1.0])")
+    bad = [entry for entry in entries if not isinstance(entry, dict)]
+    if bad:
+        raise config_lib.ConfigError(f"{spec}: get_sweep returned the entry {bad[0]!r}; each entry is a dict of "
+                                     "overrides, e.g. {\"model.lambda_d\": 0.0}")
     common = dict(common or {})
     if "seed" in common:
         raise config_lib.ConfigError("--set seed=...: seeds come from --seeds")
@@ -344,6 +352,9 @@ def plan(spec: str, workdir: str | pathlib.Path | None, *, seeds: int | None = N
     if dry_run:
         print(f"{len(runs)} runs in {len(groups)} group(s)\n{describe(groups)}")
         return runs, [], None, every_run
+    if backend is None:  # trained on this machine: its devices must hold every run's mesh
+        for run in runs:
+            parallel.check_devices(run.config.parallel.members, run.config.parallel.data)
     workdir = workdir_lib.prepare(workdir)
     if parallel.is_writer():
         workdir_lib.write_json(workdir / "sweep.json", {"experiment": spec, "seeds": seeds, "shard": shard_spec,

@@ -554,6 +554,7 @@ def train_and_evaluate(
     with the numbers an uninterrupted run gives. `splits` replaces the dataset named by `config.data`.
     """
     validation.validate(config)
+    parallel.check_devices(config.parallel.members, config.parallel.data)
     workdir = workdir_lib.prepare(workdir)
     writer = parallel.is_writer()
     with workdir_lib.exclusive(workdir, what="ssr-jax train") if writer else contextlib.nullcontext():

@@ -37,15 +37,19 @@ class WorkdirBusyError(WorkdirError):
 LOCK_NAME = ".lock"
 
 
-def prepare(workdir: str | os.PathLike) -> pathlib.Path:
-    """Creates `workdir` and proves it writable before anything expensive runs."""
-    path = pathlib.Path(workdir).expanduser().resolve()
+def prepare(workdir: str | os.PathLike, *, flag: str = "--workdir") -> pathlib.Path:
+    """Creates `workdir` and proves it writable before anything expensive runs; the error names `flag`, the
+    command's option that chooses the directory."""
+    path, what = pathlib.Path(workdir).expanduser().absolute(), "workdir" if flag == "--workdir" else "directory"
     try:
+        path = path.resolve()
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
             pass
     except OSError as error:
-        raise WorkdirError(f"workdir {path} is not writable ({error.strerror}); pass a writable --workdir") from None
+        raise WorkdirError(f"{what} {path} is not writable ({error.strerror}); pass a writable {flag}") from None
+    except RuntimeError as error:  # pathlib's symlink loop
+        raise WorkdirError(f"{what} {path} cannot be resolved ({error}); pass another {flag}") from None
     return path
 
 
@@ -181,6 +185,22 @@ def exclusive(directory: str | os.PathLike, *, what: str = "") -> Iterator[None]
         with contextlib.suppress(OSError):
             os.unlink(path)
         os.close(fd)
+
+
+def holder(directory: str | os.PathLike) -> str | None:
+    """Who holds `directory`'s lock (`exclusive`) — "pid 4242 on node7 (ssr-jax train)" — or None when no process
+    does. Only reads: a read-only directory can be asked."""
+    try:
+        fd = os.open(pathlib.Path(directory) / LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.read(fd, 300).decode(errors="replace").strip() or "another process"
+    finally:
+        os.close(fd)
+    return None
 
 
 def provenance() -> dict[str, Any]:

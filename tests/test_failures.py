@@ -339,3 +339,72 @@ def test_after_a_failed_save_closed_event_loop_noise_is_dropped_and_other_unrais
     hook(closed)
     hook(other)
     assert seen == [other]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Nothing wrong reported as success; one line before anything is written (in-process: no compile, no subprocess)
+# ----------------------------------------------------------------------------------------------------------------
+def cli_exit(capsys, *args) -> tuple[int, str]:
+    """`ssr-jax ARGS` in this process: (exit status, stderr's last line); no traceback printed."""
+    from ssr_jax import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["ssr-jax", *map(str, args)])
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr, stderr[-3000:]
+    lines = stderr.strip().splitlines()
+    return exit_.value.code or 0, lines[-1] if lines else ""
+
+
+def test_user_config_and_experiment_files_that_fail_name_their_file_and_line(tmp_path, capsys):
+    files = {
+        "raises.py": ("def get_config(arg=None):\n    return 1 / 0\n", ", line 2: ZeroDivisionError: division by zero"),
+        "syntax.py": ("def get_config(arg=None)\n    return 1\n", ", line 1: SyntaxError: expected ':'"),
+        "imports.py": ("import no_such_module_xyz\n", ", line 1: ModuleNotFoundError: No module named "
+                                                      "'no_such_module_xyz'"),
+        "dict.py": ("def get_config(arg=None):\n    return {'a': 1}\n", ": get_config returned dict; it must return "
+                                                                         "an ml_collections.ConfigDict"),
+    }
+    for name, (text, message) in files.items():
+        (tmp_path / name).write_text(text)
+        assert cli_exit(capsys, "train", "--config", tmp_path / name, "--workdir", tmp_path / "run") == (
+            2, f"error: {tmp_path / name}{message}")
+    sweeps = {"None": "get_sweep returned NoneType None; it must return a list or tuple",
+              "{'a': 1}": "get_sweep returned dict {'a': 1}; it must return a list or tuple",
+              "['model.lambda_d=0']": "get_sweep returned the entry 'model.lambda_d=0'; each entry is a dict",
+              "[]": "get_sweep returned no entries, so the sweep has no runs",
+              "[][0]": ", line 9: IndexError: list index out of range"}
+    for body, message in sweeps.items():
+        code, line = cli_exit(capsys, "sweep", experiment(tmp_path, body), "--workdir", tmp_path / "out")
+        assert code == 2 and line.startswith(f"error: {tmp_path / 'experiment.py'}") and message in line, line
+    assert sorted(os.listdir(tmp_path)) == sorted([*files, "experiment.py"])  # nothing written
+
+
+def test_a_start_refused_for_devices_or_memory_writes_nothing_and_an_early_failure_does_not_poison(tmp_path, capsys):
+    run = tmp_path / "run"
+    code, line = cli_exit(capsys, "train", *SMOKE, "--workdir", run, "--config.parallel.members=3")
+    assert code == 2 and "parallel.members × parallel.data = 3 × 1 devices requested, 1 cpu device(s)" in line
+    code, line = cli_exit(capsys, "train", *SMOKE, "--workdir", run, "--config.train.eval_batch_size=100000")
+    assert code == 2 and "train.eval_batch_size=100000: more images than train.eval_images_at_once" in line
+    code, line = cli_exit(capsys, "sweep", experiment(tmp_path, 'sweep("model.lambda_d", [1.0])'), "--workdir",
+                          tmp_path / "out", "--set", "parallel.members=2")
+    assert code == 2 and "2 × 1 devices requested" in line
+    assert not run.exists() and not (tmp_path / "out").exists()
+    # A start that failed after writing config.json (nothing trained) does not hold its directory against the fix.
+    from ssr_jax.record import record_config
+
+    run.mkdir()
+    record_config(run, config_lib.apply_overrides(ssrnet.get_config("smoke"), {"parallel.members": 3}), {})
+    record_config(run, ssrnet.get_config("smoke"), {})
+    assert workdir_lib.read_json(run / "config.json")["config"]["parallel"]["members"] == 1
+
+
+def test_launcher_slurm_without_slurm_and_a_looping_workdir_are_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch
+    code, line = cli_exit(capsys, "sweep", experiment(tmp_path, 'sweep("model.lambda_d", [1.0])'), "--workdir",
+                          tmp_path / "out", "--launcher", "slurm")
+    assert code == 2 and "--launcher slurm: this machine has no Slurm (no sbatch on PATH)" in line
+    assert not (tmp_path / "out").exists()
+    os.symlink(tmp_path / "loop", tmp_path / "loop")
+    code, line = cli_exit(capsys, "train", *SMOKE, "--workdir", tmp_path / "loop" / "run")
+    assert code == 2 and "loop" in line and "--workdir" in line, line
