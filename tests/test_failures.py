@@ -278,9 +278,12 @@ def test_malformed_result_files_name_the_file_and_the_line(tmp_path):
 # ----------------------------------------------------------------------------------------------------------------
 # Strict JSON, values as meant
 # ----------------------------------------------------------------------------------------------------------------
-def test_a_diverged_run_writes_strict_json(tmp_path):
+def test_a_diverged_run_writes_strict_json_and_its_train_exits_1(tmp_path, capsys):
     config = config_lib.apply_overrides(ssrnet.get_config("smoke"), {"optim.learning_rate": 1e4})
     train_and_evaluate(config, tmp_path / "run", progress=False)
+    code, line = cli_exit(capsys, "train", *SMOKE, "--workdir", tmp_path / "run", "--config.optim.learning_rate=1e4")
+    assert code == 1 and line.startswith(f"error: {tmp_path / 'run'}: the run diverged by epoch ")
+    assert "lower optim.learning_rate (now 10000)" in line
 
     def refuse(constant):
         raise AssertionError(f"bare {constant} in JSON")
@@ -408,3 +411,76 @@ def test_launcher_slurm_without_slurm_and_a_looping_workdir_are_one_line(tmp_pat
     os.symlink(tmp_path / "loop", tmp_path / "loop")
     code, line = cli_exit(capsys, "train", *SMOKE, "--workdir", tmp_path / "loop" / "run")
     assert code == 2 and "loop" in line and "--workdir" in line, line
+
+
+def test_evaluate_refuses_a_run_still_training_and_a_cap_below_1(finished, tmp_path, capsys):
+    run = copy_run(finished, tmp_path)
+    with workdir_lib.exclusive(run, what="ssr-jax train"):
+        code, line = cli_exit(capsys, "evaluate", run, "--data", "synthetic")
+    assert code == 2 and f"{run} is still training (pid {os.getpid()} on " in line and "once that run has ended" in line
+    for cap in (-3, 0):
+        assert cli_exit(capsys, "evaluate", run, "--data", "synthetic", "--cap", cap) == (
+            2, f"error: --cap={cap}: the number of examples to use, at least 1 (leave it out for the whole split)")
+    assert not (run / "evaluations").exists()
+    assert workdir_lib.holder(run) is None
+
+
+def test_an_old_config_json_reads_with_the_defaults_of_newer_keys(finished, tmp_path, capsys):
+    from ssr_jax import saved_model
+
+    run = copy_run(finished, tmp_path)
+    record = workdir_lib.read_json(run / "config.json")
+    del record["config"]["model"]["conv"], record["config"]["train"]["eval_images_at_once"]
+    workdir_lib.write_json(run / "config.json", record)
+    config = saved_model.read_config(run)
+    assert config.model.conv == ssrnet.get_config().model.conv and config.train.eval_images_at_once >= 1
+    assert "predates model.conv, train.eval_images_at_once: read with the defaults" in capsys.readouterr().err
+
+
+def test_interrupt_lines_are_never_empty():
+    import signal
+
+    from ssr_jax import cli
+
+    assert cli._interrupt_line(signal.SIGINT) == f"error: interrupted: {cli.RESUME}"
+    assert cli._interrupt_line(signal.SIGTERM, "interrupted: rerun the same command to resume from epoch 3") == (
+        "error: terminated (SIGTERM): rerun the same command to resume from epoch 3")
+
+
+def program(patch: str, *args) -> subprocess.CompletedProcess:
+    """`ssr-jax ARGS` as the program itself (`cli.main()` on sys.argv: failures end in `os._exit`), after `patch`."""
+    code = f"{patch}\nimport sys\nfrom ssr_jax import cli\nsys.argv = ['ssr-jax', *{list(map(str, args))!r}]\ncli.main()"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
+def test_sigterm_says_how_to_resume_and_a_swallowed_interrupt_still_ends_the_command(tmp_path):
+    # SIGTERM (Slurm's before preemption) as epoch 2 is about to be logged: exit 143, the job log's last line says how.
+    terminate = ("import os, signal\n"
+                 "from ssr_jax import workdir\n"
+                 "write_jsonl = workdir.write_jsonl\n"
+                 "def terminating(path, rows):\n"
+                 "    if str(path).endswith('metrics.jsonl') and len(rows) == 2:\n"
+                 "        os.kill(os.getpid(), signal.SIGTERM)\n"
+                 "    return write_jsonl(path, rows)\n"
+                 "workdir.write_jsonl = terminating")
+    result = program(terminate, "train", *SMOKE, "--workdir", tmp_path / "run")
+    assert result.returncode == 143 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "error: terminated (SIGTERM): rerun the same command to resume from epoch 1")
+    # Ctrl-C caught where it cannot stop the command (here: by code that swallows it while the data loads).
+    swallow = ("import os, signal\n"
+               "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+               "from ssr_jax import cli, train\n"
+               "cli.INTERRUPT_GRACE_S = 0.5\n"
+               "load_splits = train.load_splits\n"
+               "def swallowing(*args, **kwargs):\n"
+               "    try:\n"
+               "        os.kill(os.getpid(), signal.SIGINT)\n"
+               "    except KeyboardInterrupt:\n"
+               "        pass\n"
+               "    import time; time.sleep(30)\n"
+               "train.load_splits = swallowing")
+    result = program(swallow, "train", *SMOKE, "--workdir", tmp_path / "other")
+    assert result.returncode == 130 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == "error: interrupted: rerun the same command to resume from its " \
+                                                     "last checkpoint"
