@@ -23,9 +23,11 @@ import numpy as np
 import pandas as pd
 
 from ssr_jax import stats
+from ssr_jax.record import finite
 from ssr_jax import workdir as workdir_lib
 
 METRICS = (("mae", "MAE", "min"), ("ca3", "CA(3)", "max"), ("ca5", "CA(5)", "max"))
+NO_MAE = "ok without an MAE"
 FORMATS = ("md", "latex", "csv")
 
 
@@ -55,6 +57,8 @@ def load_results(sweep_dir: str | pathlib.Path) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     for metric in [name for name, _, _ in METRICS] + ["wall_s"]:
         frame[metric] = pd.to_numeric(frame[metric], errors="coerce") if metric in frame else np.nan
+    # An "ok" run without a finite MAE (a hand-edited or foreign row) is never averaged: `failures` lists it.
+    frame.loc[(frame["status"] == "ok") & frame["mae"].isna(), "status"] = NO_MAE
     frame["config"] = frame["overrides"].map(config_label)
     if "name" in frame:  # sweep entries with a display name (`sweep.named`)
         frame["config"] = frame["name"].where(frame["name"].notna() & (frame["name"] != ""), frame["config"])
@@ -74,10 +78,14 @@ def _row_problem(row: dict) -> str | None:
 
 
 def failures(sweep_dir: str | pathlib.Path) -> list[str]:
-    """One line per run that did not end "ok": `failed: <run id>: <the error's last line>` (or `diverged: ...`)."""
+    """One line per run that did not end "ok": `failed: <run id>: <the error's last line>` (or `diverged: ...`), and
+    per "ok" run whose MAE is missing or not finite (left out of every table)."""
     lines = []
     for row in workdir_lib.read_jsonl(pathlib.Path(sweep_dir) / "results.jsonl"):
-        if row.get("status") != "ok":
+        if row.get("status") == "ok" and not finite(row.get("mae")):
+            lines.append(f"warning: {row.get('run_id')} is ok but its mae is {row.get('mae')!r}: left out of the "
+                         "tables; rerun the sweep to rebuild results.jsonl")
+        elif row.get("status") != "ok":
             trace = (row.get("traceback") or "").strip().splitlines()
             reason = f": {trace[-1]}" if trace else ""
             lines.append(f"{row.get('status')}: {row.get('run_id')}{reason}")

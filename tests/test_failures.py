@@ -484,3 +484,16 @@ def test_sigterm_says_how_to_resume_and_a_swallowed_interrupt_still_ends_the_com
     assert result.returncode == 130 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert result.stderr.strip().splitlines()[-1] == "error: interrupted: rerun the same command to resume from its " \
                                                      "last checkpoint"
+
+
+def test_report_leaves_an_ok_run_without_an_mae_out_and_says_so(tmp_path, capsys):
+    rows = [{"run_id": f"a-{seed}", "overrides": {"model.lambda_d": 1.0, "seed": seed}, "status": "ok", "mae": mae}
+            for seed, mae in ((0, 5.0), (1, None))]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    from ssr_jax import report
+
+    table = report.aggregate(report.load_results(tmp_path))
+    assert table.loc["lambda_d=1.0", "n"] == 1 and table.loc["lambda_d=1.0", "mae_mean"] == 5.0
+    code, line = cli_exit(capsys, "report", tmp_path, "--format", "csv")
+    assert code == 0 and line == ("warning: a-1 is ok but its mae is None: left out of the tables; rerun the sweep to "
+                                  "rebuild results.jsonl")
