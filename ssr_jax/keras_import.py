@@ -104,7 +104,7 @@ def read_keras_weights(h5_path: str | os.PathLike, config: ml_collections.Config
         raise ValueError(f"{h5_path} is not an HDF5 file; expected a Keras 2 SSR-Net (3,3,3) weight file (.h5)")
     try:
         return _read(h5_path, config)
-    except OSError as error:  # h5py reports a truncated or damaged file as an OSError from deep inside HDF5
+    except (OSError, RuntimeError, KeyError) as error:  # what h5py raises from deep inside HDF5 on a damaged file
         reason = (str(error).strip().splitlines() or [""])[0]
         raise ValueError(f"{h5_path} cannot be read ({reason}); the file is damaged or truncated: download it "
                          "again") from None
@@ -138,7 +138,32 @@ def _read(h5_path: pathlib.Path, config: ml_collections.ConfigDict) -> dict:
             raise ValueError(
                 f"{h5_path} has weighted layers an SSR-Net (3,3,3) file does not have: {', '.join(extra)}"
             )
+    insane = _insane_weight(variables)
+    if insane:
+        raise ValueError(f"{h5_path}: {insane}, which no trained SSR-Net has; the file is damaged: download it again")
     return variables
+
+
+# Bounds no trained SSR-Net comes near (the released files: parameters within ±2.5, BatchNorm moving means within
+# ±700 and variances within 0.6-1.4e5 on raw 0-255 input), and bytes overwritten with noise land far beyond them
+# (a float32 of random bits exceeds 1e3 in magnitude nearly half the time).
+PARAMETER_LIMIT, MEAN_LIMIT, VARIANCE_LIMIT = 1e3, 1e6, 1e9
+
+
+def _insane_weight(variables: dict) -> str | None:
+    """What makes the weights unusable — the first non-finite or out-of-bounds array, or a BatchNorm variance that
+    is not positive — or None."""
+    for name, leaf in saved_model.named_leaves(variables):
+        if not np.all(np.isfinite(leaf)):
+            return f"{name} holds {int(np.sum(~np.isfinite(leaf)))} non-finite value(s) (NaN or infinity)"
+        if name.endswith("/var"):
+            if not (np.all(leaf > 0) and np.all(leaf <= VARIANCE_LIMIT)):
+                return f"{name} holds a moving variance of {float(leaf.min() if leaf.min() <= 0 else leaf.max()):g}"
+            continue
+        limit = MEAN_LIMIT if name.endswith("/mean") else PARAMETER_LIMIT
+        if np.abs(leaf).max() > limit:
+            return f"{name} holds {float(leaf.flat[np.abs(leaf).argmax()]):g}, beyond ±{limit:g}"
+    return None
 
 
 def _lookup(tree: dict, path: tuple[str, ...]) -> dict:

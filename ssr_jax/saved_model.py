@@ -88,9 +88,14 @@ def load(directory: str | os.PathLike) -> tuple[ml_collections.ConfigDict, dict]
     return config, {"params": state.params, "batch_stats": state.batch_stats}
 
 
-def _shapes(variables) -> dict[str, tuple[int, ...]]:
+def named_leaves(variables) -> list[tuple[str, Any]]:
+    """[("params/x_stream/conv1/kernel", leaf), …] in tree order."""
     flat, _ = jax.tree_util.tree_flatten_with_path(variables)
-    return {"/".join(str(getattr(key, "key", key)) for key in path): tuple(leaf.shape) for path, leaf in flat}
+    return [("/".join(str(getattr(key, "key", key)) for key in path), leaf) for path, leaf in flat]
+
+
+def _shapes(variables) -> dict[str, tuple[int, ...]]:
+    return {path: tuple(leaf.shape) for path, leaf in named_leaves(variables)}
 
 
 def architecture_difference(config: ml_collections.ConfigDict, directory: str | os.PathLike) -> str | None:
@@ -121,6 +126,10 @@ def init_from(config: ml_collections.ConfigDict) -> dict:
     if difference:
         raise config_lib.ConfigError(f"init_from={str(source)!r}: architecture mismatch: {difference}")
     _, variables = load(source)
+    broken = [path for path, leaf in named_leaves(variables) if not np.all(np.isfinite(leaf))]
+    if broken:
+        raise config_lib.ConfigError(f"init_from={str(source)!r}: its weights are not finite ({broken[0]} holds NaN "
+                                     "or infinity: a diverged run?); start from another model directory")
     return variables
 
 

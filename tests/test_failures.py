@@ -497,3 +497,46 @@ def test_report_leaves_an_ok_run_without_an_mae_out_and_says_so(tmp_path, capsys
     code, line = cli_exit(capsys, "report", tmp_path, "--format", "csv")
     assert code == 0 and line == ("warning: a-1 is ok but its mae is None: left out of the tables; rerun the sweep to "
                                   "rebuild results.jsonl")
+
+
+def keras_file(path, variables) -> None:
+    """`variables` (SSR-Net (3,3,3)) written as the reference's Keras `save_weights` file."""
+    import h5py
+
+    from ssr_jax import keras_import
+
+    with h5py.File(path, "w") as file:
+        for layer, (module_path, weights) in keras_import.layer_map().items():
+            for keras_name, (collection, leaf) in weights.items():
+                node = variables[collection]
+                for name in module_path:
+                    node = node[name]
+                file.create_dataset(f"{layer}/{layer}/{keras_name}:0", data=node[leaf])
+
+
+def test_convert_keras_checks_the_weights_are_finite_and_sane(tmp_path, capsys):
+    import jax
+
+    from ssr_jax import keras_import
+    from ssr_jax.models import abstract_variables
+
+    shapes = abstract_variables(keras_import.reference_config(ssrnet.get_config()).model, 64)
+    good = jax.tree.map(lambda leaf: np.full(leaf.shape, 0.5, np.float32), shapes)
+    keras_file(tmp_path / "good.h5", good)
+    assert keras_import.read_keras_weights(tmp_path / "good.h5", ssrnet.get_config()) is not None
+    for what, path, value, message in (
+            ("beta NaN", ("params", "x_stream", "bn2", "bias"), np.nan,
+             "params/x_stream/bn2/bias holds 1 non-finite value(s) (NaN or infinity)"),
+            ("variance 0", ("batch_stats", "s_stream", "bn1", "var"), 0.0,
+             "batch_stats/s_stream/bn1/var holds a moving variance of 0"),
+            ("noise", ("params", "stage2", "fused", "kernel"), 3.4e38,
+             "params/stage2/fused/kernel holds 3.4e+38, beyond ±1000")):
+        damaged = jax.tree.map(np.copy, good)
+        node = damaged
+        for name in path[:-1]:
+            node = node[name]
+        node[path[-1]].flat[0] = value
+        keras_file(tmp_path / "bad.h5", damaged)
+        code, line = cli_exit(capsys, "convert-keras", tmp_path / "bad.h5", "--out", tmp_path / "model")
+        assert code == 2 and message in line and "the file is damaged: download it again" in line, (what, line)
+        assert not (tmp_path / "model").exists()

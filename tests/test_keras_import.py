@@ -28,7 +28,8 @@ def keras_layout(seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
             node = shapes[collection]
             for name in module_path:
                 node = node[name]
-            layout[layer][keras_name] = rng.standard_normal(node[leaf]).astype(np.float32)
+            array = rng.standard_normal(node[leaf]).astype(np.float32)
+            layout[layer][keras_name] = np.abs(array) if keras_name == "moving_variance" else array  # checked > 0
     return layout
 
 
