@@ -77,14 +77,19 @@ def load(directory: str | os.PathLike) -> tuple[ml_collections.ConfigDict, dict]
     )
     # A training workdir checkpoints its state with the member axis of the engine (a run is a group of one).
     members = checkpoint.stored_shapes(directory / "checkpoint").get("step", ())
-    if members == (1,):
-        stacked = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct((1, *leaf.shape), leaf.dtype), abstract_state)
-        state = jax.tree.map(lambda leaf: leaf[0], checkpoint.restore(directory / "checkpoint", stacked))
-    elif members:
+    if members and members != (1,):
         raise ValueError(f"{directory} holds a vmapped group of {members[0]} members; load one member's run "
                          "directory (DIR/runs/<run id>) instead")
-    else:
-        state = checkpoint.restore(directory / "checkpoint", abstract_state)
+    target = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct((1, *leaf.shape), leaf.dtype), abstract_state) \
+        if members else abstract_state
+    try:
+        state = checkpoint.restore(directory / "checkpoint", target)
+    except ValueError as error:  # the checkpoint's shapes are not those of the model config.json describes
+        raise workdir_lib.WorkdirError(f"{directory}: its config.json does not describe its weights ({error}); "
+                                       "restore the config.json written with them, or train or convert the model "
+                                       "again") from None
+    if members:
+        state = jax.tree.map(lambda leaf: leaf[0], state)
     return config, {"params": state.params, "batch_stats": state.batch_stats}
 
 
@@ -133,20 +138,28 @@ def init_from(config: ml_collections.ConfigDict) -> dict:
     return variables
 
 
+def evaluation_pass(config: ml_collections.ConfigDict) -> Callable:
+    """The pure `(variables, images uint8 [batch, H, W, 3] BGR) → (ages [batch], outputs)` of evaluation mode at the
+    config's λ: `model_input`, the model, the head's readout. `make_apply` compiles it; `ssr_jax.export` translates
+    it."""
+    model = create_model(config.model)
+    lambdas = dict(lambda_local=config.model.lambda_local, lambda_d=config.model.lambda_d)
+
+    def forward(variables, images):
+        outputs = model.apply(variables, model_input(images, config.data), train=False)
+        return predict_age(config.model, outputs, **lambdas), outputs
+
+    return forward
+
+
 def make_apply(config: ml_collections.ConfigDict, *, heads: bool = False) -> Callable:
     """Jitted `(variables, images uint8 [batch, H, W, 3]) → ages [batch]` at the config's λ, in evaluation mode;
     with `heads`, the model's raw heads instead (p, eta K × `[batch, s_k]`, delta K × `[batch]`).
 
     The variables are an argument, not a constant of the program: one compile serves any weights of this shape.
     """
-    model = create_model(config.model)
-    lambdas = dict(lambda_local=config.model.lambda_local, lambda_d=config.model.lambda_d)
-
-    def apply(variables, images):
-        outputs = model.apply(variables, model_input(images, config.data), train=False)
-        return outputs if heads else predict_age(config.model, outputs, **lambdas)
-
-    return jax.jit(apply)
+    forward = evaluation_pass(config)
+    return jax.jit(lambda variables, images: forward(variables, images)[1 if heads else 0])
 
 
 def inference_ms(config: ml_collections.ConfigDict, variables: dict, repeats: int = 50) -> float:

@@ -540,3 +540,17 @@ def test_convert_keras_checks_the_weights_are_finite_and_sane(tmp_path, capsys):
         code, line = cli_exit(capsys, "convert-keras", tmp_path / "bad.h5", "--out", tmp_path / "model")
         assert code == 2 and message in line and "the file is damaged: download it again" in line, (what, line)
         assert not (tmp_path / "model").exists()
+
+
+def test_a_config_json_that_no_longer_fits_its_checkpoint_is_one_line(random_model, tmp_path, capsys):
+    from PIL import Image
+
+    model = tmp_path / "model"
+    shutil.copytree(random_model[0], model)
+    record = workdir_lib.read_json(model / "config.json")
+    record["config"]["model"]["stages"] = [3, 3, 3]
+    workdir_lib.write_json(model / "config.json", record)
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "face.png")
+    code, line = cli_exit(capsys, "predict", model, tmp_path / "face.png")
+    assert code == 2 and line.startswith(f"error: {model}: its config.json does not describe its weights (")
+    assert line.endswith("restore the config.json written with them, or train or convert the model again")
