@@ -554,3 +554,11 @@ def test_a_config_json_that_no_longer_fits_its_checkpoint_is_one_line(random_mod
     code, line = cli_exit(capsys, "predict", model, tmp_path / "face.png")
     assert code == 2 and line.startswith(f"error: {model}: its config.json does not describe its weights (")
     assert line.endswith("restore the config.json written with them, or train or convert the model again")
+
+
+def test_data_cap_applies_to_the_synthetic_dataset_too():
+    from ssr_jax import data
+
+    config = config_lib.apply_overrides(ssrnet.get_config("smoke"), {"data.cap": 5})
+    train, test = data.load_splits(config.data)
+    assert len(train["age"]) == len(train["image"]) == len(test["age"]) == 5

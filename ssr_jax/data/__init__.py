@@ -79,11 +79,11 @@ def _synthetic_splits(data_config) -> tuple[dict[str, np.ndarray], dict[str, np.
 def load_splits(data_config) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(train, test) for training: generated (synthetic) or read from the prepared dataset, `data.cap` examples of
     each split at most (0: all)."""
+    cap = data_config.cap or None
     if data_config.name == "synthetic":
-        return _synthetic_splits(data_config)
+        return tuple({key: value[:cap] for key, value in split.items()} for split in _synthetic_splits(data_config))
     from ssr_jax.data import prepared  # TFDS is imported only when a real dataset is asked for
 
-    cap = data_config.cap or None
     data_dir = data_config.data_dir or None
     return tuple(prepared.load_split(prepared_name(data_config), split, data_dir=data_dir, cap=cap)
                  for split in ("train", "test"))
