@@ -412,8 +412,9 @@ def test_a_killed_run_is_not_taken_for_a_prepared_dataset(morph_dir, tmp_path):
     assert not leftover.exists()  # removed by the next preparation, which held the lock
 
 
-def test_preparations_of_one_dataset_take_turns(morph_dir, tmp_path):
-    """A second preparation waits for the lock (here held by the test), then prepares."""
+def test_preparations_of_one_dataset_take_turns(morph_dir, tmp_path, capfd):
+    """A second preparation waits for the lock (here held by the test), saying whom it waits for, then prepares."""
+    import os
     import threading
 
     builder, reports = get_builder("morph2", tmp_path / "data"), []
@@ -422,6 +423,8 @@ def test_preparations_of_one_dataset_take_turns(morph_dir, tmp_path):
         waiting.start()
         waiting.join(timeout=1.0)
         assert waiting.is_alive() and not builder.is_prepared()
+        assert f"waiting for pid {os.getpid()} on {socket.gethostname()}, which is preparing morph2" in \
+            capfd.readouterr().err
     waiting.join(timeout=120)
     assert len(reports) == 1 and not reports[0].reused and builder.is_prepared()
 

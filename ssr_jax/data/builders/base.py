@@ -19,6 +19,7 @@ import io
 import os
 import pathlib
 import shutil
+import socket
 import sys
 from typing import ClassVar, Iterable, Iterator, Sequence
 
@@ -111,10 +112,23 @@ class FaceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     @contextlib.contextmanager
     def _prepare_lock(self):
-        """Exclusive, per dataset config, across processes; released by the OS if the holder is killed."""
+        """Exclusive, per dataset config, across processes; released by the OS if the holder is killed. The holder
+        writes its pid and host into the lock file, and a preparation that has to wait says whom it waits for (a
+        stopped or hung holder would otherwise be an unexplained wait)."""
         self.data_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.data_path.parent / ".prepare.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        path = self.data_path.parent / ".prepare.lock"
+        with open(path, "a+") as lock:  # not "w": that would erase the holder's name before we can read it
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                holder = lock.read().strip() or "another process"
+                print(f"waiting for {holder}, which is preparing {self.info.full_name} ({path}); if that process "
+                      "is stopped or hung, end it", file=sys.stderr, flush=True)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            lock.truncate(0)
+            lock.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+            lock.flush()
             yield
 
     def is_prepared(self) -> bool:
