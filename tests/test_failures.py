@@ -562,3 +562,21 @@ def test_data_cap_applies_to_the_synthetic_dataset_too():
     config = config_lib.apply_overrides(ssrnet.get_config("smoke"), {"data.cap": 5})
     train, test = data.load_splits(config.data)
     assert len(train["age"]) == len(train["image"]) == len(test["age"]) == 5
+
+
+def test_a_load_killed_mid_write_leaves_a_cache_directory_the_next_load_removes(tmp_path):
+    import socket
+
+    from ssr_jax.data import prepared
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    names = {f".train.{dead.pid}@{host}.k1ll3d": False, ".train.old_name": False,  # killed: removed
+             f".train.{os.getpid()}@{host}.l1v3": True, f".train.{dead.pid}@elsewhere.x.y.z": True,  # in progress
+             ".test.other_split": True, "train": True}
+    for name in names:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "image.npy").write_bytes(b"half")
+    prepared._remove_dead_loads(tmp_path, "train")
+    assert sorted(os.listdir(tmp_path)) == sorted(name for name, kept in names.items() if kept)

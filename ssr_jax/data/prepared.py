@@ -18,6 +18,7 @@ import itertools
 import os
 import pathlib
 import shutil
+import socket
 import tempfile
 
 import numpy as np
@@ -177,7 +178,8 @@ def _split_cache(builder: FaceBuilder, split: str) -> pathlib.Path:
         if cache.is_dir():
             return cache
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(dir=cache.parent, prefix=f".{split}."))
+    _remove_dead_loads(cache.parent, split)
+    tmp = pathlib.Path(tempfile.mkdtemp(dir=cache.parent, prefix=f".{split}.{os.getpid()}@{socket.gethostname()}."))
     try:
         source = builder.as_data_source(split)
         num = len(source)
@@ -203,6 +205,29 @@ def _split_cache(builder: FaceBuilder, split: str) -> pathlib.Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return cache
+
+
+def _remove_dead_loads(directory: pathlib.Path, split: str) -> None:
+    """Removes the temporary directories that loads of `split` killed mid-write (SIGKILL, a crash on a full disk)
+    left in `directory`: those named by a pid of this host that is gone, and those of versions that named none.
+    A load in progress (its process alive, or on another host) keeps its directory."""
+    host = socket.gethostname()
+    for path in directory.glob(f".{split}.*"):
+        owner = path.name[len(split) + 2:].rsplit(".", 1)[0]  # "<pid>@<host>", or the random part of an old name
+        pid, _, owner_host = owner.partition("@")
+        if owner_host and (owner_host != host or not pid.isdigit() or _alive(int(pid))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _damaged(builder: FaceBuilder, split: str, error: Exception) -> DamagedDatasetError:
