@@ -372,6 +372,9 @@ def _data(args, values):
                              progress=True)
         elif action == "info":
             png = values.out or prepared.dataset_dir(name, data_dir=values.data_dir) / "ages.png"
+            if not values.out and not os.access(png.parent, os.W_OK):
+                _exit_with(f"{png.parent} is not writable (a shared, read-only data directory?), so the age histogram "
+                           "cannot go there: pass --out FILE.png")
             result = prepared.info(name, data_dir=values.data_dir, png_path=png)
             if values.json:
                 print(json.dumps({key: value for key, value in result.items() if key != "table"}, indent=2))

@@ -45,6 +45,22 @@ def test_info_counts_and_draws_the_age_histogram(prepared_morph2, tmp_path):
     assert (tmp_path / "ages.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_info_on_a_read_only_data_dir_asks_for_out(prepared_morph2, monkeypatch, capsys):
+    from ssr_jax import cli
+    from ssr_jax.data import prepared
+
+    _, data_dir, _ = prepared_morph2
+    version_dir = prepared.dataset_dir("morph2", data_dir=data_dir)
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: access(path, mode) and str(path) != str(version_dir))
+    with pytest.raises(SystemExit) as exit_:  # the test may run as root, whom permissions never stop
+        cli.main(["ssr-jax", "data", "info", "morph2", "--data_dir", str(data_dir)])
+    assert exit_.value.code == 2 and not (version_dir / "ages.png").exists()
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: {version_dir} is not writable (a shared, read-only data directory?), so the age histogram cannot go "
+        "there: pass --out FILE.png")
+
+
 def test_export_npz_round_trips_the_reference_layout(prepared_morph2, tmp_path):
     _, data_dir, arrays = prepared_morph2
     run_cli("data", "export-npz", "morph2", "--split", "all", "--out", tmp_path / "back.npz", "--data_dir", data_dir)
