@@ -580,3 +580,44 @@ def test_a_load_killed_mid_write_leaves_a_cache_directory_the_next_load_removes(
         (tmp_path / name / "image.npy").write_bytes(b"half")
     prepared._remove_dead_loads(tmp_path, "train")
     assert sorted(os.listdir(tmp_path)) == sorted(name for name, kept in names.items() if kept)
+
+
+def test_a_full_disk_during_data_prepare_is_one_line(tmp_path, capsys, monkeypatch):
+    from ssr_jax.data import synthetic
+    from ssr_jax.data.builders.base import FaceBuilder
+
+    faces = synthetic.generate(10, seed=1)
+    (tmp_path / "manual").mkdir()
+    np.savez(tmp_path / "manual" / "morph2_db_align.npz", image=faces["image"], age=faces["age"],
+             gender=np.arange(10) % 2, img_size=np.int64(64))
+
+    def full(*args, **kwargs):  # what array_record's writer raised on a 300 KB tmpfs
+        raise RuntimeError('Failed to finalize writing of split "train": write() failed: No space left on device; '
+                           "writing …/morph2-train.array_record-00000-of-00001; at byte 299008; Failed to close")
+
+    monkeypatch.setattr(FaceBuilder, "download_and_prepare", full)
+    code, line = cli_exit(capsys, "data", "prepare", "morph2", "--manual_dir", tmp_path / "manual", "--data_dir",
+                          tmp_path / "data")
+    assert code == 2 and line == (f"error: no space left on the device while writing {tmp_path / 'data' / 'morph2'}"
+                                  "/random; nothing written before is lost: free some space and rerun the same "
+                                  "command to carry on from there")
+
+
+def test_a_cache_file_reserves_its_blocks_so_a_full_disk_is_an_error_not_a_bus_error(tmp_path, monkeypatch):
+    import errno
+
+    from ssr_jax.data import prepared
+
+    (tmp_path / "image.npy").write_bytes(b"\0" * 100)
+
+    def fallocate(code):
+        def refuse(fd, offset, length):
+            raise OSError(code, os.strerror(code))
+        return refuse
+
+    monkeypatch.setattr(os, "posix_fallocate", fallocate(errno.EOPNOTSUPP))  # a filesystem without it: fine
+    prepared._reserve(tmp_path / "image.npy")
+    monkeypatch.setattr(os, "posix_fallocate", fallocate(errno.ENOSPC))
+    with pytest.raises(OSError, match="No space left on device") as error:
+        prepared._reserve(tmp_path / "image.npy")
+    assert error.value.errno == errno.ENOSPC and error.value.filename == str(tmp_path / "image.npy")

@@ -13,6 +13,7 @@ path. Images are uint8 [N, 64, 64, 3] in BGR order, ages int32, genders int32 (0
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import os
@@ -186,6 +187,7 @@ def _split_cache(builder: FaceBuilder, split: str) -> pathlib.Path:
         arrays = {"image": np.lib.format.open_memmap(tmp / "image.npy", "w+", np.uint8,
                                                      (num, IMAGE_SIZE, IMAGE_SIZE, 3)),
                   "age": np.empty(num, np.int32)}
+        _reserve(tmp / "image.npy")
         if "gender" in builder.info.features:
             arrays["gender"] = np.empty(num, np.int32)
         for i in range(num):
@@ -205,6 +207,17 @@ def _split_cache(builder: FaceBuilder, split: str) -> pathlib.Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return cache
+
+
+def _reserve(path: pathlib.Path) -> None:
+    """Allocates the disk blocks of the (sparse) memory-mapped file `path` now: a full disk is then an OSError here,
+    not a SIGBUS ("Bus error") when a page is written back."""
+    with open(path, "r+b") as file:
+        try:
+            os.posix_fallocate(file.fileno(), 0, os.fstat(file.fileno()).st_size)
+        except OSError as error:
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a filesystem without it: as before
+                raise OSError(error.errno, error.strerror, str(path)) from None
 
 
 def _remove_dead_loads(directory: pathlib.Path, split: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import io
 import os
@@ -107,6 +108,10 @@ class FaceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             # TFDS prints its start and end lines with print(), not logging: only a redirect silences them.
             with contextlib.redirect_stdout(sys.stdout if progress else io.StringIO()):
                 self.download_and_prepare(download_config=config)
+        except RuntimeError as error:  # array_record's writer reports a full disk as a RuntimeError of many lines
+            if os.strerror(errno.ENOSPC) not in str(error):
+                raise
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.data_path.parent)) from None
         finally:
             tfds.display_progress_bar(True)
 
