@@ -83,12 +83,21 @@ def submit_groups(spec: str, workdir: pathlib.Path, groups: list[list], *, seeds
     print(f"logs in {workdir / 'jobs'}; rerun the same command to resume what did not finish, then "
           f"`ssr-jax report {workdir}`", flush=True)
     if wait:
-        for record, job in zip(records, jobs):
-            try:
-                job.result()
-            except Exception as error:  # noqa: BLE001 — a lost job is reported; its runs stay unfinished
-                print(f"job {record['job_id']} (group {record['group']}) ended without finishing: {error}",
-                      flush=True)
+        try:
+            for record, job in zip(records, jobs):
+                try:
+                    job.result()
+                except Exception as error:  # noqa: BLE001 — a lost job is reported; its runs stay unfinished
+                    print(f"job {record['job_id']} (group {record['group']}) ended without finishing: {error}",
+                          flush=True)
+        except KeyboardInterrupt:
+            if launcher != "submitit_local":  # cluster jobs outlive the command that waited for them
+                raise KeyboardInterrupt("interrupted: the jobs go on; rerun the same command once they have ended "
+                                        "to count them (and resume what did not finish)") from None
+            for job in jobs:  # local jobs are this command's children: an orphan would record its run later
+                job.cancel(check=False)
+            raise KeyboardInterrupt(f"interrupted: stopped the {len(jobs)} local job(s); rerun the same command to "
+                                    "resume them from their checkpoints") from None
     return jobs
 
 

@@ -621,3 +621,42 @@ def test_a_cache_file_reserves_its_blocks_so_a_full_disk_is_an_error_not_a_bus_e
     with pytest.raises(OSError, match="No space left on device") as error:
         prepared._reserve(tmp_path / "image.npy")
     assert error.value.errno == errno.ENOSPC and error.value.filename == str(tmp_path / "image.npy")
+
+
+def test_an_interrupted_wait_for_local_jobs_stops_them(tmp_path, monkeypatch):
+    """Ctrl-C (or SIGTERM) on `sweep --launcher submitit_local --wait`: its jobs are its children, and an orphan
+    would train on and record its run after the command said it failed."""
+    import contextlib
+
+    from ssr_jax import launch
+
+    class Job:
+        job_id, cancelled = "7", False
+
+        def result(self):
+            raise KeyboardInterrupt
+
+        def cancel(self, check=True):
+            self.cancelled = True
+
+    submitted = []
+
+    class Executor:
+        def batch(self):
+            return contextlib.nullcontext()
+
+        def submit(self, *args):
+            submitted.append(Job())
+            return submitted[-1]
+
+    monkeypatch.setattr(launch, "make_executor", lambda *args: Executor())
+    runs = sweep.expand(experiment(tmp_path, 'sweep("model.lambda_d", [0.0, 1.0])'))
+    groups = [[run] for run in runs]
+    with pytest.raises(KeyboardInterrupt, match=r"stopped the 2 local job\(s\); rerun the same command"):
+        launch.submit_groups(str(tmp_path / "experiment.py"), tmp_path, groups, seeds=None,
+                             launcher="submitit_local", parameters={}, wait=True)
+    assert [job.cancelled for job in submitted] == [True, True]
+    with pytest.raises(KeyboardInterrupt, match="the jobs go on; rerun the same command once they have ended"):
+        launch.submit_groups(str(tmp_path / "experiment.py"), tmp_path, groups, seeds=None, launcher="slurm",
+                             parameters={}, wait=True)
+    assert [job.cancelled for job in submitted[2:]] == [False, False]
