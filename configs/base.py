@@ -54,8 +54,13 @@ def recipe():
     config.data.age_max = 100
     config.data.seed = 0
     # A prepared dataset instead (`ssr-jax data prepare NAME --manual_dir DIR` first) is named by data.name and its
-    # split protocol ("" = the dataset's default, e.g. morph2's random 80/20; "subject" = subject-exclusive).
+    # split protocol ("" = the dataset's default, e.g. morph2's random 80/20; "subject" = subject-exclusive;
+    # "benchmark" = split `split_index` 0–4 of the benchmark's ten folds, with a validation part that selects the
+    # reported epoch: ssr_jax/data/folds.py). `fold_file`: the benchmark's folds from this file (file,fold rows,
+    # e.g. from `ssr-jax data export-folds`) instead of the dataset's own.
     config.data.protocol = ""
+    config.data.split_index = -1
+    config.data.fold_file = ""
     # What the model sees: colour order and scale of the stored uint8 BGR images (reference: BGR, raw 0–255).
     config.data.colour_order = "BGR"
     config.data.input_scale = "raw"

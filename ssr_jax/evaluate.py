@@ -23,10 +23,12 @@ AGE_GROUPS = tuple(f"{low}-{low + 9}" for low in range(0, 90, 10)) + ("90-100",)
 SUMS = ("count", "age_abs_error", "age_count")
 
 
-def pad_to_batches(images: np.ndarray, ages: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
-    """`images` `[N, H, W, 3]` uint8 and `ages` `[N]` → `image` `[B, batch, H, W, 3]`, `age`, `mask` `[B, batch]`."""
+def pad_to_batches(images: np.ndarray, ages: np.ndarray, batch_size: int,
+                   num_batches: int | None = None) -> dict[str, np.ndarray]:
+    """`images` `[N, H, W, 3]` uint8 and `ages` `[N]` → `image` `[B, batch, H, W, 3]`, `age`, `mask` `[B, batch]`,
+    with B = ⌈N / batch⌉, or `num_batches` when given (at least that; two splits padded alike share one program)."""
     num = len(ages)
-    num_batches = -(-num // batch_size)
+    num_batches = max(-(-num // batch_size), num_batches or 0)
     pad = num_batches * batch_size - num
     padded_images = pad_rows(images, pad)
     padded_ages = pad_rows(ages.astype(np.float32), pad)

@@ -112,16 +112,18 @@ def replicate(tree: Any, mesh: Mesh | None) -> Any:
 
 
 def place_dataset(host: dict, mesh: Mesh | None, *, shard: bool) -> dict:
-    """The splits `{"train": {name: [N, ...]}, "test": {name: [batches, batch, ...]}}` on the devices: replicated,
-    or with `shard` split over the data axis (training examples, and each evaluation batch). Training rows are padded
-    to a multiple of the axis with zeros that no permutation reaches (the caller draws from the true count)."""
+    """The splits `{"train": {name: [N, ...]}, "test": {name: [batches, batch, ...]}[, "val": like test]}` on the
+    devices: replicated, or with `shard` split over the data axis (training examples, and each evaluation batch).
+    Training rows are padded to a multiple of the axis with zeros that no permutation reaches (the caller draws from
+    the true count)."""
     if not shard or mesh is None or mesh.shape[DATA_AXIS] == 1:
         return replicate(host, mesh)
     rows = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
     batch_rows = NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
     return {"train": {name: place(pad_rows(array, -len(array) % mesh.shape[DATA_AXIS]), rows)
                       for name, array in host["train"].items()},
-            "test": {name: place(array, batch_rows) for name, array in host["test"].items()}}
+            **{split: {name: place(array, batch_rows) for name, array in batches.items()}
+               for split, batches in host.items() if split != "train"}}
 
 
 def fetch(tree: Any) -> Any:

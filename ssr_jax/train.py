@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import math
 import pathlib
 import statistics
 import sys
@@ -31,7 +32,7 @@ import tqdm
 
 from ssr_jax import checkpoint, config_lib, parallel, saved_model, validation, workdir as workdir_lib, xla_options
 from ssr_jax.record import Recorder, finite, read_summary, record_config
-from ssr_jax.data import augment, load_splits
+from ssr_jax.data import augment, has_validation, load_splits
 from ssr_jax.data.chunks import HostChunks, Resident
 from ssr_jax.evaluate import SUMS, by_age, evaluate_batches, pad_to_batches, predict_the_mean_mae
 from ssr_jax.models import (abstract_variables, count_parameters, create_model, model_input, predict_age,
@@ -40,7 +41,9 @@ from ssr_jax.models.conv import vmapped_members
 from ssr_jax.state import (VALUE_FIELDS, TrainState, learning_rate_at, make_optimizer, program_signature,
                            stack_members, train_state_from_variables)
 
-Splits = tuple[dict[str, np.ndarray], dict[str, np.ndarray]]
+Splits = tuple[dict[str, np.ndarray], ...]  # (train, test) or (train, test, val)
+# The validation split's metrics in each epoch's row (as val_mae, …), the first the one that selects the epoch.
+VALIDATION_METRICS = ("mae", "ca3", "ca5")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -114,8 +117,9 @@ class Trainer:
 
       init(keys, hparams) -> TrainState
       train_epoch(state, keys, hparams, epoch) -> (state, {"train_loss"})   # `state` is donated
-      evaluate(state, hparams) -> {"mae", "ca3", "ca5", "count",            # exact, over the whole test split
+      evaluate(state, hparams[, split]) -> {"mae", "ca3", "ca5", "count",   # exact, over the whole test split
                                    "age_abs_error", "age_count"}            # [M, 10] (evaluate.AGE_GROUPS)
+                                                                            # (or the validation split: "val")
 
     `pure` holds the single-member functions with the data as an explicit last argument (purejaxrl's `train`).
     Programs are compiled on the host, once per input signature (tree structure, shapes, dtypes), and kept in
@@ -124,8 +128,9 @@ class Trainer:
 
     def __init__(self, pure: dict[str, Callable], data: dict | HostChunks, *, steps_per_epoch: int,
                  images_per_epoch: int, mesh: jax.sharding.Mesh | None = None,
-                 eval_members_at_once: int | None = None):
+                 eval_members_at_once: int | None = None, validation: bool = False):
         self.pure, self.data, self.mesh = pure, data, mesh
+        self.validation = validation  # the data has a validation split, padded as the test split (one program)
         self.steps_per_epoch, self.images_per_epoch = steps_per_epoch, images_per_epoch
         # On a mesh, the vmapped member axis is the mesh's member axis (see ssr_jax.parallel).
         vmap = functools.partial(over_members, spmd_axis_name=parallel.MEMBER_AXIS if mesh is not None else None)
@@ -194,9 +199,9 @@ class Trainer:
             losses.append(metrics["train_loss"])
         return state, {"train_loss": jnp.mean(jnp.stack(losses), axis=0)}  # equal steps per chunk: exact mean
 
-    def evaluate(self, state, hparams):
+    def evaluate(self, state, hparams, split: str = "test"):
         parts = [self.program("evaluate", state, hparams, chunk)(state, hparams, chunk)
-                 for chunk in self._feed.test_chunks()]
+                 for chunk in self._feed.test_chunks(split)]
         if len(parts) == 1:
             return parts[0]
         parts = jax.tree.map(lambda *values: jnp.stack(values), *parts)  # [chunks, M]
@@ -212,15 +217,17 @@ class Epoch:
     epoch: int
     state: TrainState
     train_loss: np.ndarray
-    metrics: dict[str, np.ndarray]  # mae, ca3, ca5, count [M]; age_abs_error, age_count [M, 10]
+    metrics: dict[str, np.ndarray]  # mae, ca3, ca5, count [M]; age_abs_error, age_count [M, 10]; val_mae, val_ca3,
+    #                                 val_ca5 [M] when the trainer has a validation split
     train_s: float  # the epoch's training, until its loss is on the host
     eval_s: float  # the evaluation after it
 
 
 def run_epochs(trainer: Trainer, state: TrainState, keys: jax.Array, hparams: dict, *, first: int,
                last: int) -> Iterator[Epoch]:
-    """The one host loop over epochs `first … last` (1-based): train, evaluate, yield. `ssr-jax train`, sweep
-    groups, `ssr-jax bench` and the tests all train through it.
+    """The one host loop over epochs `first … last` (1-based): train, evaluate (the test split, and the validation
+    split when there is one), yield. `ssr-jax train`, sweep groups, `ssr-jax bench` and the tests all train through
+    it.
 
     The trainer's calls run under `jax.transfer_guard("disallow")`: the data, state, keys and hparams already live
     on the devices, so any implicit host↔device copy in the hot loop is a bug and raises; the two deliberate
@@ -235,7 +242,10 @@ def run_epochs(trainer: Trainer, state: TrainState, keys: jax.Array, hparams: di
         start = time.perf_counter()
         with jax.transfer_guard("disallow"):
             metrics = trainer.evaluate(state, hparams)
+            validation_metrics = trainer.evaluate(state, hparams, "val") if trainer.validation else {}
         metrics = parallel.fetch(metrics)
+        metrics.update({f"val_{name}": value for name, value in parallel.fetch(validation_metrics).items()
+                        if name in VALIDATION_METRICS})
         yield Epoch(epoch, state, train_loss, metrics, train_s, time.perf_counter() - start)
 
 
@@ -255,11 +265,12 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
                mesh: jax.sharding.Mesh | None = None) -> Trainer:
     """Python-side set-up once (model, data on the device); returns the jitted training functions.
 
-    `splits` (train, test) as `{"image": uint8 [N, H, W, 3], "age": int [N]}` host arrays; by default the dataset
-    named by `config.data`. `mesh` (`ssr_jax.parallel.make_mesh`) spreads members and batches over devices; the
+    `splits` (train, test[, val]) as `{"image": uint8 [N, H, W, 3], "age": int [N]}` host arrays; by default the
+    dataset named by `config.data`. A validation split is evaluated after every epoch as the test split is. `mesh`
+    (`ssr_jax.parallel.make_mesh`) spreads members and batches over devices; the
     caller places keys, hparams and state with `parallel.shard_members`.
     """
-    train_split, test_split = splits if splits is not None else load_splits(config.data)
+    train_split, test_split, *val_split = splits if splits is not None else load_splits(config.data)
     num_train = len(train_split["age"])
     batch_size, epochs = config.train.batch_size, config.train.epochs
     if batch_size > num_train:
@@ -334,9 +345,13 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
 
         return evaluate_batches(predict, data["test"])
 
+    eval_batch_size = config.train.eval_batch_size
+    # Test and validation padded to the same batches: one evaluation program serves both.
+    eval_batches = max(-(-len(split["age"]) // eval_batch_size) for split in (test_split, *val_split))
     host = {
         "train": {"image": train_split["image"], "age": train_split["age"].astype(np.float32)},
-        "test": pad_to_batches(test_split["image"], test_split["age"], config.train.eval_batch_size),
+        **{name: pad_to_batches(split["image"], split["age"], eval_batch_size, eval_batches)
+           for name, split in zip(("test", "val"), (test_split, *val_split))},
     }
     if chunk:
         data = HostChunks.of(host, chunk, eval_batch_size=config.train.eval_batch_size, seed=config.data.seed,
@@ -350,6 +365,7 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
         images_per_epoch=steps_per_epoch * batch_size,
         mesh=mesh,
         eval_members_at_once=max(1, config.train.eval_images_at_once // config.train.eval_batch_size),
+        validation=bool(val_split),
     )
 
 
@@ -377,6 +393,8 @@ def epoch_row(config: ml_collections.ConfigDict, result: Epoch, member: int, tra
         "epoch": result.epoch,
         "train_loss": float(result.train_loss[member]),
         **{metric: float(result.metrics[metric][member]) for metric in ("mae", "ca3", "ca5")},
+        **{f"val_{metric}": float(result.metrics[f"val_{metric}"][member])
+           for metric in VALIDATION_METRICS if trainer.validation},
         "learning_rate": learning_rate_at(config, step, steps_per_epoch=trainer.steps_per_epoch),
         "images_per_s": trainer.images_per_epoch * members / result.train_s,
         "epoch_s": result.train_s,
@@ -387,8 +405,11 @@ def epoch_row(config: ml_collections.ConfigDict, result: Epoch, member: int, tra
 def epoch_line(name: str, epoch: int, epochs: int, rows: list[dict], seconds: float, images: int) -> str:
     """The progress line of one epoch of a group: its loss, and its MAE (spread over members when several)."""
     maes = sorted(row["mae"] for row in rows)
-    mae = f"val MAE {maes[0]:.3f}" if len(maes) == 1 else (
-        f"val MAE min {maes[0]:.3f} median {maes[len(maes) // 2]:.3f} max {maes[-1]:.3f}")
+    validating = bool(rows) and "val_mae" in rows[0]  # then "val" names the validation split, and the MAE is test's
+    mae = f"{'test' if validating else 'val'} MAE {maes[0]:.3f}" if len(maes) == 1 else (
+        f"{'test' if validating else 'val'} MAE min {maes[0]:.3f} median {maes[len(maes) // 2]:.3f} max {maes[-1]:.3f}")
+    if validating and len(rows) == 1:
+        mae += f"  validation MAE {rows[0]['val_mae']:.3f}"
     loss = sum(row["train_loss"] for row in rows) / len(rows)
     ca = f"  CA(3) {rows[0]['ca3']:.3f}  CA(5) {rows[0]['ca5']:.3f}" if len(rows) == 1 else ""
     return f"{name}: epoch {epoch}/{epochs}  loss {loss:.3f}  {mae}{ca}  {images / seconds:.0f} img/s"
@@ -403,17 +424,31 @@ def show(line: str, progress: tqdm.tqdm | None, members: int) -> None:
         print(line, flush=True)
 
 
+def selected_row(history: list[dict]) -> dict:
+    """The row of the epoch a run with a validation split reports: the first with the lowest validation MAE (a
+    non-finite one counts as infinite, so the first epoch stands until a finite one comes)."""
+    return min(history, key=lambda row: (row["val_mae"] if finite(row["val_mae"]) else math.inf, row["epoch"]))
+
+
 def summarise(record: Recorder, *, params: dict, splits: Splits, compile_s: float, wall_s: float,
               epoch_seconds: list[float], images_per_epoch: int, name: str, members: int, start_epoch: int) -> dict:
     """A member's summary.json: how it ended (status, final metrics), what it is (parameters, bytes) and what it
-    cost (wall time of the whole run across resumes, compile, median training images/s of the group)."""
-    final = record.history[-1]
+    cost (wall time of the whole run across resumes, compile, median training images/s of the group).
+
+    With a validation split (`splits` = (train, test, val)) the test metrics are those of the selected epoch
+    (`selected_row`), with `selected_epoch`, its `val_mae` and the last epoch's test MAE as `last_mae`; without
+    one, those of the last epoch."""
+    last = record.history[-1]
+    validating = len(splits) == 3
+    final = selected_row(record.history) if validating else last
     return {
         "status": "diverged" if record.diverged else "ok",
         **{metric: final[metric] for metric in ("mae", "ca3", "ca5")},
         # A row logged before the per-age metrics existed has none.
         **{metric: final.get(metric) for metric in ("mae_by_age", "count_by_age")},
-        "epochs": final["epoch"],
+        **({"selected_epoch": final["epoch"], "val_mae": final["val_mae"], "last_mae": last["mae"],
+            "num_val": int(len(splits[2]["age"]))} if validating else {}),
+        "epochs": last["epoch"],
         "params": params["total"],
         "trainable_params": params["trainable"],
         "model_bytes": params["bytes"],
@@ -429,8 +464,23 @@ def summarise(record: Recorder, *, params: dict, splits: Splits, compile_s: floa
     }
 
 
+def checkpoint_tree(state: TrainState, selected: TrainState | None):
+    """What a group checkpoints: its state, and beside it the selected epochs' states when it has a validation
+    split."""
+    return state if selected is None else {"state": state, "selected": selected}
+
+
+@jax.jit
+def keep_selected(improved: jax.Array, selected: TrainState, state: TrainState) -> TrainState:
+    """Per member, `state` where `improved` `[M]` bool is true, else `selected`: the states of the selected epochs
+    (new arrays, never aliases of `state`, whose buffers the next epoch donates)."""
+    return jax.tree.map(lambda old, new: jnp.where(improved.reshape(-1, *(1,) * (new.ndim - 1)), new, old),
+                        selected, state)
+
+
 def save_member_weights(run_dir: pathlib.Path, member_state: TrainState, *, writer: bool) -> None:
-    """A member of a group keeps its own final weights in `run_dir/checkpoint`, loadable like any run's."""
+    """A member of a group keeps its own weights (its last epoch's, or its selected epoch's with a validation split)
+    in `run_dir/checkpoint`, loadable like any run's."""
     if writer:  # a redone run (its summary was unreadable) replaces the weights it saved before
         checkpoint.drop_steps_after(run_dir / "checkpoint", int(member_state.step) - 1)
     checkpoint.save(run_dir / "checkpoint", int(member_state.step), member_state)
@@ -452,6 +502,11 @@ def train_members(
     `train.checkpoint_every` epochs in `state_dir/checkpoint`, and a rerun resumes from it. A member whose training
     loss turns non-finite is recorded as `diverged`; the others train on. Returns the summaries in member order.
     `progress` is advanced by one per member and epoch.
+
+    With a validation split (`splits` = (train, test, val)), each member's state at its selected epoch
+    (`selected_row`) is kept beside the training state — on the devices, and in the same checkpoint, so a resumed
+    run selects what an uninterrupted one does — and becomes the member's weights in `run_dir/checkpoint`; the state
+    directory must then be another directory than the runs'.
     """
     if len({repr(program_signature(c)) for c in configs}) != 1:
         raise ValueError("train_members needs configs that differ only in " + ", ".join(VALUE_FIELDS))
@@ -467,6 +522,9 @@ def train_members(
     splits = splits if splits is not None else load_splits(config.data)
     mesh = parallel.make_mesh(config.parallel.members, config.parallel.data)
     trainer = make_train(config, splits, mesh=mesh)
+    if trainer.validation and state_dir in run_dirs:
+        raise ValueError(f"{state_dir}: a group with a validation split keeps its training state apart from the "
+                         "runs' selected weights; pass another state_dir")
     # Pad the member axis to a multiple of the mesh's member devices; the padding's results are never read.
     padded = configs + configs[-1:] * (parallel.padded_members(members, mesh) - members)
     keys, hparams = parallel.shard_members(stack_members(padded), mesh)
@@ -474,12 +532,15 @@ def train_members(
     compile_s = trainer.compile(state, keys, hparams)
 
     # Load checkpoint, or the pre-trained weights of a fresh run -----------------------------------------------
-    if resuming:
-        state = checkpoint.restore(ckpt_dir, state)
-    elif init_variables is not None:
+    if init_variables is not None:
         # Every member starts from the same weights with a fresh optimizer (the reference's fine-tuning chain).
         state = parallel.shard_members(
             jax.jit(jax.vmap(lambda hp: train_state_from_variables(config, init_variables, hp)))(hparams), mesh)
+    selected = keep_selected(parallel.shard_members(np.ones(len(padded), bool), mesh), state, state) \
+        if trainer.validation else None
+    if resuming:
+        restored = checkpoint.restore(ckpt_dir, checkpoint_tree(state, selected))
+        state, selected = (restored["state"], restored["selected"]) if trainer.validation else (restored, None)
     start_step = int(parallel.fetch(state.step)[0])  # a collective on several hosts: every process fetches
     if resuming and writer:  # steps the restore skipped as unreadable are trained and saved again
         checkpoint.drop_steps_after(ckpt_dir, start_step)
@@ -506,8 +567,12 @@ def train_members(
                     rows.append(epoch_row(configs[member], result, member, trainer))
                     rows[-1]["elapsed_s"] = earlier_s[member] + compile_s + time.perf_counter() - wall_start
                     record.epoch(rows[-1])
+            if trainer.validation:
+                improved = [member < members and selected_row(records[member].history)["epoch"] == result.epoch
+                            for member in range(len(padded))]
+                selected = keep_selected(parallel.shard_members(np.array(improved), mesh), selected, state)
             if result.epoch % config.train.checkpoint_every == 0 or result.epoch == epochs:
-                checkpoint.save(ckpt_dir, result.epoch * trainer.steps_per_epoch, state)
+                checkpoint.save(ckpt_dir, result.epoch * trainer.steps_per_epoch, checkpoint_tree(state, selected))
                 saved_epoch = result.epoch
             show(epoch_line(name, result.epoch, epochs, rows, result.train_s, trainer.images_per_epoch * members),
                  progress, members)
@@ -523,7 +588,7 @@ def train_members(
     params = count_parameters(abstract_variables(config.model, config.data.image_size))
     # One gather of the whole group to host memory, then NumPy slices per member: no per-member programs on arrays
     # that span hosts (eager indexing of such arrays hung a two-process run).
-    summaries, host_state = [], parallel.fetch(state)
+    summaries, host_state = [], parallel.fetch(selected if trainer.validation else state)
     for member, (record, run_dir) in enumerate(zip(records, run_dirs)):
         summary = summarise(record, params=params, splits=splits, compile_s=compile_s,
                             wall_s=earlier_s[member] + this_invocation_s,
@@ -551,7 +616,9 @@ def train_and_evaluate(
     """Trains `config` in `workdir` (config.json, metrics.jsonl, summary.json, checkpoint/); returns the summary.
 
     A finished workdir is reported and left alone; an interrupted one resumes from its last checkpoint and ends
-    with the numbers an uninterrupted run gives. `splits` replaces the dataset named by `config.data`.
+    with the numbers an uninterrupted run gives. `splits` replaces the dataset named by `config.data`. With a
+    validation split, `checkpoint/` receives the selected epoch's weights when the run ends, and the training state
+    is checkpointed in `training/checkpoint/` (`train_members`).
     """
     validation.validate(config)
     parallel.check_devices(config.parallel.members, config.parallel.data)
@@ -567,5 +634,7 @@ def train_and_evaluate(
             return summary
         show_bar = sys.stderr.isatty() if progress is None else progress
         with tqdm.tqdm(total=config.train.epochs, desc=workdir.name, disable=not show_bar, leave=False) as bar:
-            (summary,) = train_members([config], [workdir], workdir, splits=splits, progress=bar)
+            validating = len(splits) == 3 if splits is not None else has_validation(config.data)
+            state_dir = workdir / "training" if validating else workdir
+            (summary,) = train_members([config], [workdir], state_dir, splits=splits, progress=bar)
     return summary

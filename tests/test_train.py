@@ -239,7 +239,8 @@ def test_chunked_feeding_trains_and_evaluates_exactly_like_the_resident_split():
     config = config_lib.apply_overrides(
         ssrnet.get_config("smoke"), {"data.num_train": 256, "train.batch_size": 32, "train.epochs": 4}
     )
-    splits = load_splits(config.data)
+    train, test = load_splits(config.data)
+    splits = (train, test, {name: array[:24] for name, array in train.items()})  # and a validation split
     chunked = config_lib.apply_overrides(config, {"data.device_chunk": 128})
     trainer = make_train(chunked, splits)
     assert trainer.chunked and isinstance(trainer.data.train["image"], np.ndarray)  # nothing resident
@@ -252,11 +253,14 @@ def test_chunked_feeding_trains_and_evaluates_exactly_like_the_resident_split():
         state, metrics = trainer.train_epoch(state, keys, hparams, epoch)
         losses.append(float(metrics["train_loss"][0]))
     assert int(state.step[0]) == 32 and losses[-1] < 0.8 * losses[0], losses
-    # The test split (40 examples, eval batch 32 → 2 padded batches) in chunks of one batch: exact metrics.
+    # The test split (40 examples, eval batch 32 → 2 padded batches) in chunks of one batch: exact metrics; the
+    # validation split (24, padded as the test split) likewise.
     resident = make_train(config, splits)
-    whole, pieces = resident.evaluate(state, hparams), trainer.evaluate(state, hparams)
-    for name in ("mae", "ca3", "ca5", "count", "age_abs_error", "age_count"):
-        np.testing.assert_allclose(pieces[name], whole[name], rtol=1e-6)
+    for split, count in (("test", 40), ("val", 24)):
+        whole, pieces = resident.evaluate(state, hparams, split), trainer.evaluate(state, hparams, split)
+        assert int(whole["count"][0]) == count
+        for name in ("mae", "ca3", "ca5", "count", "age_abs_error", "age_count"):
+            np.testing.assert_allclose(pieces[name], whole[name], rtol=1e-6)
     # Each epoch sees other chunks, and a rerun the same ones (resume).
     first, again, second = (next(trainer.data.train_chunks(e))["train"]["age"] for e in (0, 0, 1))
     np.testing.assert_array_equal(first, again)

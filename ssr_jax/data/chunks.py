@@ -18,7 +18,8 @@ class HostChunks:
     Each epoch draws one permutation of the training split (seeded by `data.seed` and the epoch, so a resumed run
     sees the same chunks) and cuts it into `len // chunk` chunks; the remainder sits out that epoch, as Keras drops
     a last partial batch. Inside a chunk every member shuffles on the device, as in the all-on-device mode. The
-    test split goes through in chunks of whole padded batches; metrics are combined from counts, so they are exact.
+    test split (and the validation split, when there is one) goes through in chunks of whole padded batches; metrics
+    are combined from counts, so they are exact.
     """
 
     train: dict  # {"image": uint8 [N, H, W, 3], "age": float32 [N]}
@@ -27,16 +28,19 @@ class HostChunks:
     test_batches_per_chunk: int
     seed: int
     place: Callable[[dict], dict] = lambda chunk: chunk  # host chunk → its copy on the devices, as it is consumed
+    val: dict | None = None  # like test
 
     @classmethod
     def of(cls, host: dict, chunk: int, *, eval_batch_size: int, seed: int,
            place: Callable[[dict], dict] = jax.device_put) -> HostChunks:
-        """`host` = {"train": {"image", "age"}, "test": pad_to_batches output}; the test batches are padded with
-        empty ones (mask 0) to whole chunks, so one compiled evaluation serves every chunk."""
+        """`host` = {"train": {"image", "age"}, "test": pad_to_batches output[, "val": the same]}; the evaluation
+        batches are padded with empty ones (mask 0) to whole chunks, so one compiled evaluation serves every chunk."""
         batches_per_chunk = max(1, chunk // eval_batch_size)
-        padding = -len(host["test"]["age"]) % batches_per_chunk
-        test = {name: pad_rows(array, padding) for name, array in host["test"].items()}
-        return cls(host["train"], test, chunk, batches_per_chunk, seed=seed, place=place)
+        padded = {split: {name: pad_rows(array, -len(batches["age"]) % batches_per_chunk)
+                          for name, array in batches.items()}
+                  for split, batches in host.items() if split != "train"}
+        return cls(host["train"], padded["test"], chunk, batches_per_chunk, seed=seed, place=place,
+                   val=padded.get("val"))
 
     @property
     def chunks_per_epoch(self) -> int:
@@ -48,18 +52,20 @@ class HostChunks:
             rows = np.sort(order[start:start + self.chunk])  # sorted: contiguous host reads
             yield {"train": {name: array[rows] for name, array in self.train.items()}}
 
-    def host_test_chunks(self) -> Iterator[dict]:
-        for start in range(0, len(self.test["age"]), self.test_batches_per_chunk):
-            yield {"test": {name: array[start:start + self.test_batches_per_chunk]
-                            for name, array in self.test.items()}}
+    def host_test_chunks(self, split: str = "test") -> Iterator[dict]:
+        """Chunks of the evaluation split `split` ("test" or "val"), each under the key "test" (the key the
+        evaluation program reads)."""
+        batches = getattr(self, split)
+        for start in range(0, len(batches["age"]), self.test_batches_per_chunk):
+            yield {"test": {name: array[start:start + self.test_batches_per_chunk] for name, array in batches.items()}}
 
     def train_chunks(self, epoch: int) -> Iterator[dict]:
         """Epoch `epoch`'s (0-based) training chunks, on the devices."""
         return map(self.place, self.host_train_chunks(epoch))
 
-    def test_chunks(self) -> Iterator[dict]:
-        """The test split's chunks, on the devices."""
-        return map(self.place, self.host_test_chunks())
+    def test_chunks(self, split: str = "test") -> Iterator[dict]:
+        """The chunks of evaluation split `split`, on the devices."""
+        return map(self.place, self.host_test_chunks(split))
 
     def abstract(self, name: str) -> dict:
         """Shapes of one chunk of split `name`, for compiling ahead of time."""
@@ -78,8 +84,9 @@ class Resident:
         del epoch  # every member shuffles the whole split on the device
         yield self.data
 
-    def test_chunks(self) -> Iterator[dict]:
-        yield self.data
+    def test_chunks(self, split: str = "test") -> Iterator[dict]:
+        # Evaluation reads data["test"]: the validation split is passed under that key (same shapes, same program).
+        yield self.data if split == "test" else {**self.data, "test": self.data[split]}
 
     def abstract(self, name: str) -> dict:
         del name

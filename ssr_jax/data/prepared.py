@@ -4,7 +4,9 @@ Where things live (`data_dir`: the argument, else $SSR_JAX_DATA_DIR, else ~/ssr_
 
   <data_dir>/<name>/<config>/<version>/   TFDS files (array_record shards, dataset_info.json, features.json)
       prepare_report.json                 kept per split, skipped per reason (written with the data, atomically)
-      ssr_jax_cache/<split>/*.npy          image / age / gender as host arrays, written by the first load
+      folds.csv                           every example's fold 0–9 (`ssr_jax.data.folds`), written by `prepare`
+      ssr_jax_cache/<split>/*.npy          image / age / gender as host arrays, written by the first load; file (the
+                                          examples' names) by the first use of the folds
 
 The cache lives inside the version directory, so re-preparing a dataset (a new directory) can never serve stale
 arrays. A version directory this user cannot write (a data_dir prepared once and shared read-only, as on a cluster)
@@ -25,15 +27,18 @@ import tempfile
 import numpy as np
 import tabulate
 
+from ssr_jax.config_lib import ConfigError
+from ssr_jax.data import folds as folds_lib
 from ssr_jax.data.builders import FaceBuilder, get_builder
 from ssr_jax.data.builders.common import IMAGE_SIZE, PrepareReport, split_order
 from ssr_jax.data.builders.reference_npz import read_reference_npz, write_reference_npz
 
-__all__ = ["NotPreparedError", "PrepareReport", "dataset_dir", "default_data_dir", "export_npz", "info", "load_split", "prepare",
-           "read_reference_npz"]
+__all__ = ["NotPreparedError", "PrepareReport", "dataset_dir", "default_data_dir", "export_folds", "export_npz", "info",
+           "load_benchmark", "load_split", "prepare", "read_reference_npz"]
 
 DATA_DIR_ENV = "SSR_JAX_DATA_DIR"
 CACHE_DIR = "ssr_jax_cache"
+FOLD_FILE = "folds.csv"
 AGE_BINS = np.array([0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 101])  # decades; the last holds 90–100
 
 
@@ -61,8 +66,11 @@ def prepare(name: str, *, manual_dir: str | os.PathLike | None = None, data_dir:
     """
     builder = get_builder(name, _data_dir(data_dir), manual_dir=manual_dir, strict=strict)
     report = builder.prepare(progress=progress)
+    written = _write_folds(builder)
     if progress:
         print(report.summary())
+        if written:
+            print(f"  folds: {written}")
     return report
 
 
@@ -75,9 +83,38 @@ def load_split(name: str, split: str, *, data_dir: str | os.PathLike | None = No
     preparing, so a cap is a fixed pseudo-random subset). The first load reads the TFDS files and writes a .npy
     cache beside them; later loads read (memory-map) the cache.
     """
-    if cap is not None and (not isinstance(cap, (int, np.integer)) or cap < 1):
-        raise ValueError(f"cap must be a positive integer or None, got {cap!r}")
-    return _load(_prepared(name, data_dir), split, cap)
+    _check_cap(cap)
+    return _load(_prepared(name, data_dir), split, slice(cap))
+
+
+def load_benchmark(name: str, split_index: int, *, data_dir: str | os.PathLike | None = None, cap: int | None = None,
+                   fold_file: str | os.PathLike | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """{"train", "val", "test"}: split `split_index` (0–4) of the benchmark protocol over every example of a
+    prepared dataset (`folds.split_folds`), each part as `load_split` gives a split, rows in stored order.
+
+    The folds are the dataset's own, or those of `fold_file` (`folds.read`). `ConfigError` (one line) when the dataset
+    was prepared before folds existed, or when the fold file does not give exactly this dataset's examples a fold.
+    cap: at most this many examples per part, the first in stored order.
+    """
+    _check_cap(cap)
+    builder = _prepared(name, data_dir)
+    splits = split_order(builder.info.splits.keys())
+    files = {split: _file_names(builder, split) for split in splits}
+    every_file = np.concatenate(list(files.values()))
+    if fold_file:
+        every_fold = folds_lib.lookup(folds_lib.read(fold_file), every_file, source=str(fold_file),
+                                      dataset=builder.info.full_name)
+    else:
+        every_fold = folds_lib.lookup(_stored_folds(builder), every_file, source=str(_fold_path(builder)),
+                                      dataset=builder.info.full_name)
+    starts = np.cumsum([0] + [len(names) for names in files.values()])
+    parts = {}
+    for part, rows in folds_lib.split_indices(every_fold, split_index).items():
+        rows = rows[:cap]
+        pieces = [_load(builder, split, rows[(rows >= start) & (rows < end)] - start)
+                  for split, start, end in zip(splits, starts, starts[1:])]
+        parts[part] = {key: np.concatenate([piece[key] for piece in pieces]) for key in pieces[0]}
+    return parts
 
 
 def info(name: str, *, data_dir: str | os.PathLike | None = None,
@@ -99,15 +136,29 @@ def info(name: str, *, data_dir: str | os.PathLike | None = None,
         splits[split] = summary
         histogram[split] = np.histogram(ages, AGE_BINS)[0].tolist()
     labels = [f"{low}–{high - 1}" for low, high in itertools.pairwise(AGE_BINS)]
+    fold_rows = _fold_summary(builder, ages_by_split)
     table = (f"{builder.info.full_name} in {builder.data_dir}\n\n"
              + tabulate.tabulate([[split, *values.values()] for split, values in splits.items()],
                                  headers=["split", *next(iter(splits.values())).keys()], intfmt=",") + "\n\n"
              + tabulate.tabulate([[label, *(histogram[s][i] for s in splits)] for i, label in enumerate(labels)],
-                                 headers=["age", *splits], intfmt=","))
+                                 headers=["age", *splits], intfmt=",") + "\n\n"
+             + (tabulate.tabulate([row.values() for row in fold_rows], headers=list(fold_rows[0]), intfmt=",")
+                if fold_rows else f"no folds: prepared before folds existed; `{_prepare_command(builder)}` adds them"))
     if png_path is not None:
         _plot_ages(ages_by_split, builder.info.full_name, pathlib.Path(png_path))
     return {"dataset": builder.info.full_name, "path": str(builder.data_dir), "splits": splits,
-            "age_bins": labels, "age_histogram": histogram, "table": table}
+            "age_bins": labels, "age_histogram": histogram, "folds": fold_rows, "table": table}
+
+
+def export_folds(name: str, out_path: str | os.PathLike, *, data_dir: str | os.PathLike | None = None
+                 ) -> pathlib.Path:
+    """Writes the prepared dataset's fold assignment as a fold file (`folds.write`: file,fold per example) at
+    `out_path`, for `data.fold_file` elsewhere; returns the path."""
+    builder = _prepared(name, data_dir)
+    mapping = _stored_folds(builder)
+    out_path = pathlib.Path(out_path).expanduser()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    return folds_lib.write(out_path, list(mapping), list(mapping.values()))
 
 
 def export_npz(name: str, split: str, out_path: str | os.PathLike, *,
@@ -117,7 +168,7 @@ def export_npz(name: str, split: str, out_path: str | os.PathLike, *,
     0 = male; omitted when unknown) and img_size 64. Written atomically; returns the path."""
     builder = _prepared(name, data_dir)
     names = split_order(builder.info.splits.keys()) if split == "all" else [split]
-    parts = [_load(builder, s, None) for s in names]
+    parts = [_load(builder, s, slice(None)) for s in names]
     arrays = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
     gender = arrays.get("gender")
     if gender is not None:
@@ -150,14 +201,99 @@ def _prepared(name: str, data_dir) -> FaceBuilder:
     return builder
 
 
-def _load(builder: FaceBuilder, split: str, cap: int | None) -> dict[str, np.ndarray]:
+def _check_cap(cap) -> None:
+    if cap is not None and (not isinstance(cap, (int, np.integer)) or cap < 1):
+        raise ValueError(f"cap must be a positive integer or None, got {cap!r}")
+
+
+def _load(builder: FaceBuilder, split: str, rows: slice | np.ndarray) -> dict[str, np.ndarray]:
+    """The split's image / age / gender arrays at `rows` (a slice, or ascending indices), read from the cache."""
     cache = _split_cache(builder, split)
     arrays = {}
     for key in ("image", "age", "gender"):
         path = cache / f"{key}.npy"
         if path.exists():
-            arrays[key] = np.array(np.load(path, mmap_mode="r")[:cap])
+            arrays[key] = np.array(np.load(path, mmap_mode="r")[rows])
     return arrays
+
+
+def _prepare_command(builder: FaceBuilder, *, manual_dir: bool = False) -> str:
+    """`ssr-jax data prepare NAME [--manual_dir DIR] --data_dir D` for this builder's prepared dataset."""
+    version_dir = pathlib.Path(builder.data_dir)
+    name = builder.info.full_name.rsplit("/", 1)[0]
+    data_dir = version_dir.parent.parent.parent if "/" in name else version_dir.parent.parent
+    return f"ssr-jax data prepare {name}{' --manual_dir DIR' if manual_dir else ''} --data_dir {data_dir}"
+
+
+def _fold_path(builder: FaceBuilder) -> pathlib.Path:
+    return pathlib.Path(builder.data_dir) / FOLD_FILE
+
+
+def _stored_folds(builder: FaceBuilder) -> dict[str, int]:
+    """{file: fold} of the prepared dataset; `ConfigError` naming the prepare command when it has none."""
+    path = _fold_path(builder)
+    if not path.exists():
+        raise ConfigError(f"{builder.info.full_name} in {builder.data_dir} was prepared before folds existed: run "
+                          f"`{_prepare_command(builder)}` to add them (the images are kept)")
+    return folds_lib.read(path)
+
+
+def _write_folds(builder: FaceBuilder) -> pathlib.Path | None:
+    """Assigns and writes the folds of a prepared dataset that has none (prepared now, or before folds existed);
+    returns the fold file's path when it wrote one. Folds, once written, are never recomputed."""
+    path = _fold_path(builder)
+    if path.exists():
+        return None
+    labels = [_stored_labels(builder, split) for split in split_order(builder.info.splits.keys())]
+    files, ages = (np.concatenate(column) for column in zip(*labels))
+    return folds_lib.write(path, files, folds_lib.assign(files, ages, [builder.identity(f) for f in files]))
+
+
+def _stored_labels(builder: FaceBuilder, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(file str [N], age int32 [N]) of a split in stored order, read from the TFDS files (no cache is written:
+    `prepare` leaves the caches to the first load)."""
+    source = builder.as_data_source(split)
+    files, ages = [], np.empty(len(source), np.int32)
+    for i in range(len(source)):  # one example (and its image) in memory at a time
+        example = source[i]
+        files.append(bytes(example["file"]).decode())
+        ages[i] = example["age"]
+    return np.array(files, dtype=str), ages
+
+
+def _fold_summary(builder: FaceBuilder, ages_by_split: dict[str, np.ndarray]) -> list[dict]:
+    """Per fold: examples, identities where the dataset names them, and ages ([] without folds)."""
+    if not _fold_path(builder).exists():
+        return []
+    mapping = _stored_folds(builder)
+    files = np.concatenate([_file_names(builder, split) for split in ages_by_split])
+    folds = folds_lib.lookup(mapping, files, source=str(_fold_path(builder)), dataset=builder.info.full_name)
+    ages = np.concatenate(list(ages_by_split.values()))
+    identities = np.array([builder.identity(file) or "" for file in files])
+    rows = []
+    for fold in range(folds_lib.NUM_FOLDS):
+        in_fold = folds == fold
+        row = {"fold": fold, "count": int(in_fold.sum())}
+        if identities.any():
+            row["identities"] = len(set(identities[in_fold]) - {""})
+        fold_ages = ages[in_fold]
+        row.update(age_min=int(fold_ages.min()) if len(fold_ages) else None,
+                   age_max=int(fold_ages.max()) if len(fold_ages) else None,
+                   age_mean=round(float(fold_ages.mean()), 2) if len(fold_ages) else None)
+        rows.append(row)
+    return rows
+
+
+def _file_names(builder: FaceBuilder, split: str) -> np.ndarray:
+    """The split's `file` feature (str [N], stored order), cached as file.npy beside the split's arrays on first use
+    (written atomically; a cache made before file names were cached gets it added)."""
+    path = _split_cache(builder, split) / "file.npy"
+    if not path.exists():
+        names, _ = _stored_labels(builder, split)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".file.", suffix=".npy", delete=False) as tmp:
+            np.save(tmp, names)
+        os.replace(tmp.name, path)
+    return np.load(path)
 
 
 def _split_cache(builder: FaceBuilder, split: str) -> pathlib.Path:
@@ -246,11 +382,9 @@ def _alive(pid: int) -> bool:
 def _damaged(builder: FaceBuilder, split: str, error: Exception) -> DamagedDatasetError:
     version_dir = pathlib.Path(builder.data_dir)
     files = sorted(version_dir.glob(f"*-{split}.array_record*")) or [version_dir]
-    name = builder.info.full_name.rsplit("/", 1)[0]
-    data_dir = version_dir.parent.parent.parent if "/" in name else version_dir.parent.parent
     reason = (str(error).strip().splitlines() or [""])[0].split(";")[0]
     return DamagedDatasetError(f"{files[0]} is damaged ({reason}): delete {version_dir} and prepare it again with "
-                               f"`ssr-jax data prepare {name} --manual_dir DIR --data_dir {data_dir}`")
+                               f"`{_prepare_command(builder, manual_dir=True)}`")
 
 
 def _writable(directory: pathlib.Path) -> bool:

@@ -62,6 +62,14 @@ class FaceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     # The code for "male" in this dataset's reference .npz (read and written): 1 for IMDB-WIKI, else 0 like ours.
     NPZ_MALE: ClassVar[int] = 0
 
+    @staticmethod
+    def identity(file: str) -> str | None:
+        """The person a stored example shows, from its `file` feature, where the dataset names persons (MORPH2
+        subjects, IMDB/WIKI ids); None where it does not. Folds keep each person's images together
+        (`ssr_jax.data.folds`)."""
+        del file
+        return None
+
     def __init__(self, *, manual_dir: str | os.PathLike | None = None, strict: bool = False, **kwargs):
         """`manual_dir`: where the user put the dataset's files; `strict`: raise on a damaged input (unreadable
         image, misnamed file, missing image) instead of skipping it. Other arguments go to TFDS (`data_dir`,

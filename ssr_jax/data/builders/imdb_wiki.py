@@ -86,6 +86,14 @@ class _ImdbWiki(FaceBuilder, skip_registration=True):
   volume = {126}, number = {2-4}, pages = {144--157}, year = {2018}}"""
     NPZ_MALE = 1  # IMDB-WIKI's metadata and the reference's npz: 1 male, 0 female
 
+    @staticmethod
+    def identity(file: str) -> str | None:
+        """The person of a crop: the first field of its name, IMDB's `nm0000001` in `01/nm0000001_rm…_1968.jpg`,
+        WIKI's page id `10000217` in `17/10000217_1981-05-05_2009.jpg`; None for a row of the reference npz."""
+        if ".npz[" in file:
+            return None
+        return pathlib.PurePosixPath(file).name.split("_", 1)[0]
+
     def _sources(self, manual_dir: pathlib.Path) -> pathlib.Path | ReferenceNpz:
         npz = manual_dir / f"{self.DB}_db.npz"
         if npz.exists():

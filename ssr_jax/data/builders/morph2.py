@@ -44,6 +44,13 @@ MORPH2 is licensed and cannot be downloaded here. Put ONE of these in the manual
     directory or in any subfolder of it. Needed for morph2/subject; used for morph2/random when there is no
     {NPZ_NAME}."""
 
+    @staticmethod
+    def identity(file: str) -> str | None:
+        """The subject of an album file (`…/009055_1M54.JPG` → "009055"); None for a row of the npz, which names
+        no subjects."""
+        labels = _labels(pathlib.PurePosixPath(file).name)
+        return labels[2] if labels else None
+
     def _sources(self, manual_dir: pathlib.Path) -> list[pathlib.Path] | ReferenceNpz:
         npz = manual_dir / NPZ_NAME
         if self.builder_config.name == "random" and npz.exists():
