@@ -79,7 +79,12 @@ def command(name: str, usage: str, *defines: Define) -> Callable:
 
 
 def _exit_with(message: str):
-    print(f"error: {message}", file=sys.stderr)
+    """Exit status 2 with `message` on stderr, its last line (the error itself) prefixed "error: " and printed last;
+    lines before it (a dataset's expected layout, a preparation's skip summary) are its context."""
+    *context, last = message.strip().splitlines() or [""]
+    for line in context:
+        print(line, file=sys.stderr)
+    print(f"error: {last}", file=sys.stderr)
     sys.exit(2)
 
 

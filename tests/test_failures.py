@@ -660,3 +660,19 @@ def test_an_interrupted_wait_for_local_jobs_stops_them(tmp_path, monkeypatch):
         launch.submit_groups(str(tmp_path / "experiment.py"), tmp_path, groups, seeds=None, launcher="slurm",
                              parameters={}, wait=True)
     assert [job.cancelled for job in submitted[2:]] == [False, False]
+
+
+def test_a_preparation_error_ends_with_the_error_after_its_context(tmp_path, capsys):
+    from PIL import Image
+
+    (tmp_path / "empty").mkdir()
+    code, line = cli_exit(capsys, "data", "prepare", "morph2", "--manual_dir", tmp_path / "empty", "--data_dir",
+                          tmp_path / "data")
+    assert code == 2 and line == (f"error: morph2: found neither morph2_db_align.npz nor any .JPG file in the manual "
+                                  f"directory {tmp_path / 'empty'}; put the files there as described above")
+    (tmp_path / "one").mkdir()
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "one" / "000001_00M30.JPG")
+    code, line = cli_exit(capsys, "data", "prepare", "morph2", "--manual_dir", tmp_path / "one", "--data_dir",
+                          tmp_path / "data")
+    assert code == 2 and line.startswith("error: morph2: no usable examples for split ") and \
+        line.endswith("(too few inputs, or all skipped: the summary above says why)")

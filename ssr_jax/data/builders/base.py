@@ -182,8 +182,8 @@ class FaceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         for count, example in enumerate(examples, 1):
             yield example
         if not count:
-            raise ValueError(f"{self.name}: no usable examples for split {split!r} (too few inputs, or all "
-                             f"skipped).\n{self.report.summary()}")
+            raise ValueError(f"{self.report.summary()}\n{self.name}: no usable examples for split {split!r} (too "
+                             "few inputs, or all skipped: the summary above says why)")
 
     def _download_and_prepare(self, dl_manager, download_config) -> None:
         self.report = common.PrepareReport(dataset=self.info.full_name, source=self._describe(self.sources()),
@@ -292,8 +292,8 @@ class FaceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     def _missing(self, what: str) -> ManualFilesError:
         """The one error for inputs that are not where they should be: what was looked for, where, and how to fix."""
-        return ManualFilesError(f"{self.name}: {what} (manual directory {self._manual_dir}).\n"
-                                f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+        return ManualFilesError(f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()}\n{self.name}: {what} in the manual "
+                                f"directory {self._manual_dir}; put the files there as described above")
 
 
 def image_files(root: pathlib.Path, suffixes=(".jpg", ".jpeg", ".png")) -> list[pathlib.Path]:
