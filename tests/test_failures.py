@@ -676,3 +676,31 @@ def test_a_preparation_error_ends_with_the_error_after_its_context(tmp_path, cap
                           tmp_path / "data")
     assert code == 2 and line.startswith("error: morph2: no usable examples for split ") and \
         line.endswith("(too few inputs, or all skipped: the summary above says why)")
+
+
+def test_an_image_too_large_to_decode_is_an_error_row_and_the_others_are_read(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from ssr_jax.data import images
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # a 20000×20000 file, at the scale of a test
+    Image.fromarray(np.zeros((100, 100, 3), np.uint8)).save(tmp_path / "huge.png")
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "face.png")
+    results, readable = images.read_images([tmp_path / "huge.png", tmp_path / "face.png"], 64)
+    assert results[0]["error"].startswith("DecompressionBombError: Image size (10000 pixels) exceeds limit")
+    assert results[1] == {"file": str(tmp_path / "face.png")} and [index for index, _ in readable] == [1]
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_with_its_reason(tmp_path):
+    from PIL import Image
+
+    from ssr_jax.data import prepared
+
+    manual = tmp_path / "morph2"
+    manual.mkdir()
+    for i in range(10):
+        Image.fromarray(np.full((64, 64, 3), 20 * i, np.uint8)).save(manual / f"{i:06d}_00M{20 + i}.JPG")
+    os.rename(manual / "000003_00M23.JPG", os.path.join(os.fsencode(manual), b"00000\xff_00M23.JPG"))
+    report = prepared.prepare("morph2", manual_dir=manual, data_dir=tmp_path / "data", progress=False)
+    assert sum(report.kept.values()) == 9 and report.skipped == {"file name not in the expected pattern": 1}
+    assert "its name is not UTF-8; rename it" in str(report.skipped_examples)

@@ -84,7 +84,8 @@ def read_images(paths: Sequence[str | os.PathLike], image_size: int) -> tuple[li
     for path in paths:
         try:
             image = load_image(path, image_size)
-        except (OSError, ValueError) as error:  # missing or undecodable (PIL's UnidentifiedImageError ⊂ OSError)
+        # Missing or undecodable (PIL's UnidentifiedImageError ⊂ OSError), or too many pixels to decode safely.
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
             results.append({"file": str(path), "error": f"{type(error).__name__}: {error}"})
             continue
         results.append({"file": str(path)})

@@ -240,6 +240,12 @@ class FaceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         files, groups = [], []
         for path in paths:
             relative = path.relative_to(self._manual_dir).as_posix()
+            try:  # stored as the example's text feature: a name of non-UTF-8 bytes cannot be
+                relative.encode()
+            except UnicodeEncodeError:
+                self._reject(common.BAD_FILE_NAME, relative.encode(errors="surrogateescape").decode(errors="replace"),
+                             "its name is not UTF-8; rename it")
+                continue
             labels = parse(path.name)
             if labels is None:
                 self._reject(common.BAD_FILE_NAME, relative, f"expected {expected}")
@@ -284,11 +290,12 @@ class FaceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     def _require_manual_dir(self) -> None:
         if self._manual_dir is None:
-            raise ManualFilesError(f"{self.name}: no manual directory given; pass --manual_dir DIR.\n"
-                                   f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+            raise ManualFilesError(f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()}\n{self.name}: no manual directory "
+                                   "given; pass --manual_dir DIR holding the files described above")
         if not self._manual_dir.is_dir():
-            raise ManualFilesError(f"{self.name}: manual directory {self._manual_dir} does not exist.\n"
-                                   f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+            raise ManualFilesError(f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()}\n{self.name}: manual directory "
+                                   f"{self._manual_dir} does not exist; pass the folder holding the files described "
+                                   "above")
 
     def _missing(self, what: str) -> ManualFilesError:
         """The one error for inputs that are not where they should be: what was looked for, where, and how to fix."""
