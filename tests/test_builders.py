@@ -354,6 +354,7 @@ def test_missing_manual_files_name_what_is_expected_and_leave_nothing(tmp_path):
     ("size_mismatch", r"image has shape \(4, 32, 32, 3\), expected \(N, 64, 64, 3\)"),
     ("short_ages", "3 age values for 4 images"),
     ("not_npz", r"not an .npz \(zip\) file"),
+    ("size_zero", "img_size is 0; an image has at least one pixel a side"),
 ])
 def test_reference_npz_layout_errors(tmp_path, problem, match):
     path = tmp_path / "x.npz"
@@ -367,12 +368,27 @@ def test_reference_npz_layout_errors(tmp_path, problem, match):
         arrays["image"] = np.zeros((4, 32, 32, 3), np.uint8)
     elif problem == "short_ages":
         arrays["age"] = np.arange(3)
+    elif problem == "size_zero":
+        arrays.update(image=np.zeros((4, 0, 0, 3), np.uint8), img_size=0)
     if problem == "not_npz":
         path.write_bytes(b"plain text")
     else:
         np.savez(path, **arrays)
     with pytest.raises(NpzLayoutError, match=match):
         read_reference_npz(path)
+
+
+def test_reference_npz_images_normalised_to_0_1_are_refused_not_stored_black(tmp_path):
+    rng = np.random.default_rng(0)
+    raw = rng.integers(0, 256, (4, 64, 64, 3)).astype(np.float64)
+    for image, problem in ((raw, None), (raw / 255.0, "hold fractions within 0–1 .*save image \\* 255 instead")):
+        np.savez(tmp_path / "x.npz", image=image, age=np.arange(4), gender=np.zeros(4, int), img_size=64)
+        npz = read_reference_npz(tmp_path / "x.npz")
+        if problem is None:
+            assert [image.max() for _, image in npz.iter_images(np.ones(4, bool))] == [255] * 4
+        else:
+            with pytest.raises(NpzLayoutError, match=problem):
+                list(npz.iter_images(np.ones(4, bool)))
 
 
 def test_a_failure_while_writing_leaves_no_complete_looking_dataset(tmp_path):

@@ -82,6 +82,8 @@ def read_reference_npz(path: str | os.PathLike, *, with_gender: bool = True) -> 
     if img_size.size != 1 or not np.issubdtype(img_size.dtype, np.number):
         raise NpzLayoutError(f"{path}: img_size must be one number, got {img_size!r}; {LAYOUT}")
     size = int(img_size.reshape(-1)[0])
+    if size < 1:
+        raise NpzLayoutError(f"{path}: img_size is {size}; an image has at least one pixel a side; {LAYOUT}")
     if len(shape) != 4 or shape[1:] != (size, size, 3):
         raise NpzLayoutError(f"{path}: image has shape {shape}, expected (N, {size}, {size}, 3) for img_size "
                              f"{size}; {LAYOUT}")
@@ -132,4 +134,7 @@ def _to_uint8(block: np.ndarray, path, start: int) -> np.ndarray:
     if not np.isfinite(block).all() or block.min() < 0 or block.max() > 255:
         raise NpzLayoutError(f"{path}: images near index {start} have values outside 0–255 "
                              f"(min {block.min()}, max {block.max()}); {LAYOUT}")
+    if block.max() <= 1 and np.any(block != np.rint(block)):  # raw pixels are whole numbers; these would be black
+        raise NpzLayoutError(f"{path}: images near index {start} hold fractions within 0–1 (normalised images?), "
+                             "where this layout stores raw 0–255 pixels: save image * 255 instead")
     return np.rint(block).astype(np.uint8)
