@@ -355,20 +355,22 @@ def _inspect(args, values):
 
 
 @command("data", "ssr-jax data prepare NAME [--manual_dir DIR] [--strict] | data info NAME [--out FILE.png] [--json] "
-         "| data export-npz NAME --split S|all --out FILE.npz   (each with [--data_dir DIR])",
+         "| data export-npz NAME --split S|all --out FILE.npz | data export-folds NAME --out FILE.csv   (each with "
+         "[--data_dir DIR])",
          DATA_DIR,
          flag(flags.DEFINE_string, "manual_dir", None, "prepare: the folder holding the dataset's files as "
               "downloaded (see the builder's instructions in the error when they are missing)."),
          flag(flags.DEFINE_bool, "strict", False, "prepare: stop at the first unreadable or misnamed image instead "
               "of skipping and counting it."),
-         out_flag("info: the age histogram (default DATA_DIR/NAME/ages.png); export-npz: the .npz file."),
+         out_flag("info: the age histogram (default DATA_DIR/NAME/ages.png); export-npz: the .npz file; "
+                  "export-folds: the fold file (file,fold per example, for --config.data.fold_file)."),
          flag(flags.DEFINE_string, "split", "test", "export-npz: the split to export, or all."),
          json_flag("info's counts"))
 def _data(args, values):
     from ssr_jax.data import prepared
     from ssr_jax.data.builders.base import ManualFilesError
 
-    if len(args) != 2 or args[0] not in ("prepare", "info", "export-npz"):
+    if len(args) != 2 or args[0] not in ("prepare", "info", "export-npz", "export-folds"):
         _exit_with(f"usage: {COMMANDS['data'].usage}")
     action, name = args
     try:
@@ -386,6 +388,10 @@ def _data(args, values):
             else:
                 print(result["table"])
                 print(f"\nage histogram: {png}")
+        elif action == "export-folds":
+            if not values.out:
+                _exit_with("data export-folds needs --out FILE.csv")
+            print(f"written: {prepared.export_folds(name, values.out, data_dir=values.data_dir)}")
         else:
             if not values.out:
                 _exit_with("data export-npz needs --out FILE.npz (and --split S, or --split all)")

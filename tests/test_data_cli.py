@@ -42,6 +42,8 @@ def test_info_counts_and_draws_the_age_histogram(prepared_morph2, tmp_path):
     assert summary["splits"]["train"]["count"] == 80 and summary["splits"]["test"]["count"] == 20
     assert summary["splits"]["train"]["male"] + summary["splits"]["test"]["male"] == NUM // 2
     assert sum(sum(counts) for counts in summary["age_histogram"].values()) == NUM
+    assert [row["fold"] for row in summary["folds"]] == list(range(10))  # the npz names no subjects: round-robin
+    assert [row["count"] for row in summary["folds"]] == [NUM // 10] * 10
     assert (tmp_path / "ages.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -100,8 +100,13 @@ def test_utkface_folds_are_round_robin_and_load_splits_gives_train_test_val(utkf
     assert set(test["age"]) == set(ages[np.isin(assigned, (6, 7))])
 
 
-def test_export_then_import_round_trips(utkface, tmp_path):
-    path = prepared.export_folds("utkface", tmp_path / "folds.csv", data_dir=utkface)
+def test_export_then_import_round_trips(utkface, tmp_path, capsys):
+    from ssr_jax import cli
+
+    path = tmp_path / "folds.csv"
+    with pytest.raises(SystemExit) as exit_:  # absl's app.run ends the command
+        cli.main(["ssr-jax", "data", "export-folds", "utkface", "--data_dir", str(utkface), "--out", str(path)])
+    assert not exit_.value.code and capsys.readouterr().out == f"written: {path}\n"
     mapping = folds.read(path)
     assert mapping == folds.read(prepared.dataset_dir("utkface", data_dir=utkface) / prepared.FOLD_FILE)
     own = prepared.load_benchmark("utkface", 1, data_dir=utkface)
