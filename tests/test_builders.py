@@ -489,6 +489,10 @@ def test_mat_without_the_expected_fields_is_one_clear_error(tmp_path):
     scipy.io.savemat(root / "imdb.mat", {"wiki": {"dob": np.array([1.0])}})
     with pytest.raises(MetadataError, match="no struct named 'imdb'"):
         prepare("imdb", tmp_path, tmp_path / "data")
+    for text in (b"", b"a text file, not MATLAB\n"):  # scipy's MatReadError is neither OSError nor ValueError
+        (root / "imdb.mat").write_bytes(text)
+        with pytest.raises(MetadataError, match="imdb.mat: cannot read as a MATLAB .mat file"):
+            prepare("imdb", tmp_path, tmp_path / "data")
 
 
 # --- MegaAge-Asian, UTKFace, synthetic -------------------------------------------------------------------------
@@ -524,6 +528,15 @@ def test_megaage_lists_must_be_line_aligned(tmp_path):
     (tmp_path / "list" / "test_age.txt").write_text("4\n5\n")
     with pytest.raises(ManualFilesError, match="list/test_name.txt has 1 names but list/test_age.txt has 2 ages"):
         prepare("megaage_asian", tmp_path, tmp_path / "data")
+    (tmp_path / "list" / "test_age.txt").write_bytes(b"4\n\xff5\n")
+    with pytest.raises(ValueError, match=r"test_age.txt, line 2: byte 0xff is not UTF-8 text; save the list as UTF-8"):
+        prepare("megaage_asian", tmp_path, tmp_path / "data")
+
+
+def test_megaage_names_may_hold_spaces(tmp_path):
+    write_megaage(tmp_path, {"train": [("a face.jpg", 3), ("2.jpg", 30)], "test": [("1.jpg", 4)]})
+    report = prepare("megaage_asian", tmp_path, tmp_path / "data")
+    assert report.kept == {"train": 2, "test": 1} and not report.skipped
 
 
 def test_megaage_asian_from_the_official_scripts_npz_files(tmp_path):

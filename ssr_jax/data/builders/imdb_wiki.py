@@ -35,7 +35,7 @@ def read_meta(mat_path: pathlib.Path, db: str) -> dict[str, np.ndarray]:
     fields are 1×N rows; full_path is a cell array of paths relative to the .mat's folder)."""
     try:
         meta = scipy.io.loadmat(mat_path)
-    except (ValueError, OSError, NotImplementedError, TypeError) as error:
+    except Exception as error:  # noqa: BLE001 -- scipy's parser raises many kinds (MatReadError, IndexError, ...)
         raise MetadataError(f"{mat_path}: cannot read as a MATLAB .mat file ({error})") from None
     if db not in meta:
         raise MetadataError(f"{mat_path}: no struct named {db!r} (found {sorted(k for k in meta if k[0] != '_')})")

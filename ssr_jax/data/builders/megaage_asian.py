@@ -70,8 +70,7 @@ Or, instead: megaage_train.npz and megaage_test.npz as written by the official S
 
     def _read_list(self, root: pathlib.Path, split: str) -> list[ImageFile]:
         """ImageFiles for one split from its line-aligned name and age lists; bad ages are reported and left out."""
-        names = (root / f"list/{split}_name.txt").read_text().split()
-        ages = (root / f"list/{split}_age.txt").read_text().split()
+        names, ages = (_lines(root / f"list/{split}_{column}.txt") for column in ("name", "age"))
         if len(names) != len(ages):
             raise self._missing(f"list/{split}_name.txt has {len(names)} names but list/{split}_age.txt has "
                                 f"{len(ages)} ages; they must be line-aligned")
@@ -83,3 +82,14 @@ Or, instead: megaage_train.npz and megaage_test.npz as written by the official S
                 continue
             files.append(ImageFile(f"{split}/{name}", root / split / name, age))
         return files
+
+
+def _lines(path: pathlib.Path) -> list[str]:
+    """The non-empty lines of a list file, each stripped: a name may hold spaces, one name per line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        line = error.object[:error.start].count(b"\n") + 1
+        raise ValueError(f"{path}, line {line}: byte {error.object[error.start]:#04x} is not UTF-8 text; save the "
+                         "list as UTF-8") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
