@@ -1,10 +1,12 @@
 """Result tables (Markdown, LaTeX, CSV) and figures from a sweep's recorded results only.
 
 Input is `DIR/results.jsonl` (one row per finished run, written by `ssr-jax sweep`); learning curves also read the
-runs' own `metrics.jsonl`. A *config* is a run's overrides without its seed, labelled by its sweep entry's name
-where it has one ("DEX"), else by those overrides; each table row aggregates a config's seeds: mean ± sample
-standard deviation, n and the MAE's 95 % t interval over runs with status "ok" (diverged and failed runs are counted
-in their own columns, never averaged). With `--baseline` each config also gets ΔMAE with its
+runs' own `metrics.jsonl`. A *config* is a run's overrides without its seed and benchmark split
+(`REPLICATE_KEYS`), labelled by its sweep entry's name where it has one ("DEX"), else by those overrides; each table
+row aggregates a config's runs over seeds and splits: mean ± sample standard deviation, n and the MAE's 95 % t
+interval over runs with status "ok" (diverged and failed runs are counted in their own columns, never averaged).
+Runs that selected their epoch on a validation split add its MAE and the selected epochs (`val MAE`, `epochs`).
+With `--baseline` each config also gets ΔMAE with its
 95 % interval and p-value (`stats.compare`: paired by seed where both configs have the same seeds, else Welch), a
 `*` where the interval excludes 0, and a "seeds needed" line under the Markdown table.
 
@@ -27,13 +29,17 @@ from ssr_jax.record import finite
 from ssr_jax import workdir as workdir_lib
 
 METRICS = (("mae", "MAE", "min"), ("ca3", "CA(3)", "max"), ("ca5", "CA(5)", "max"))
+# Overrides that repeat a config rather than define one: the seed, and the benchmark protocol's split (its five
+# splits test disjoint parts of one dataset, and the protocol reports their mean).
+REPLICATE_KEYS = ("seed", "data.split_index")
 NO_MAE = "ok without an MAE"
 FORMATS = ("md", "latex", "csv")
 
 
 def config_label(overrides: dict) -> str:
-    """`{"model.lambda_d": 0.5, "seed": 1}` → `lambda_d=0.5` (seed dropped, keys shortened to their last part)."""
-    items = sorted((key, value) for key, value in overrides.items() if key != "seed")
+    """`{"model.lambda_d": 0.5, "seed": 1}` → `lambda_d=0.5` (`REPLICATE_KEYS` dropped, keys shortened to their last
+    part)."""
+    items = sorted((key, value) for key, value in overrides.items() if key not in REPLICATE_KEYS)
     if not items:
         return "base"
     return ", ".join(f"{key.rsplit('.', 1)[-1]}={_value(value)}" for key, value in items)
@@ -113,6 +119,11 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     table["train_s"] = grouped["wall_s"].mean()
     if "inference_ms_per_image" in frame:  # runs with train.measure_inference (Table 1)
         table["cpu_ms"] = grouped["inference_ms_per_image"].mean()
+    if "val_mae" in frame:  # runs that selected their epoch on a validation split
+        table["val_mae_mean"] = grouped["val_mae"].mean()
+        table["val_mae_std"] = grouped["val_mae"].std(ddof=1)
+        table["selected_epochs"] = grouped["selected_epoch"].agg(lambda epochs: ", ".join(
+            str(int(epoch)) for epoch in epochs if pd.notna(epoch)))
     return table
 
 
@@ -127,7 +138,7 @@ def with_baseline(table: pd.DataFrame, frame: pd.DataFrame, baseline: str | None
     if len(matches) != 1:
         raise ValueError(f"--baseline {baseline!r} matches {len(matches)} configs; pick one of {list(table.index)}")
     ok = frame[frame["status"] == "ok"]
-    seeds = ok["seed"] if "seed" in ok else ok["overrides"].map(lambda overrides: overrides.get("seed"))
+    seeds = replicates(ok)
     per_seed = {config: dict(zip(seeds[rows.index], rows["mae"])) for config, rows in ok.groupby("config", sort=False)}
     table = table.copy()
     table["baseline"] = table.index == matches[0]
@@ -143,6 +154,16 @@ def with_baseline(table: pd.DataFrame, frame: pd.DataFrame, baseline: str | None
     table["seeds_needed"] = pd.Series({config: stats.seeds_needed(c) for config, c in comparisons.items()},
                                       dtype="Int64")
     return table
+
+
+def replicates(frame: pd.DataFrame) -> pd.Series:
+    """Each run's replicate of its config, for pairing runs across configs: its seed, or (seed, split) for runs on a
+    benchmark split."""
+    def replicate(overrides: dict):
+        seed = overrides.get("seed")
+        return seed if "data.split_index" not in overrides else (seed, overrides["data.split_index"])
+
+    return frame["overrides"].map(replicate)
 
 
 def seeds_needed_line(table: pd.DataFrame) -> str | None:
@@ -221,6 +242,10 @@ def display_table(table: pd.DataFrame, *, plus_minus: str = "±", mark: str = " 
     shown["train (s)"] = [f"{t:.0f}" if pd.notna(t) else "–" for t in table["train_s"]]
     if "cpu_ms" in table:
         shown["CPU ms/image"] = [f"{t:.2f}" if pd.notna(t) else "–" for t in table["cpu_ms"]]
+    if "val_mae_mean" in table:
+        shown["val MAE"] = [_mean_std(m, s, 2, plus_minus) for m, s in zip(table["val_mae_mean"],
+                                                                           table["val_mae_std"])]
+        shown["epochs"] = table["selected_epochs"].fillna("–")
     if one_seed_only(table):
         shown = shown.drop(columns=["MAE 95% CI", "ΔMAE 95% CI", "p"], errors="ignore")
     return shown
@@ -254,7 +279,7 @@ def to_latex(table: pd.DataFrame) -> str:
 
 def numeric_pivot(frame: pd.DataFrame) -> pd.DataFrame | None:
     """Mean MAE as rows × columns when exactly two override keys vary and both are numbers (the λ grid)."""
-    overrides = pd.DataFrame(frame["overrides"].tolist()).drop(columns=["seed"], errors="ignore")
+    overrides = pd.DataFrame(frame["overrides"].tolist()).drop(columns=list(REPLICATE_KEYS), errors="ignore")
     # As text: an override may be a list (model.stages), which pandas cannot count as it is.
     varying = [key for key in overrides if overrides[key].astype(str).nunique() > 1]
     if len(varying) != 2 or not all(pd.api.types.is_numeric_dtype(overrides[key]) for key in varying):
@@ -267,21 +292,24 @@ def numeric_pivot(frame: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def by_age_table(frame: pd.DataFrame) -> pd.DataFrame | None:
-    """Per config ("ok" runs), the mean over seeds of each age group's MAE (the runs' `mae_by_age`), columns in the
-    runs' group order (`evaluate.AGE_GROUPS`), groups without examples left out; the first row, "examples", is each
-    group's count in the test split. None when no run recorded MAE by age. Configs compared on other test splits
-    cannot share a count: such a sweep is refused (ValueError)."""
+    """Per config ("ok" runs), the mean over seeds and splits of each age group's MAE (the runs' `mae_by_age`),
+    columns in the runs' group order (`evaluate.AGE_GROUPS`), groups without examples left out; the first row,
+    "examples", is each group's count in the test split (summed over the benchmark's splits, whose test parts
+    together are the dataset). None when no run recorded MAE by age. Configs compared on other test examples cannot
+    share a count: such a sweep is refused (ValueError)."""
     ok = frame[frame["status"] == "ok"]
     ok = ok[ok["mae_by_age"].map(lambda value: isinstance(value, dict))] if "mae_by_age" in ok else ok.iloc[:0]
     if ok.empty:
         return None
-    counts = pd.DataFrame(ok["count_by_age"].tolist())
+    counts = pd.DataFrame(ok["count_by_age"].tolist(), index=ok.index)
+    seeds = ok["overrides"].map(lambda overrides: overrides.get("seed"))
+    counts = counts.groupby([ok["config"], seeds], sort=False, dropna=False).sum()
     if (counts.nunique() > 1).any():
         raise ValueError("--by_age: the runs were evaluated on test splits with different age counts; report "
                          "sweeps over one dataset")
     groups = [group for group in counts.columns if counts[group].iloc[0] > 0]
-    maes = pd.DataFrame(ok["mae_by_age"].tolist(), index=ok["config"].to_numpy(), dtype=float)[groups]
-    means = maes.groupby(level=0, sort=False).mean()
+    maes = pd.DataFrame(ok["mae_by_age"].tolist(), index=ok["config"].to_numpy(), dtype=float)
+    means = maes.reindex(columns=groups).groupby(level=0, sort=False).mean()
     table = pd.concat([counts[groups].iloc[:1].set_axis(["examples"]).astype(float), means])
     table.index.name = "config"
     return table

@@ -85,8 +85,8 @@ def test_pivot_is_lambda_local_rows_by_lambda_d_columns(sweep_dir):
 
 def test_list_valued_overrides_are_tabulated_without_a_pivot(tmp_path):
     # experiments/dex_vs_ssr.py: DEX differs from SSR-Net in model.stages, a list once written to JSON.
-    dex = {"model.family": "dex", "model.stages": [101], "model.p_activation": "softmax", "seed": 0}
-    rows = [{**ROWS[0], "overrides": {"model.family": "ssr", "seed": 0}}, {**ROWS[2], "overrides": dex}]
+    dex = {"model.head": "dex", "model.stages": [101], "model.with_eta": False, "seed": 0}
+    rows = [{**ROWS[0], "overrides": {"model.head": "ssr", "seed": 0}}, {**ROWS[2], "overrides": dex}]
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     written = report.write_tables(tmp_path, formats=["md"])
     assert "pivot.md" not in written
@@ -237,3 +237,26 @@ def test_mae_by_age_is_the_mean_over_seeds_per_config_and_group(tmp_path):
     with pytest.raises(ValueError, match="no finished run in .* recorded MAE by age"):
         report.write_tables(tmp_path, out_dir=tmp_path / "other", by_age=True)
     assert not (tmp_path / "other").exists()  # refused before anything is written
+
+
+def test_benchmark_splits_are_replicates_with_validation_columns_and_pooled_age_counts(tmp_path):
+    """Five benchmark splits of one config: one row, n = 5, its validation MAE and selected epochs; by age, the
+    examples of the five test parts add up (each example is tested once)."""
+    groups = ["0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80-89", "90-100"]
+    rows = []
+    for split in range(5):
+        counts = {group: {"0-9": 2 + split % 2, "10-19": 1}.get(group, 0) for group in groups}
+        rows.append({"run_id": f"s{split}", "overrides": {"data.split_index": split, "seed": 0}, "seed": 0,
+                     "status": "ok", "group": f"g{split}", **STATIC, "mae": 5.0 + split, "ca3": 0.5, "ca5": 0.7,
+                     "val_mae": 4.0 + split, "selected_epoch": 10 + split, "wall_s": 10.0,
+                     "mae_by_age": {group: (1.0 + split if counts[group] else None) for group in groups},
+                     "count_by_age": counts})
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    written = report.write_tables(tmp_path, formats=["md"], by_age=True)
+    (label, cells), = markdown_cells(written["results.md"].read_text()).items()
+    interval = scipy_stats.t.interval(0.95, 4, loc=7.0, scale=scipy_stats.sem([5, 6, 7, 8, 9]))
+    assert (label, cells["MAE"], cells["n"]) == ("base", "7.00 ± 1.58", "5")
+    assert cells["MAE 95% CI"] == f"[{interval[0]:.2f}, {interval[1]:.2f}]"
+    assert (cells["val MAE"], cells["epochs"]) == ("6.00 ± 1.58", "10, 11, 12, 13, 14")
+    assert markdown_cells(written["by_age.md"].read_text()) == {
+        "examples": {"0-9": "12", "10-19": "5"}, "base": {"0-9": "3.00", "10-19": "3.00"}}
