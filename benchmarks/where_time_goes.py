@@ -214,7 +214,7 @@ def main(argv=None) -> None:
     validation.validate(config)
     functions, state, batches = build(config, args.steps)
     images = args.steps * config.train.batch_size
-    header = (f"{config.model.family} {tuple(config.model.stages)} conv={config.model.conv} pool={args.pool} batch "
+    header = (f"{config.model.backbone}/{config.model.head} {tuple(config.model.stages)} conv={config.model.conv} pool={args.pool} batch "
               f"{config.train.batch_size}, {args.steps} steps, {len(jax.devices())} {jax.devices()[0].platform} "
               f"device(s), XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     if not args.json:

@@ -2,7 +2,8 @@
 
 Not meant to be trained directly (it has no schedule argument); `ssrnet.py` is this recipe as a runnable config,
 with its command and the result to expect; every config starts from it. Fields and their reference values:
-  model.*   SSR-Net (3,3,3), V = 101, λ_local = λ_d = 1, ReLU p, BatchNorm momentum 0.99 / epsilon 1e-3, dropout 0.2
+  model.*   SSR-Net (3,3,3) (backbone ssrnet, head ssr), V = 101, λ_local = λ_d = 1, ReLU p, BatchNorm momentum 0.99 /
+            epsilon 1e-3, dropout 0.2
   optim.*   Adam lr 1e-3 (the code; the paper text says 2e-3), ε 1e-8, ×0.1 at 1/3 and 2/3 of training
   train.*   batch 50, 90 epochs, L1 loss in years
   data.*    synthetic faces (64×64×3 uint8 BGR, ages 0–100), a fixed dataset seed independent of the run seed;
@@ -29,7 +30,12 @@ def recipe():
     config.init_from = ""
 
     config.model = ml_collections.ConfigDict()
-    config.model.family = "ssr"
+    # The architecture is a backbone (ssrnet, mobilenet, densenet) and a head (ssr_jax/models/heads: ssr, dex,
+    # regression, coral, corn, or_cnn, mean_variance, dldl, dldl_v2, sord); the head's decision rule ("" = its own;
+    # expectation, median or mode where the head gives a distribution over ages).
+    config.model.backbone = "ssrnet"
+    config.model.head = "ssr"
+    config.model.decode = ""
     config.model.stages = (3, 3, 3)
     config.model.v = 101.0
     config.model.lambda_local = 1.0
@@ -40,7 +46,15 @@ def recipe():
     config.model.dropout_rate = 0.2
     config.model.bn_momentum = 0.99
     config.model.bn_epsilon = 1e-3
-    # The baselines' sizes (families mobilenet / densenet): Table 1's are α = 0.25 and depth 19.
+    # The other heads' options (their papers' values): DEX's loss ("l1" on the expectation, as SSR's; or
+    # "cross_entropy"), mean-variance's λ1, λ2, DLDL's and DLDL-v2's label σ (years), DLDL-v2's λ, SORD's τ (years).
+    config.model.dex_loss = "l1"
+    config.model.lambda_mean = 0.2
+    config.model.lambda_variance = 0.05
+    config.model.label_sigma = 2.0
+    config.model.lambda_expectation = 1.0
+    config.model.sord_scale = 2.0
+    # The baselines' sizes (backbones mobilenet / densenet): Table 1's are α = 0.25 and depth 19.
     config.model.mobilenet_alpha = 0.25
     config.model.densenet_depth = 19
 
@@ -104,7 +118,7 @@ def machine_settings(config):
     # runs where.
     config.model.conv = "auto"
     # "bfloat16": the two streams compute in bfloat16 (mixed precision; parameters, optimizer state, heads and
-    # readout stay float32). Families ssr, dex, regression.
+    # readout stay float32). The ssrnet backbone only.
     config.model.compute_dtype = "float32"
     config.train.eval_batch_size = 500
     # Images evaluated at once across a vmapped group's members: a group of 25 at eval batch 500 would hold 12,500

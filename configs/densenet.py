@@ -18,7 +18,9 @@ from ssr_jax.config_lib import parse_arg
 def get_config(arg=None):
     arg = parse_arg(arg, **base.SCHEDULES, depth=19)
     config = base.get_config()
-    config.model.family = "densenet"
+    config.model.backbone = "densenet"
+    config.model.head = "regression"
+    config.model.stages = (101,)  # one stage: a head's bins (another head on this backbone: 101 ages)
     config.model.densenet_depth = int(arg.depth)
     config.model.lambda_local = config.model.lambda_d = 0.0  # no SSR readout
     return base.schedule(config, arg)

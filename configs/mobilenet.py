@@ -19,7 +19,9 @@ from ssr_jax.config_lib import parse_arg
 def get_config(arg=None):
     arg = parse_arg(arg, **base.SCHEDULES, alpha=0.25)
     config = base.get_config()
-    config.model.family = "mobilenet"
+    config.model.backbone = "mobilenet"
+    config.model.head = "regression"
+    config.model.stages = (101,)  # one stage: a head's bins (another head on this backbone: 101 ages)
     config.model.mobilenet_alpha = float(arg.alpha)
     config.model.lambda_local = config.model.lambda_d = 0.0  # no SSR readout
     return base.schedule(config, arg)

@@ -18,9 +18,8 @@ from ssr_jax.config_lib import parse_arg
 def get_config(arg=None):
     arg = parse_arg(arg, **base.SCHEDULES)
     config = base.get_config()
-    config.model.family = "regression"
+    config.model.head = "regression"
     config.model.stages = (101,)
-    config.model.p_activation = "linear"
     config.model.lambda_local = 0.0
     config.model.lambda_d = 0.0
     config.model.with_delta = False

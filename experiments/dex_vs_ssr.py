@@ -24,10 +24,10 @@ from ssr_jax import config_lib
 from ssr_jax.sweep import named
 
 DEFAULT_SEEDS = 3
-# DEX as overrides of SSR-Net: family, stages (101,), softmax p, no Δ/η heads — read off configs/dex.py.
+# DEX as overrides of SSR-Net: head, stages (101,), no Δ/η, λ = 0 — read off configs/dex.py.
 DEX = config_lib.differences(ssrnet.get_config(), dex.get_config())
 REGRESSION = config_lib.differences(ssrnet.get_config(), regression.get_config())
 
 
 def get_sweep(arg=None):
-    return [named("SSR-Net (3,3,3)", {"model.family": "ssr"}), named("DEX", DEX), named("regression", REGRESSION)]
+    return [named("SSR-Net (3,3,3)", {"model.head": "ssr"}), named("DEX", DEX), named("regression", REGRESSION)]

@@ -31,7 +31,7 @@ from ssr_jax.sweep import named
 DEFAULT_SEEDS = 3
 BASE = ssrnet.get_config()
 ROWS = [
-    named("SSR-Net (3,3,3)", {"model.family": "ssr"}),
+    named("SSR-Net (3,3,3)", {"model.head": "ssr"}),
     named("MobileNet-0.25", config_lib.differences(BASE, mobilenet.get_config())),
     named("DenseNet-19", config_lib.differences(BASE, densenet.get_config())),
     named("DEX", config_lib.differences(BASE, dex.get_config())),

@@ -94,7 +94,8 @@ def _processor_name() -> str:
 def config_summary(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """The fields that decide the speed of a run."""
     return {
-        "family": config.model.family,
+        "backbone": config.model.backbone,
+        "head": config.model.head,
         "stages": list(config.model.stages),
         "image_size": config.data.image_size,
         "conv": config.model.conv,
@@ -109,7 +110,7 @@ def config_summary(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 def _label(config_info: dict, members: int) -> str:
     stages = ",".join(str(s) for s in config_info["stages"])
-    return (f"{config_info['family']} ({stages}) {config_info['image_size']}px conv={config_info['conv']} "
+    return (f"{config_info['backbone']}/{config_info['head']} ({stages}) {config_info['image_size']}px conv={config_info['conv']} "
             f"augment={'on' if config_info['augment'] else 'off'} batch {config_info['batch_size']}, "
             f"{members} member{'s' if members > 1 else ''}")
 

@@ -133,25 +133,21 @@ def _train(args, values):
          config_flag(), json_flag("the parameter counts"))
 def _info(args, values):
     _no_positional(args)
-    from ssr_jax.models import abstract_variables, count_parameters
+    from ssr_jax.models import abstract_variables, count_parameters, describe, head_parameter_counts
 
     config, _ = _config_and_overrides(values)
     counts = count_parameters(abstract_variables(config.model, config.data.image_size))
     if values.json:
         print(json.dumps(counts))
         return
-    model = config.model
-    if model.family == "mobilenet":
-        print(f"model       mobilenet alpha={model.mobilenet_alpha} (regression head)")
-    elif model.family == "densenet":
-        print(f"model       densenet depth={model.densenet_depth} (regression head)")
-    else:
-        heads = f" delta={model.with_delta} eta={model.with_eta}" if model.family == "ssr" else ""
-        print(f"model       {model.family} stages={tuple(model.stages)} p={model.p_activation}{heads}")
+    print(f"model       {describe(config.model)}")
     print(f"trainable   {counts['trainable']:,}")
     print(f"batch_stats {counts['batch_stats']:,}")
     print(f"total       {counts['total']:,}")
     print(f"bytes       {counts['bytes']:,} (float32)")
+    print(f"each head on {config.model.backbone} (total parameters; --config.model.head=NAME):")
+    for head, (stages, total) in head_parameter_counts(config.model, config.data.image_size).items():
+        print(f"  {head:<14}{total:>10,}  stages={stages}")
 
 
 @command("demo", "ssr-jax demo [--workdir runs/demo]",
@@ -285,32 +281,41 @@ def _dataset_split(model_dir: str, values: flags.FlagValues) -> dict:
         _exit_with(str(error))
 
 
-@command("evaluate", "ssr-jax evaluate MODEL_DIR --data NAME [--split test] [--data_dir DIR] [--cap N] "
-         "[--out FILE.json] [--json]",
-         *DATASET, out_flag("The summary file (default MODEL_DIR/evaluations/NAME_SPLIT.json)."),
+@command("evaluate", "ssr-jax evaluate MODEL_DIR (--data NAME [--split test] [--data_dir DIR] [--cap N] | "
+         "--decode RULE) [--decode RULE] [--out FILE.json] [--json]",
+         *DATASET, out_flag("The summary file (default MODEL_DIR/evaluations/NAME_SPLIT[_RULE].json)."),
+         flag(flags.DEFINE_string, "decode", None, "Decision rule to read the ages by (expectation, median, mode; "
+              "default: the run's model.decode). Without --data: the run's own test split, re-read without "
+              "retraining."),
          json_flag("the summary"))
 def _evaluate(args, values):
-    from ssr_jax import checkpoint, predict, workdir
+    from ssr_jax import checkpoint, data, predict, saved_model, workdir
 
     model_dir = _model_dir(args, COMMANDS["evaluate"].usage)
-    if len(args) != 1 or not values.data:
+    if len(args) != 1 or not (values.data or values.decode):
         _exit_with(f"usage: {COMMANDS['evaluate'].usage}")
     training = workdir.holder(model_dir)
     if training is not None:  # its checkpoint is an intermediate epoch's, and the next one may replace it mid-read
         _exit_with(f"{model_dir} is still training ({training}); evaluate it once that run has ended")
-    summary = {**predict.evaluate_split(model_dir, _dataset_split(model_dir, values)),
-               "model_dir": model_dir, "data": values.data, "split": values.split, "cap": values.cap,
+    if values.data:
+        split, dataset = _dataset_split(model_dir, values), values.data
+    else:  # the split the run was tested on, whatever its protocol
+        run_data = saved_model.read_config(model_dir).data
+        split, dataset, values.split = data.load_splits(run_data)[1], data.prepared_name(run_data), "test"
+    summary = {**predict.evaluate_split(model_dir, split, decode=values.decode),
+               "model_dir": model_dir, "data": dataset, "split": values.split, "cap": values.cap,
                "checkpoint_step": checkpoint.latest_step(os.path.join(model_dir, "checkpoint"))}
-    # A capped evaluation is a file of its own: it never replaces the whole split's.
-    name = f"{values.data}_{values.split}" + (f"_cap{values.cap}" if values.cap else "")
+    # A capped evaluation, or one by another rule, is a file of its own: it never replaces the whole split's.
+    name = (f"{dataset}_{values.split}" + (f"_cap{values.cap}" if values.cap else "")
+            + (f"_{values.decode}" if values.decode else ""))
     out = values.out or os.path.join(model_dir, "evaluations", f"{name}.json")
     workdir.prepare(os.path.dirname(os.path.abspath(out)), flag="--out")
     workdir.write_json(out, summary)
     if values.json:
         print(workdir.dumps(summary, indent=2))
     else:
-        print(f"{model_dir} on {values.data}/{values.split} ({summary['num_test']} images): MAE {summary['mae']:.3f}, "
-              f"CA(3) {summary['ca3']:.3f}, CA(5) {summary['ca5']:.3f}")
+        print(f"{model_dir} on {dataset}/{values.split} ({summary['num_test']} images), decode {summary['decode']}: "
+              f"MAE {summary['mae']:.3f}, CA(3) {summary['ca3']:.3f}, CA(5) {summary['ca5']:.3f}")
         print(f"written: {out}")
 
 

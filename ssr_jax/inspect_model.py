@@ -86,8 +86,8 @@ def inspect(model_dir: str | os.PathLike, images: np.ndarray, ages: np.ndarray |
     `[N]`) and the settings it used (`bins`, `v`, `lambda_local`, `lambda_d`).
     """
     config, variables = saved_model.load(model_dir)
-    if config.model.family != "ssr":
-        raise ValueError(f"{model_dir} is a {config.model.family!r} model; inspect reads the SSR readout's heads")
+    if config.model.head != "ssr":
+        raise ValueError(f"{model_dir} has the {config.model.head!r} head; inspect reads the SSR readout's heads")
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[1:] != (config.data.image_size, config.data.image_size, 3) or not len(images):
         raise ValueError(f"images must be [N, {config.data.image_size}, {config.data.image_size}, 3] with N >= 1, "

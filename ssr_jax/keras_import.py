@@ -33,7 +33,7 @@ from ssr_jax.models import abstract_variables
 IMAGE_SIZE = 64
 EXPECTS = "64x64 BGR raw 0-255"
 # What the released weights are: SSR-Net (3,3,3) with both λ = 1 and ReLU p, on 64×64 input (dotted overrides).
-RELEASED_MODEL = {"model.family": "ssr", "model.stages": (3, 3, 3), "model.lambda_local": 1.0, "model.lambda_d": 1.0,
+RELEASED_MODEL = {"model.backbone": "ssrnet", "model.head": "ssr", "model.stages": (3, 3, 3), "model.lambda_local": 1.0, "model.lambda_d": 1.0,
                   "model.p_activation": "relu", "model.with_delta": True, "model.with_eta": True, "model.v": 101.0,
                   "data.image_size": IMAGE_SIZE}
 

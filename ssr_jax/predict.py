@@ -11,7 +11,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from ssr_jax import saved_model
+from ssr_jax import models, saved_model
 from ssr_jax.data.images import fit_images, read_images
 from ssr_jax.evaluate import by_age, evaluate_batches, pad_to_batches
 from ssr_jax.models import abstract_variables, count_parameters
@@ -35,11 +35,18 @@ def predict_files(model_dir: str | os.PathLike, paths: Sequence[str | os.PathLik
     return results
 
 
-def evaluate_split(model_dir: str | os.PathLike, split: dict[str, np.ndarray], batch_size: int = 256) -> dict:
-    """The metrics a training run's `summary.json` reports (MAE, CA(3), CA(5), MAE by age, parameters, size) for a
-    model directory on one split `{"image": uint8 [N, H, W, 3] BGR, "age": [N]}`."""
+def evaluate_split(model_dir: str | os.PathLike, split: dict[str, np.ndarray], batch_size: int = 256,
+                   decode: str | None = None) -> dict:
+    """The metrics a training run's `summary.json` reports (MAE, CA(3), CA(5), MAE by age, parameters, size, the
+    `decode` rule) for a model directory on one split `{"image": uint8 [N, H, W, 3] BGR, "age": [N]}`, its ages
+    read by the decision rule `decode` (default: the run's `model.decode`); a rule its head cannot give is a
+    `ConfigError`, before anything compiles."""
     start = time.perf_counter()
-    config, variables = saved_model.load(model_dir)
+    config = saved_model.read_config(model_dir)
+    if decode is not None:
+        config.model.decode = decode
+        models.validate_head(config.model)
+    _, variables = saved_model.load(model_dir)
     images = fit_images(split["image"], config.data.image_size)
     ages = np.asarray(split["age"])
     if ages.shape != (len(images),) or not len(images):
@@ -57,5 +64,6 @@ def evaluate_split(model_dir: str | os.PathLike, split: dict[str, np.ndarray], b
         "trainable_params": params["trainable"],
         "model_bytes": params["bytes"],
         "num_test": int(len(ages)),
+        **models.architecture(config.model),
         "wall_s": time.perf_counter() - start,
     }

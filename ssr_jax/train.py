@@ -35,8 +35,8 @@ from ssr_jax.record import Recorder, finite, read_summary, record_config
 from ssr_jax.data import augment, has_validation, load_splits
 from ssr_jax.data.chunks import HostChunks, Resident
 from ssr_jax.evaluate import SUMS, by_age, evaluate_batches, pad_to_batches, predict_the_mean_mae
-from ssr_jax.models import (abstract_variables, count_parameters, create_model, model_input, predict_age,
-                            regularisation)
+from ssr_jax.models import (abstract_variables, architecture, count_parameters, create_model, model_input,
+                            predict_age, regularisation, training_loss)
 from ssr_jax.models.conv import vmapped_members
 from ssr_jax.state import (VALUE_FIELDS, TrainState, learning_rate_at, make_optimizer, program_signature,
                            stack_members, train_state_from_variables)
@@ -305,7 +305,8 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
             {"params": params, "batch_stats": batch_stats}, model_input(images, config.data),
             train=True, rngs={"dropout": dropout_key}, mutable=["batch_stats"],
         )
-        loss = jnp.mean(jnp.abs(readout(heads, hparams) - ages)) + regularisation(config.model, params)
+        lambdas = dict(lambda_local=hparams["lambda_local"], lambda_d=hparams["lambda_d"])
+        loss = training_loss(config.model, heads, ages, **lambdas) + regularisation(config.model, params)
         return loss, mutated["batch_stats"]
 
     def train_epoch(state, key, hparams, data):
@@ -594,6 +595,7 @@ def train_members(
                             wall_s=earlier_s[member] + this_invocation_s,
                             epoch_seconds=epoch_seconds, images_per_epoch=trainer.images_per_epoch, name=name,
                             members=members, start_epoch=start_epoch)
+        summary.update(architecture(configs[member].model))
         member_state = jax.tree.map(lambda leaf: leaf[member], host_state)
         if run_dir != state_dir:
             save_member_weights(run_dir, member_state, writer=writer)

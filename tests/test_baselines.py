@@ -16,17 +16,17 @@ import pytest
 
 from ssr_jax.models import count_parameters
 from ssr_jax.models.baselines_keras import first_difference, flax_layers, read_keras_layers
-from ssr_jax.models.densenet import WEIGHT_DECAY, DenseNetRegressor, regularised_convs, weight_decay_penalty
-from ssr_jax.models.mobilenet import MobileNetRegressor
+from ssr_jax.models.densenet import WEIGHT_DECAY, DenseNet, regularised_convs, weight_decay_penalty
+from ssr_jax.models.mobilenet import MobileNet
 
 BASELINES = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference" / "baselines"
 
 # netType → (model, trainable + BatchNorm moving statistics of the released Keras model).
 REFERENCE_TOTALS = {
-    "mobilenet_0.25": (MobileNetRegressor(alpha=0.25), 226_309),
-    "mobilenet_0.5": (MobileNetRegressor(alpha=0.5), 842_421),
-    "densenet_13": (DenseNetRegressor(depth=13), 108_377),
-    "densenet_19": (DenseNetRegressor(depth=19), 242_009),
+    "mobilenet_0.25": (MobileNet(alpha=0.25), 226_309),
+    "mobilenet_0.5": (MobileNet(alpha=0.5), 842_421),
+    "densenet_13": (DenseNet(depth=13), 108_377),
+    "densenet_19": (DenseNet(depth=19), 242_009),
 }
 SAVED_ARCHITECTURES = {"mobilenet_0.25": "mobilenet_reg_0.25_64.json", "densenet_19": "densenet_reg_19_64.json"}
 
@@ -82,7 +82,7 @@ def test_a_differing_layer_is_named():
     path = BASELINES / SAVED_ARCHITECTURES["densenet_19"]
     if not path.exists():
         pytest.skip(f"{path} not available")
-    message = first_difference(read_keras_layers(path), flax_layers(DenseNetRegressor(depth=19, bn_epsilon=1e-3)))
+    message = first_difference(read_keras_layers(path), flax_layers(DenseNet(depth=19, bn_epsilon=1e-3)))
     assert message.startswith("layer 1: Keras batch_normalization_1 ")
     assert "densenet/block1_layer1_bn" in message
 
@@ -122,7 +122,7 @@ def test_keras_regularises_exactly_the_kernels_of_the_weight_decay_penalty():
     path = BASELINES / SAVED_ARCHITECTURES["densenet_19"]
     if not path.exists():
         pytest.skip(f"{path} not available")
-    model = DenseNetRegressor(depth=19)
+    model = DenseNet(depth=19)
     regularised = [flax.name for keras, flax in zip(read_keras_layers(path), flax_layers(model)) if keras.l2]
     assert [layer.l2 for layer in read_keras_layers(path) if layer.l2] == pytest.approx([WEIGHT_DECAY] * 3)
     assert [f"densenet/{name}" for name in regularised_convs(abstract_variables(model)["params"])] == regularised
@@ -171,10 +171,11 @@ def test_eval_gives_one_age_per_image_deterministically_and_jit_matches_eager(na
     images = faces(2)
     evaluate = jax.jit(lambda v, x: model.apply(v, x, train=False))  # no 'dropout' rng, batch_stats immutable
     jitted = evaluate(variables, images)
-    assert set(jitted) == {"age"}
-    assert jitted["age"].shape == (2,) and jitted["age"].dtype == jnp.float32
-    np.testing.assert_array_equal(evaluate(variables, images)["age"], jitted["age"])
-    np.testing.assert_allclose(jitted["age"], model.apply(variables, images, train=False)["age"], rtol=1e-4, atol=1e-4)
+    assert set(jitted) == {"p"}  # the regression head's one linear output, one stage
+    assert jitted["p"][0].shape == (2, 1) and jitted["p"][0].dtype == jnp.float32
+    np.testing.assert_array_equal(evaluate(variables, images)["p"][0], jitted["p"][0])
+    np.testing.assert_allclose(jitted["p"][0], model.apply(variables, images, train=False)["p"][0], rtol=1e-4,
+                               atol=1e-4)
 
 
 @pytest.mark.parametrize("name", SAVED_ARCHITECTURES)
@@ -183,12 +184,12 @@ def test_training_steps_use_dropout_and_batch_statistics_and_reduce_the_mae(name
     model, variables = REFERENCE_TOTALS[name][0], initialised[name]
     images, ages = faces(4), jnp.array([18.0, 30.0, 45.0, 60.0])
     optimizer = optax.adam(1e-2)
-    regulariser = weight_decay_penalty if isinstance(model, DenseNetRegressor) else (lambda params: 0.0)
+    regulariser = weight_decay_penalty if isinstance(model, DenseNet) else (lambda params: 0.0)
 
     def loss_fn(params, batch_stats, key):
         out, updates = model.apply({"params": params, "batch_stats": batch_stats}, images, train=True,
                                    rngs={"dropout": key}, mutable=["batch_stats"])
-        return jnp.mean(jnp.abs(out["age"] - ages)) + regulariser(params), updates["batch_stats"]
+        return jnp.mean(jnp.abs(out["p"][0][:, 0] - ages)) + regulariser(params), updates["batch_stats"]
 
     @jax.jit
     def step(params, batch_stats, opt_state, key):
@@ -214,7 +215,7 @@ def test_training_steps_use_dropout_and_batch_statistics_and_reduce_the_mae(name
 
 def test_densenet_depth_must_be_3n_plus_4():
     with pytest.raises(ValueError, match="3·n \\+ 4"):
-        abstract_variables(DenseNetRegressor(depth=14))
+        abstract_variables(DenseNet(depth=14))
 
 
 def test_same_padding_pads_like_tensorflow():

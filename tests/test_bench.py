@@ -42,7 +42,7 @@ def test_run_benchmark_reports_every_field(smoke, members):
     device = result["device"]
     assert device["platform"] == "cpu" and device["device_count"] >= 1 and isinstance(device["device_kind"], str)
     assert isinstance(result["jax_version"], str)
-    assert result["config"] == {**result["config"], "family": "ssr", "stages": [3, 3, 3], "image_size": 64,
+    assert result["config"] == {**result["config"], "backbone": "ssrnet", "head": "ssr", "stages": [3, 3, 3], "image_size": 64,
                                 "conv": "auto", "augment": True}
     assert set(result["device_memory"]) >= {"peak_bytes_in_use"}  # None on CPU, bytes on a GPU
     assert len(result["final_train_loss"]) == members and all(map(math.isfinite, result["final_train_loss"]))

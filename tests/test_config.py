@@ -36,13 +36,13 @@ def test_bad_values_name_the_field(overrides, field, tmp_path):
 
 def test_dex_needs_one_stage():
     config = config_lib.apply_overrides(dex.get_config(), {"model.stages": (10, 10)})
-    with pytest.raises(config_lib.ConfigError, match="DEX has one softmax stage"):
+    with pytest.raises(config_lib.ConfigError, match="the dex head has one stage"):
         validation.validate(config)
 
 
 def test_regression_needs_one_stage():
     config = config_lib.apply_overrides(regression.get_config(), {"model.stages": (3, 3)})
-    with pytest.raises(config_lib.ConfigError, match="regression head has one fusion stage"):
+    with pytest.raises(config_lib.ConfigError, match="the regression head has one stage"):
         validation.validate(config)
 
 

@@ -234,13 +234,14 @@ def test_reshape_pooling_equals_flax_pooling(kind, window, shape):
     np.testing.assert_allclose(grad(fast), grad(reference), rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("family", ["mobilenet", "densenet"])
-def test_baselines_compute_the_same_with_either_convolution(family):
-    config = model_config(family=family, densenet_depth=7)
+@pytest.mark.parametrize("backbone", ["mobilenet", "densenet"])
+def test_baselines_compute_the_same_with_either_convolution(backbone):
+    config = model_config((101,), backbone=backbone, head="regression", densenet_depth=7)
     images = jnp.asarray(np.random.default_rng(1).integers(0, 256, (2, 64, 64, 3)), jnp.float32)
-    fast, reference = create_model(config), create_model(model_config(family=family, densenet_depth=7, conv="xla"))
+    fast, reference = create_model(config), create_model(model_config((101,), backbone=backbone, head="regression",
+                                                                          densenet_depth=7, conv="xla"))
     variables = jax.jit(lambda key: reference.init(key, images[:1], train=False))(jax.random.key(2, impl="rbg"))
-    got, want = (m.apply(variables, images, train=False)["age"] for m in (fast, reference))
+    got, want = (m.apply(variables, images, train=False)["p"][0] for m in (fast, reference))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
 
 

@@ -336,9 +336,10 @@ def test_table1_rows_are_the_papers_models_with_their_parameter_counts():
     from ssr_jax.models import abstract_variables, count_parameters
 
     groups = sweep.group_runs(sweep.expand(os.path.join(REPO, "experiments", "table1.py:smoke"), seeds=1))
-    totals = {members[0].config.model.family: count_parameters(abstract_variables(
+    totals = {(members[0].config.model.backbone, members[0].config.model.head): count_parameters(abstract_variables(
         members[0].config.model, 64))["total"] for members in groups}
-    assert totals == {"ssr": 40_915, "mobilenet": 226_309, "densenet": 242_009, "dex": 110_945}
+    assert totals == {("ssrnet", "ssr"): 40_915, ("mobilenet", "regression"): 226_309,
+                      ("densenet", "regression"): 242_009, ("ssrnet", "dex"): 110_945}
     assert sorted(members[0].name for members in groups) == ["DEX", "DenseNet-19", "MobileNet-0.25", "SSR-Net (3,3,3)"]
     assert all(members[0].config.train.measure_inference for members in groups)
 

@@ -1,13 +1,16 @@
-"""Model construction from `config.model`, the age readout, and parameter accounting.
+"""Model construction from `config.model` (a backbone and a head), the age readout, and parameter accounting.
 
-Families:
-  ssr — SSR-Net with the soft stagewise readout (`ssr_jax.ssr.ssr_age`).
-  dex — the same backbone with one softmax stage (usually 101 bins) and the DEX expectation readout, no Δ/η heads.
-  regression — the same backbone and one fusion stage of width s (stages=(s,)), whose p layer is one linear unit:
-        age = V · output (V only sets the output's scale at initialisation, as it does for DEX and SSR).
+Backbones (`model.backbone`), each images → features, then the head's output layer on them:
+  ssrnet — the SSR-Net trunk: two streams and a fusion block per stage (`ssr_jax/models/ssrnet.py`); K stages of
+        widths `model.stages` for the SSR head, one stage (its width s = the head's number of bins) for the others.
   mobilenet, densenet — the paper's compact baselines as the reference builds them (Keras MobileNet v1 of width
-        `model.mobilenet_alpha`, titu1994 DenseNet of depth `model.densenet_depth`, each with its plain regression
-        head; `ssr_jax/models/mobilenet.py`, `densenet.py`). Their BatchNorm epsilons are those architectures' own.
+        `model.mobilenet_alpha`, titu1994 DenseNet of depth `model.densenet_depth`), up to the reference head's
+        Dense 32 (`ssr_jax/models/mobilenet.py`, `densenet.py`). Their BatchNorm epsilons are those architectures'
+        own.
+Heads (`model.head`): `ssr_jax.models.heads` — ssr, dex, regression, coral, corn, or_cnn, mean_variance, dldl,
+dldl_v2, sord; every head on every backbone except ssr, whose stages need the SSR-Net trunk. The configs name the
+pairs: SSR-Net = (ssrnet, ssr), DEX = (ssrnet, dex), regression = (ssrnet, regression), the baselines = (mobilenet
+| densenet, regression).
 """
 from __future__ import annotations
 
@@ -21,43 +24,29 @@ from ssr_jax.config_lib import fail
 from ssr_jax.models import densenet
 from ssr_jax.models import onednn
 from ssr_jax.models.conv import CONV_CHOICES
-from ssr_jax.models.densenet import DenseNetRegressor
-from ssr_jax.models.mobilenet import MobileNetRegressor
+from ssr_jax.models import heads
+from ssr_jax.models.densenet import DenseNet
+from ssr_jax.models.heads import dex as dex_head
+from ssr_jax.models.heads.ssr import P_ACTIVATIONS
+from ssr_jax.models.mobilenet import MobileNet
 from ssr_jax.models.ssrnet import SSRNet
-from ssr_jax.ssr import dex_age, ssr_age
 
-FAMILIES = ("ssr", "dex", "regression", "mobilenet", "densenet")
+BACKBONES = ("ssrnet", "mobilenet", "densenet")
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-# Families whose module returns the age itself ({"age": [batch]}) rather than SSR heads.
-DIRECT_AGE_FAMILIES = ("mobilenet", "densenet")
-# Families with one stage and no Δ/η heads, whose p activation is part of the family.
-FIXED_P_ACTIVATION = {"dex": "softmax", "regression": "linear"}
-P_ACTIVATIONS = ("relu", "softmax", "linear")
 MAX_STAGES = 4
 MIN_IMAGE_SIZE = 38  # the four 3×3 VALID convolutions and three poolings of the SSR-Net streams
 
 
-def create_model(model_config) -> SSRNet | MobileNetRegressor | DenseNetRegressor:
-    """The Flax module for `config.model` (family, stages, heads, BatchNorm and dropout settings)."""
-    common = dict(dropout_rate=model_config.dropout_rate, bn_momentum=model_config.bn_momentum,
-                  conv=model_config.conv)
-    if model_config.family == "mobilenet":
-        return MobileNetRegressor(alpha=model_config.mobilenet_alpha, **common)
-    if model_config.family == "densenet":
-        return DenseNetRegressor(depth=model_config.densenet_depth, **common)
-    is_ssr = model_config.family == "ssr"
-    return SSRNet(
-        stages=tuple(model_config.stages),
-        p_activation=FIXED_P_ACTIVATION.get(model_config.family, model_config.p_activation),
-        p_outputs=1 if model_config.family == "regression" else None,
-        with_delta=is_ssr and model_config.with_delta,
-        with_eta=is_ssr and model_config.with_eta,
-        dropout_rate=model_config.dropout_rate,
-        bn_momentum=model_config.bn_momentum,
-        bn_epsilon=model_config.bn_epsilon,
-        conv=model_config.conv,
-        dtype=COMPUTE_DTYPES[model_config.compute_dtype],
-    )
+def create_model(model_config) -> SSRNet | MobileNet | DenseNet:
+    """The Flax module for `config.model`: its backbone (BatchNorm and dropout settings) with its head's layer."""
+    common = dict(head=heads.create(model_config), dropout_rate=model_config.dropout_rate,
+                  bn_momentum=model_config.bn_momentum, conv=model_config.conv)
+    if model_config.backbone == "mobilenet":
+        return MobileNet(alpha=model_config.mobilenet_alpha, **common)
+    if model_config.backbone == "densenet":
+        return DenseNet(depth=model_config.densenet_depth, **common)
+    return SSRNet(stages=tuple(model_config.stages), bn_epsilon=model_config.bn_epsilon,
+                  dtype=COMPUTE_DTYPES[model_config.compute_dtype], **common)
 
 
 INPUT_SCALES = {"raw": (1.0, 0.0), "unit": (1 / 255, 0.0), "symmetric": (2 / 255, -1.0)}  # x · a + b
@@ -75,38 +64,66 @@ def model_input(images: jnp.ndarray, data_config) -> jnp.ndarray:
 
 
 def architecture_label(model_config) -> str:
-    """A short name for the architecture: "ssr-3x3x3", "dex-101", "mobilenet-0.25", "densenet-19"."""
-    if model_config.family == "mobilenet":
-        return f"mobilenet-{model_config.mobilenet_alpha:g}"
-    if model_config.family == "densenet":
-        return f"densenet-{model_config.densenet_depth}"
-    return f"{model_config.family}-{'x'.join(map(str, model_config.stages))}"
+    """A short name for the architecture: "ssr-3x3x3", "dex-101", "mobilenet-0.25-regression",
+    "densenet-19-coral"."""
+    if model_config.backbone == "mobilenet":
+        return f"mobilenet-{model_config.mobilenet_alpha:g}-{model_config.head}"
+    if model_config.backbone == "densenet":
+        return f"densenet-{model_config.densenet_depth}-{model_config.head}"
+    return f"{model_config.head}-{'x'.join(map(str, model_config.stages))}"
+
+
+def architecture(model_config) -> dict[str, str]:
+    """What summary.json and results rows record of the model: `backbone`, `head` and the `decode` rule used."""
+    return {"backbone": model_config.backbone, "head": model_config.head, "decode": heads.decode_rule(model_config)}
+
+
+def describe(model_config) -> str:
+    """One line naming the backbone, the head and their settings, for `ssr-jax info`."""
+    model = model_config
+    backbone = {"mobilenet": f"mobilenet alpha={model.mobilenet_alpha}", "densenet": f"densenet depth="
+                f"{model.densenet_depth}"}.get(model.backbone, f"ssrnet stages={tuple(model.stages)}")
+    ssr = f" p={model.p_activation} delta={model.with_delta} eta={model.with_eta}" if model.head == "ssr" else ""
+    return f"{backbone}, head {model.head}{ssr}, decode {heads.decode_rule(model)}"
+
+
+def with_head(model_config, head: str):
+    """`model_config` with another head: the SSR head keeps an SSR config's stages (else (3, 3, 3)); a one-stage
+    head keeps a one-stage config's width (else V bins, 101 for the reference)."""
+    config = model_config.copy_and_resolve_references()
+    if head == "ssr" and model_config.head != "ssr":
+        config.stages = (3, 3, 3)
+    elif head != "ssr" and len(model_config.stages) != 1:
+        config.stages = (round(model_config.v),)
+    config.head = head
+    return config
+
+
+def head_parameter_counts(model_config, image_size: int) -> dict[str, tuple[tuple[int, ...], int]]:
+    """{head: (stages, total parameters)} for every head that can sit on this config's backbone."""
+    configs = {head: with_head(model_config, head) for head in heads.HEADS
+               if head != "ssr" or model_config.backbone == "ssrnet"}
+    return {head: (tuple(config.stages), count_parameters(abstract_variables(config, image_size))["total"])
+            for head, config in configs.items()}
 
 
 def regularisation(model_config, params) -> jnp.ndarray:
     """The weight penalty the reference adds to the training loss: the DenseNet's L2 on some kernels, else 0."""
-    if model_config.family == "densenet":
+    if model_config.backbone == "densenet":
         return densenet.weight_decay_penalty(params)
     return jnp.zeros((), jnp.float32)
 
 
-def predict_age(model_config, heads: dict, *, lambda_local, lambda_d) -> jnp.ndarray:
-    """Ages `[batch]` from the model's heads; λ may be traced (a vmapped sweep axis)."""
-    if model_config.family in DIRECT_AGE_FAMILIES:
-        return heads["age"]
-    if model_config.family == "dex":
-        return dex_age(heads["p"][0], v=model_config.v)
-    if model_config.family == "regression":
-        return model_config.v * heads["p"][0][:, 0]
-    return ssr_age(
-        heads["p"],
-        heads["eta"],
-        heads["delta"],
-        stages=tuple(model_config.stages),
-        v=model_config.v,
-        lambda_local=lambda_local,
-        lambda_d=lambda_d,
-    )
+def predict_age(model_config, outputs: dict, *, lambda_local, lambda_d, rule: str | None = None) -> jnp.ndarray:
+    """Ages `[batch]` from the model's outputs by the head's readout under `rule` (default: `model.decode`, else
+    the head's own); λ may be traced (a vmapped sweep axis)."""
+    head = heads.create(model_config, lambda_local=lambda_local, lambda_d=lambda_d)
+    return head.age(outputs, rule or heads.decode_rule(model_config))
+
+
+def training_loss(model_config, outputs: dict, ages: jnp.ndarray, *, lambda_local, lambda_d) -> jnp.ndarray:
+    """The head's training loss (a batch mean) for float ages `[batch]`; λ may be traced."""
+    return heads.create(model_config, lambda_local=lambda_local, lambda_d=lambda_d).loss(outputs, ages)
 
 
 def abstract_variables(model_config, image_size: int) -> Any:
@@ -125,11 +142,38 @@ def count_parameters(variables) -> dict[str, int]:
     return {"trainable": trainable, "batch_stats": batch_stats, "total": total, "bytes": 4 * total}
 
 
+ORDINAL_HEADS = ("coral", "corn", "or_cnn")
+
+
+def validate_head(model) -> None:
+    """Checks `model.head`, the pair it makes with `model.backbone`, `model.decode` and the head's options."""
+    if model.head not in heads.HEADS:
+        fail("model.head", model.head, f"must be one of {tuple(heads.HEADS)}")
+    if model.head == "ssr" and model.backbone != "ssrnet":
+        fail("model.head", model.head, f"SSR's stages read the two streams of the ssrnet backbone; on "
+             f"{model.backbone} choose another head (e.g. regression or dex), or --config.model.backbone=ssrnet")
+    rules = heads.HEADS[model.head].rules
+    if model.decode not in ("", *rules):
+        fail("model.decode", model.decode, f"the {model.head} head can be read by {' or '.join(rules)}"
+             + (" (Eq. 7 sums K stages' expectations over shifted bins: no distribution to take a median or "
+                "mode of)" if model.head == "ssr" else "") + "; '' = its own rule")
+    if model.dex_loss not in dex_head.LOSSES:
+        fail("model.dex_loss", model.dex_loss, f"must be one of {dex_head.LOSSES} (DEX's paper: cross_entropy)")
+    for name, fix in (("label_sigma", "DLDL's label σ in years must be positive and finite (paper: 2)"),
+                      ("sord_scale", "SORD's distance scale τ in years must be positive and finite (default 2)")):
+        if not 0 < model[name] < float("inf"):
+            fail(f"model.{name}", model[name], fix)
+    for name, paper in (("lambda_mean", 0.2), ("lambda_variance", 0.05), ("lambda_expectation", 1.0)):
+        if not 0 <= model[name] < float("inf"):
+            fail(f"model.{name}", model[name], f"a loss weight must be finite and not negative (paper: {paper})")
+
+
 def validate_config(config) -> None:
     """Checks `config.model` and the input it needs (`data.image_size`, `data.input_scale`); raises `ConfigError`."""
     model, data = config.model, config.data
-    if model.family not in FAMILIES:
-        fail("model.family", model.family, f"must be one of {FAMILIES}")
+    if model.backbone not in BACKBONES:
+        fail("model.backbone", model.backbone, f"must be one of {BACKBONES}")
+    validate_head(model)
     stages = model.stages
     if (
         not isinstance(stages, (tuple, list))
@@ -137,8 +181,11 @@ def validate_config(config) -> None:
         or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in stages)
     ):
         fail("model.stages", stages, f"needs 1 to {MAX_STAGES} positive integers, e.g. --config.model.stages=3,3,3")
-    if model.family == "dex" and len(stages) != 1:
-        fail("model.stages", stages, "DEX has one softmax stage, e.g. --config.model.stages='(101,)'")
+    if model.head != "ssr" and len(stages) != 1:
+        fail("model.stages", stages, f"the {model.head} head has one stage, its number of bins (the fusion width "
+             "on the SSR-Net backbone), e.g. --config.model.stages='(101,)'")
+    if model.head in ORDINAL_HEADS and stages[0] < 2:
+        fail("model.stages", stages, f"the {model.head} head needs at least 2 classes, e.g. '(101,)'")
     if not 0 < model.mobilenet_alpha < float("inf"):
         fail("model.mobilenet_alpha", model.mobilenet_alpha, "the MobileNet width multiplier must be positive and "
              "finite (Table 1: 0.25)")
@@ -147,11 +194,9 @@ def validate_config(config) -> None:
         fail("model.densenet_depth", depth, "needs depth = 3n + 4 with n >= 1 (the reference: 13 or 19)")
     if model.compute_dtype not in COMPUTE_DTYPES:
         fail("model.compute_dtype", model.compute_dtype, f"must be one of {tuple(COMPUTE_DTYPES)}")
-    if model.compute_dtype != "float32" and model.family in DIRECT_AGE_FAMILIES:
-        fail("model.compute_dtype", model.compute_dtype, "mixed precision is implemented for ssr, dex and "
-             "regression; the baselines compute in float32")
-    if model.family == "regression" and len(stages) != 1:
-        fail("model.stages", stages, "the regression head has one fusion stage (its width), e.g. '(101,)'")
+    if model.compute_dtype != "float32" and model.backbone != "ssrnet":
+        fail("model.compute_dtype", model.compute_dtype, "mixed precision is implemented for the ssrnet backbone; "
+             "the baselines compute in float32")
     if not 0 < model.v < float("inf"):
         fail("model.v", model.v, "the age range V must be positive and finite (the reference uses 101)")
     for name in ("lambda_local", "lambda_d"):

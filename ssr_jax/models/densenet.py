@@ -1,7 +1,8 @@
 """The reference's DenseNet baselines (netType 3: depth 13, netType 4: depth 19), as Keras 2.0.6 builds them.
 
 ssrnet-facts.md §3.4: titu1994's `DenseNet(input 64×64×3, depth, include_top=False, pooling='avg')` → Dense 128
-ReLU → Dropout 0.2 → Dense 32 ReLU ("feat_a") → Dense 1 linear ("pred_a"): plain regression of the age in years.
+ReLU → Dropout 0.2 → Dense 32 ReLU ("feat_a") → Dense 1 linear ("pred_a"): plain regression of the age in years;
+any head can replace the last layer (`model.head`, its output layer named "pred_a").
 Totals (trainable + BatchNorm moving statistics): depth 13 108,377; depth 19 242,009. Table 1's "DenseNet"
 (1.1 MB, MAE 5.05) is depth 19.
 
@@ -25,7 +26,8 @@ import jax
 import jax.numpy as jnp
 
 from ssr_jax.models.conv import implementations
-from ssr_jax.models.mobilenet import KERNEL_INIT, RegressionHead
+from ssr_jax.models.heads import Head, Regression
+from ssr_jax.models.mobilenet import KERNEL_INIT, FeatureTail
 
 # tf.truncated_normal keeps ±2σ, which shrinks the standard deviation by this factor; Flax divides σ by it.
 _TRUNCATED_STD = 0.87962566103423978
@@ -76,10 +78,12 @@ class DenseNetBody(nn.Module):
         return jnp.mean(bn_relu(x, "final_bn"), axis=(1, 2))
 
 
-class DenseNetRegressor(nn.Module):
-    """Reference DenseNet baseline: raw 0–255 BGR images `[batch, 64, 64, 3]` float32 → `{"age": [batch]}`."""
+class DenseNet(nn.Module):
+    """Reference DenseNet baseline: raw 0–255 BGR images `[batch, 64, 64, 3]` float32 → the head's outputs (the
+    reference's: `Regression`, `{"p": ([batch, 1],)}`)."""
 
     depth: int = 19
+    head: Head = Regression(scale=1.0)
     growth_rate: int = 12
     num_blocks: int = 3
     dropout_rate: float = 0.2
@@ -92,7 +96,7 @@ class DenseNetRegressor(nn.Module):
         x = DenseNetBody(self.depth, self.growth_rate, self.num_blocks, self.bn_momentum, self.bn_epsilon,
                          self.conv, name="densenet")(images, train=train)
         x = nn.relu(nn.Dense(HIDDEN_UNITS, kernel_init=KERNEL_INIT, name="hidden")(x))
-        return {"age": RegressionHead(self.dropout_rate, name="head")(x, train=train)}
+        return FeatureTail(self.dropout_rate, self.head, name="head")(x, train=train)
 
 
 def regularised_convs(params) -> list[str]:

@@ -2,7 +2,8 @@
 
 ssrnet-facts.md §3.4: `keras.applications.MobileNet(input 64×64×3, alpha, include_top=False, weights=None)` →
 Conv 1×1 (20, ReLU) → Flatten → Dropout 0.2 → Dense 32 ReLU ("feat_a") → Dense 1 linear ("pred_a"): plain
-regression of the age in years (not DEX). Totals (trainable + BatchNorm moving statistics): α 0.25 226,309;
+regression of the age in years (not DEX). Any head can replace the last layer (`model.head`; its output layer is
+named "pred_a"). Totals (trainable + BatchNorm moving statistics): α 0.25 226,309;
 α 0.5 842,421. Table 1's "MobileNet" (1.0 MB, MAE 6.50) is α 0.25.
 
 Read off the saved architecture `baselines/mobilenet_reg_0.25_64.json` (Keras 2.0.6):
@@ -22,6 +23,7 @@ from __future__ import annotations
 import flax.linen as nn
 
 from ssr_jax.models.conv import implementations
+from ssr_jax.models.heads import Head, Regression
 
 # Keras 2 defaults, used by every layer of the reference model (Flax's own are lecun_normal and epsilon 1e-5).
 KERNEL_INIT = nn.initializers.glorot_uniform()
@@ -37,20 +39,22 @@ REDUCE_FILTERS = 20
 FEATURE_UNITS = 32
 
 
-class RegressionHead(nn.Module):
-    """Dropout → Dense 32 ReLU ("feat_a") → Dense 1 linear ("pred_a"), squeezed to ages `[batch]`.
+class FeatureTail(nn.Module):
+    """Dropout → Dense 32 ReLU ("feat_a") → the head's output layer (the reference's regression head: Dense 1
+    linear, "pred_a"); returns the head's outputs, one stage each.
 
     The tail both reference baselines share (TYY_model.py, §3.4); what comes before the dropout differs (MobileNet:
     Conv 1×1 + Flatten; DenseNet: global average pooling + Dense 128 ReLU), so it stays in each model.
     """
 
     dropout_rate: float
+    head: Head
 
     @nn.compact
     def __call__(self, features, *, train: bool):
         x = nn.Dropout(self.dropout_rate, deterministic=not train, name="dropout")(features)
         x = nn.relu(nn.Dense(FEATURE_UNITS, kernel_init=KERNEL_INIT, name="feat_a")(x))
-        return nn.Dense(1, kernel_init=KERNEL_INIT, name="pred_a")(x)[:, 0]
+        return {name: (output,) for name, output in self.head.layer({"features": x}, stage=0, name="pred_a").items()}
 
 
 class MobileNetV1(nn.Module):
@@ -82,10 +86,12 @@ class MobileNetV1(nn.Module):
         return x
 
 
-class MobileNetRegressor(nn.Module):
-    """Reference MobileNet baseline: raw 0–255 BGR images `[batch, 64, 64, 3]` float32 → `{"age": [batch]}`."""
+class MobileNet(nn.Module):
+    """Reference MobileNet baseline: raw 0–255 BGR images `[batch, 64, 64, 3]` float32 → the head's outputs (the
+    reference's: `Regression`, `{"p": ([batch, 1],)}`)."""
 
     alpha: float = 0.25
+    head: Head = Regression(scale=1.0)
     dropout_rate: float = 0.2
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
@@ -98,4 +104,4 @@ class MobileNetRegressor(nn.Module):
         x = nn.relu(nn.Conv(REDUCE_FILTERS, (1, 1), padding="VALID", kernel_init=KERNEL_INIT,
                             conv_general_dilated=implementations(self.conv, train=train)[0], name="reduce")(x))
         x = x.reshape(x.shape[0], -1)  # Keras Flatten: H, W, C order
-        return {"age": RegressionHead(self.dropout_rate, name="head")(x, train=train)}
+        return FeatureTail(self.dropout_rate, self.head, name="head")(x, train=train)

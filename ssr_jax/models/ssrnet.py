@@ -13,10 +13,10 @@ Each fusion stage pools its tap to 3×3 (conv4 is used as is, 4×4), so the fuse
 
 Per stage (ssrnet-facts.md §3.2): 1×1 conv to 10 channels + ReLU on each stream, block pooling (max for s, average
 for x), flatten → s_pre, x_pre;
-  Δ   = tanh(Dense_1(s_pre ⊙ x_pre))
   mix = ReLU(Dense_s(Dropout(s_pre))) ⊙ ReLU(Dense_s(Dropout(x_pre)))
   f   = ReLU(Dense_2s(mix))            (in the reference code, not drawn in the paper's Fig. 1b)
-  p   = ReLU(Dense_s(f)) or softmax    η = tanh(Dense_s(f))
+then the head's output layer on f (and s_pre ⊙ x_pre): SSR's p = ReLU(Dense_s(f)), η = tanh(Dense_s(f)),
+Δ = tanh(Dense_1(s_pre ⊙ x_pre)) (`ssr_jax.models.heads.ssr`); any other head on one stage.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ssr_jax.models.conv import conv_norm_act, implementations
+from ssr_jax.models.heads import SSR, Head
 
 # Keras defaults, which the reference relies on (Flax's own defaults differ: lecun_normal, epsilon 1e-5).
 KERNEL_INIT = nn.initializers.glorot_uniform()
@@ -64,18 +65,16 @@ class Stream(nn.Module):
 
 
 class FusionStage(nn.Module):
-    """One stage's heads from a pair of taps; returns p `[batch, s]`, η `[batch, s]`, Δ `[batch]`.
+    """One stage's fusion block from a pair of taps, then the head's output layer for this stage (`head.layer`,
+    called in this module's scope, so its parameters sit under `stage{k}/`): returns the head's outputs.
 
-    A switched-off head (with_delta / with_eta False) has no parameters and returns zeros, so the same readout
-    serves every variant.
+    The head sees `features` = the fused vector f `[batch, 2s]` and `pair` = s_pre ⊙ x_pre (SSR's Δ reads it).
     """
 
     num_bins: int
     block_pool: int
-    p_activation: str
-    p_outputs: int | None
-    with_delta: bool
-    with_eta: bool
+    head: Head
+    stage: int
     dropout_rate: float
     conv: str
 
@@ -97,44 +96,29 @@ class FusionStage(nn.Module):
         s_pre = s.reshape(s.shape[0], -1)
         x_pre = x.reshape(x.shape[0], -1)
 
-        if self.with_delta:
-            delta = jnp.tanh(dense(1, "delta")(s_pre * x_pre))[:, 0]
-        else:
-            delta = jnp.zeros(s_pre.shape[:1], s_pre.dtype)
-
         drop = nn.Dropout(self.dropout_rate, deterministic=not train)
         s_mix = nn.relu(dense(self.num_bins, "s_mix")(drop(s_pre)))
         x_mix = nn.relu(dense(self.num_bins, "x_mix")(drop(x_pre)))
         fused = nn.relu(dense(2 * self.num_bins, "fused")(s_mix * x_mix))
-
-        logits = dense(self.p_outputs or self.num_bins, "p")(fused)
-        p = {"softmax": nn.softmax, "relu": nn.relu, "linear": lambda z: z}[self.p_activation](logits)
-        if self.with_eta:
-            eta = jnp.tanh(dense(self.num_bins, "eta")(fused))
-        else:
-            eta = jnp.zeros_like(p)
-        return p, eta, delta
+        return self.head.layer({"features": fused, "pair": s_pre * x_pre}, stage=self.stage, name="p")
 
 
 class SSRNet(nn.Module):
-    """SSR-Net heads for images `[batch, H, W, 3]` float (raw 0–255 BGR, like the reference).
+    """The SSR-Net backbone with a head, for images `[batch, H, W, 3]` float (raw 0–255 BGR, like the reference).
 
-    Returns a dict of per-stage tuples: `p` and `eta` K × `[batch, s_k]`, `delta` K × `[batch]`. The age readout is
-    `ssr_jax.ssr.ssr_age` (or `dex_age`), applied outside so that λ can be traced hyper-parameters. `p_outputs`
-    replaces the width of the p layers (1 with a linear p: the plain regression head on the same fusion block).
+    Returns the head's outputs, each a tuple with one array per stage (SSR: `p` and `eta` K × `[batch, s_k]`,
+    `delta` K × `[batch]`; the other heads have one stage). The age is the head's readout (`head.age`), applied
+    outside so that λ can be traced hyper-parameters.
     """
 
     stages: Sequence[int] = (3, 3, 3)
-    p_activation: str = "relu"
-    p_outputs: int | None = None
-    with_delta: bool = True
-    with_eta: bool = True
+    head: Head = SSR()
     dropout_rate: float = 0.2
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
     conv: str = "auto"
-    # Compute dtype of the two streams (where nearly all FLOPs are); the fusion heads and the readout stay float32,
-    # since 1 / Π s_j (1 + λ_d Δ_j) amplifies rounding. Parameters and optimizer state are float32 either way.
+    # Compute dtype of the two streams (where nearly all FLOPs are); the fusion blocks, heads and readout stay
+    # float32, since 1 / Π s_j (1 + λ_d Δ_j) amplifies rounding. Parameters and optimizer state are float32 either way.
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -143,20 +127,15 @@ class SSRNet(nn.Module):
         as_float32 = lambda taps: [tap.astype(jnp.float32) for tap in taps]  # noqa: E731
         x_taps = as_float32(Stream(32, "relu", **stream, name="x_stream")(images, train=train))
         s_taps = as_float32(Stream(16, "tanh", **stream, name="s_stream")(images, train=train))
-        heads = {"p": [], "eta": [], "delta": []}
-        for k, (num_bins, tap) in enumerate(zip(self.stages, TAPS_FOR_NUM_STAGES[len(self.stages)]), start=1):
-            p, eta, delta = FusionStage(
+        outputs = []
+        for k, (num_bins, tap) in enumerate(zip(self.stages, TAPS_FOR_NUM_STAGES[len(self.stages)])):
+            outputs.append(FusionStage(
                 num_bins=num_bins,
                 block_pool=BLOCK_POOL_FOR_TAP[tap],
-                p_activation=self.p_activation,
-                p_outputs=self.p_outputs,
-                with_delta=self.with_delta,
-                with_eta=self.with_eta,
+                head=self.head,
+                stage=k,
                 dropout_rate=self.dropout_rate,
                 conv=self.conv,
-                name=f"stage{k}",
-            )(x_taps[tap], s_taps[tap], train=train)
-            heads["p"].append(p)
-            heads["eta"].append(eta)
-            heads["delta"].append(delta)
-        return {name: tuple(values) for name, values in heads.items()}
+                name=f"stage{k + 1}",
+            )(x_taps[tap], s_taps[tap], train=train))
+        return {name: tuple(stage[name] for stage in outputs) for name in outputs[0]}
