@@ -249,3 +249,16 @@ def test_the_best_validation_epoch_is_reported_kept_through_a_sigkill_and_predic
     # The model directory holds the selected epoch's weights: evaluating them gives that epoch's test MAE.
     _, test, _ = data.load_splits(config.data)
     assert predict.evaluate_split(run, test)["mae"] == pytest.approx(chosen["mae"], rel=1e-4)
+
+
+def test_the_utkface_config_and_the_splits_experiment():
+    from ssr_jax import config_lib, sweep
+
+    config = config_lib.load_config("configs/utkface.py:split=3")
+    validation.validate(config)
+    assert (config.data.name, config.data.protocol, config.data.split_index, config.train.epochs) == (
+        "utkface", "benchmark", 3, 30)
+    assert config_lib.load_config("configs/utkface.py").data.protocol == ""  # the reference's random 80/20
+    runs = sweep.expand("experiments/utkface_splits.py:smoke")
+    assert [run.config.data.split_index for run in runs] == [0, 1, 2, 3, 4]
+    assert len(sweep.group_runs(runs)) == 5  # the splits' index sets differ: one program each
