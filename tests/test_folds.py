@@ -247,7 +247,9 @@ def test_the_best_validation_epoch_is_reported_kept_through_a_sigkill_and_predic
     assert [value for _, value in logged["epoch/val_mae"]] == list(VAL_MAES)
     assert [value for _, value in logged["final/selected_epoch"]] == [SELECTED]
     # The model directory holds the selected epoch's weights: evaluating them gives that epoch's test MAE.
-    _, test, _ = data.load_splits(config.data)
+    # (`ssr-jax evaluate RUN --data utkface --split test` reads the test part of the run's own split.)
+    test = data.load_split("utkface", "test", data_config=config.data, data_dir=str(utkface))
+    np.testing.assert_array_equal(test["image"], data.load_splits(config.data)[1]["image"])
     assert predict.evaluate_split(run, test)["mae"] == pytest.approx(chosen["mae"], rel=1e-4)
 
 
