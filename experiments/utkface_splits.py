@@ -16,7 +16,7 @@ takes the split, like the seed, as a replicate (`report.REPLICATE_KEYS`).
 Result to expect: not measured yet (RESULTS.md will hold it).
 """
 from configs import utkface
-from ssr_jax.data import BENCHMARK_SPLITS
+from ssr_jax.data.folds import NUM_SPLITS
 from ssr_jax.sweep import sweep
 
 
@@ -26,4 +26,4 @@ def get_config(arg=None):
 
 def get_sweep(arg=None):
     del arg
-    return sweep("data.split_index", range(BENCHMARK_SPLITS))
+    return sweep("data.split_index", range(NUM_SPLITS))

@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from ssr_jax.config_lib import ConfigError, fail
-from ssr_jax.data import augment, synthetic
+from ssr_jax.data import augment, folds, synthetic
 from ssr_jax.data.images import COLOUR_ORDERS
 
 SYNTHETIC_SPLITS = ("train", "test")
@@ -21,10 +21,8 @@ SYNTHETIC_SPLITS = ("train", "test")
 PREPARED_DATASETS = ("morph2", "imdb", "wiki", "megaage_asian", "utkface", "synthetic_faces")
 PREPARED_IMAGE_SIZE = 64
 DATASETS = ("synthetic", *PREPARED_DATASETS)
-# `data.protocol` of the benchmark's ten folds and five splits (ssr_jax.data.folds, which this module leaves
-# unimported until a prepared dataset is read); `data.split_index` picks the split.
+# `data.protocol` of the benchmark's ten folds and five splits (ssr_jax.data.folds); `data.split_index` picks the split.
 BENCHMARK = "benchmark"
-BENCHMARK_SPLITS = 5
 
 
 def pad_rows(array: np.ndarray, count: int) -> np.ndarray:
@@ -72,8 +70,8 @@ def _validate_protocol(data) -> None:
     if benchmark and data.name == "synthetic":
         fail("data.protocol", data.protocol, f"needs a prepared dataset (data.name one of {PREPARED_DATASETS}); "
              "the generated synthetic faces come as train/test only")
-    if benchmark and data.split_index not in range(BENCHMARK_SPLITS):
-        fail("data.split_index", data.split_index, f"the benchmark protocol's split, 0–{BENCHMARK_SPLITS - 1} "
+    if benchmark and data.split_index not in range(folds.NUM_SPLITS):
+        fail("data.split_index", data.split_index, f"the benchmark protocol's split, 0–{folds.NUM_SPLITS - 1} "
              "(split k tests on folds 2k+8, 2k+9)")
     if not benchmark and data.split_index != -1:
         fail("data.split_index", data.split_index, f"only the benchmark protocol has splits: add "

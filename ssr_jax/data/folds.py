@@ -42,7 +42,7 @@ def split_folds(split_index: int) -> dict[str, tuple[int, ...]]:
     if not 0 <= split_index < NUM_SPLITS:
         raise ValueError(f"split_index must be 0–{NUM_SPLITS - 1}, got {split_index}")
     rotation = [(2 * split_index + offset) % NUM_FOLDS for offset in range(NUM_FOLDS)]
-    return {"train": tuple(rotation[:6]), "val": tuple(rotation[6:8]), "test": tuple(rotation[8:])}
+    return dict(zip(PARTS, (tuple(rotation[:6]), tuple(rotation[6:8]), tuple(rotation[8:]))))
 
 
 def split_indices(folds: np.ndarray, split_index: int) -> dict[str, np.ndarray]:
