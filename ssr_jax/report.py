@@ -119,6 +119,9 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     table["train_s"] = grouped["wall_s"].mean()
     if "inference_ms_per_image" in frame:  # runs with train.measure_inference (Table 1)
         table["cpu_ms"] = grouped["inference_ms_per_image"].mean()
+    if {"head", "decode"} <= set(frame) and (frame["head"].nunique() > 1 or frame["decode"].nunique() > 1):
+        for key in ("head", "decode"):  # a sweep over heads or decision rules (summary.json records both)
+            table[key] = static[key].first()
     if "val_mae" in frame:  # runs that selected their epoch on a validation split
         table["val_mae_mean"] = grouped["val_mae"].mean()
         table["val_mae_std"] = grouped["val_mae"].std(ddof=1)
@@ -216,6 +219,9 @@ def display_table(table: pd.DataFrame, *, plus_minus: str = "±", mark: str = " 
     (`one_seed_only`), the interval and p columns would hold nothing but "none (n = 1)" in every row (25 of them in
     the λ grid) and are left out; `ONE_SEED_NOTE` says so under the table."""
     shown = pd.DataFrame(index=table.index)
+    for key in ("head", "decode"):
+        if key in table:
+            shown[key] = table[key].fillna("–")
     for metric, title, _ in METRICS:
         digits = 2 if metric == "mae" else 3
         shown[title] = [_mean_std(m, s, digits, plus_minus)
@@ -267,7 +273,8 @@ def to_latex(table: pd.DataFrame) -> str:
     columns = {"ΔMAE": r"$\Delta$MAE", "MAE 95% CI": r"MAE 95\% CI", "ΔMAE 95% CI": r"$\Delta$MAE 95\% CI"}
     shown = display_table(table, plus_minus=r"$\pm$", mark=r"$^{*}$").rename(columns=columns).reset_index()
     positions = {label: position for position, label in enumerate(shown["config"])}
-    styler = shown.style.hide(axis="index").format(escape="latex", subset=["config"])
+    labels = ["config", *(key for key in ("head", "decode") if key in shown)]  # head names hold underscores
+    styler = shown.style.hide(axis="index").format(escape="latex", subset=labels)
     for title, label in best_configs(table).items():
         styler = styler.apply(
             lambda column, row=positions[label]: ["textbf:--rwrap;" if i == row else "" for i in column.index],

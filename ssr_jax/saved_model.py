@@ -18,7 +18,7 @@ import numpy as np
 
 from configs import base
 from ssr_jax import checkpoint, config_lib, validation, workdir as workdir_lib
-from ssr_jax.models import abstract_variables, create_model, model_input, predict_age
+from ssr_jax.models import abstract_variables, create_model, model_input, predict_age, upgrade_recorded
 from ssr_jax.state import hparams_from_config, train_state_from_variables
 
 
@@ -55,7 +55,7 @@ def read_config(directory: str | os.PathLike) -> ml_collections.ConfigDict:
             f"{directory} is not a model directory (no config.json); pass a training workdir or a convert-keras output"
         )
     try:
-        record = workdir_lib.read_json(config_file)["config"]
+        record = upgrade_recorded(workdir_lib.read_json(config_file)["config"])
         defaults = base.get_config()
         missing = config_lib.missing_keys(record, defaults)
         config = config_lib.from_json(record, defaults)

@@ -13,13 +13,15 @@ import pytest
 
 from absl import flags
 
-from conftest import run_cli
+from conftest import REPO, run_cli
 from configs import dex, ssrnet
-from ssr_jax import cli, config_lib, validation
+from ssr_jax import cli, config_lib, data, predict, report, saved_model, sweep, validation
 from ssr_jax.data import synthetic
-from ssr_jax.models import abstract_variables, count_parameters, create_model, heads, model_input, with_head
+from ssr_jax.models import (abstract_variables, architecture, count_parameters, create_model, heads, model_input,
+                            with_head)
 from ssr_jax.models.heads import base, corn
 from ssr_jax.ssr import ssr_age
+from ssr_jax.train import train_and_evaluate
 
 LN3 = math.log(3.0)
 
@@ -315,3 +317,55 @@ def test_every_head_on_every_backbone_trains_with_a_falling_loss(backbone):
     assert np.all(np.isfinite(each))
     falling = {name: (float(each[0, i]), float(each[-1, i])) for i, (name, _) in enumerate(members)}
     assert all(last < first for first, last in falling.values()), falling
+
+
+def test_a_head_trains_end_to_end_and_is_re_read_by_another_rule(tmp_path):
+    """`:smoke` with the mean-variance head: summary.json records head and rule; `ssr-jax evaluate --decode median`
+    re-reads the run (no training) and its MAE is the one of the posteriors' medians worked out in NumPy."""
+    config = dex.get_config("smoke")
+    config.model.head = "mean_variance"
+    summary = train_and_evaluate(config, tmp_path / "run", progress=False)
+    assert (summary["backbone"], summary["head"], summary["decode"]) == ("ssrnet", "mean_variance", "expectation")
+    losses = [json.loads(line)["train_loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert losses[-1] < losses[0]
+
+    result = json.loads(run_cli("evaluate", "--decode", "median", tmp_path / "run", "--json").stdout)
+    assert result["decode"] == "median" and result["split"] == "test"
+    assert (tmp_path / "run" / "evaluations" / "synthetic_test_median.json").is_file()
+    _, variables = saved_model.load(tmp_path / "run")
+    test = data.load_splits(config.data)[1]
+    logits = np.asarray(saved_model.make_apply(config, heads=True)(variables, test["image"])["logits"][0], np.float64)
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    medians = np.argmax(np.cumsum(probs, axis=1) >= 0.5, axis=1)  # the first bin holding half the mass; bin i = age i
+    assert result["mae"] == pytest.approx(np.mean(np.abs(medians - test["age"])), rel=1e-5)
+    with pytest.raises(config_lib.ConfigError, match="^model.decode='mean': "):
+        predict.evaluate_split(tmp_path / "run", test, decode="mean")
+
+
+def test_a_run_recorded_with_model_family_reads_as_its_backbone_and_head(tmp_path):
+    for family, pair, stages in (("dex", ("ssrnet", "dex"), (101,)), ("mobilenet", ("mobilenet", "regression"),
+                                                                       (101,))):
+        record = config_lib.to_json(ssrnet.get_config())
+        record["model"] = {"family": family, **{key: value for key, value in record["model"].items()
+                                                if key not in ("backbone", "head")}}
+        if family == "dex":
+            record["model"]["stages"] = [101]
+        (tmp_path / family).mkdir()
+        (tmp_path / family / "config.json").write_text(json.dumps({"config": record, "overrides": {}}))
+        model = saved_model.read_config(tmp_path / family).model
+        assert ((model.backbone, model.head), tuple(model.stages), "family" in model) == (pair, stages, False)
+
+
+def test_the_heads_experiment_is_one_group_per_head_and_report_rows_name_head_and_rule(tmp_path):
+    runs = sweep.expand(str(REPO / "experiments" / "heads.py:smoke"), seeds=1)
+    groups = sweep.group_runs(runs)
+    assert sorted(members[0].config.model.head for members in groups) == sorted(heads.HEADS)
+    assert [run.name for run in runs][:3] == ["SSR-Net (3,3,3)", "DEX", "regression"]
+    rows = [{"run_id": run.run_id, "overrides": run.overrides, "name": run.name, "seed": 0, "status": "ok",
+             "mae": 10.0 + index, "ca3": 0.1, "ca5": 0.2, "params": 1, "model_bytes": 4, "wall_s": 1.0,
+             **architecture(run.config.model)} for index, run in enumerate(runs)]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    table = report.display_table(report.aggregate(report.load_results(tmp_path)))
+    assert table.loc["CORN", "head"] == "corn" and table.loc["CORN", "decode"] == "median"
+    assert table.loc["SSR-Net (3,3,3)", "decode"] == "expectation"

@@ -73,6 +73,23 @@ def architecture_label(model_config) -> str:
     return f"{model_config.head}-{'x'.join(map(str, model_config.stages))}"
 
 
+# What `model.family` named in configs recorded before the backbone and the head were separate choices.
+FAMILY_PAIRS = {"ssr": ("ssrnet", "ssr"), "dex": ("ssrnet", "dex"), "regression": ("ssrnet", "regression"),
+                "mobilenet": ("mobilenet", "regression"), "densenet": ("densenet", "regression")}
+
+
+def upgrade_recorded(record: dict) -> dict:
+    """A recorded config (config.json's JSON) with `model.family` → the same model as `model.backbone` and
+    `model.head` (the baselines with one stage, as their configs now say); any other record as it is."""
+    if "family" not in record.get("model", {}):
+        return record
+    model = {key: value for key, value in record["model"].items() if key != "family"}
+    model["backbone"], model["head"] = FAMILY_PAIRS[record["model"]["family"]]
+    if model["backbone"] != "ssrnet":
+        model["stages"] = [101]
+    return {**record, "model": model}
+
+
 def architecture(model_config) -> dict[str, str]:
     """What summary.json and results rows record of the model: `backbone`, `head` and the `decode` rule used."""
     return {"backbone": model_config.backbone, "head": model_config.head, "decode": heads.decode_rule(model_config)}

@@ -1,0 +1,58 @@
+"""The field's heads on one compact backbone: SSR, DEX, regression, CORAL, CORN, OR-CNN, mean-variance, DLDL,
+DLDL-v2 and SORD on the SSR-Net trunk (`ssr_jax/models/heads`), one recipe, one dataset — one row per head.
+
+  ssr-jax sweep experiments/heads.py --workdir runs/heads --seeds 3                   # synthetic faces, 3 seeds
+  ssr-jax sweep experiments/heads.py:smoke --workdir /tmp/heads_smoke --seeds 1        # pipeline check
+  ssr-jax sweep experiments/heads.py:medium,mobilenet --workdir runs/heads_mobilenet   # + MobileNet-0.25 rows
+  ssr-jax sweep experiments/heads.py:data=utkface --workdir runs/heads_utkface --seeds 1   # the benchmark's splits
+  ssr-jax report runs/heads --baseline "SSR-Net (3,3,3)"
+
+Arguments: a schedule (smoke, demo, medium: `configs/base.py`), `mobilenet` (every one-stage head on the
+MobileNet-0.25 baseline as well; the SSR head needs the SSR-Net trunk's stages), `data=NAME` (a prepared dataset).
+On a prepared dataset the runs follow the benchmark protocol (`data.protocol="benchmark"`) and sweep its five splits
+(`data.split_index` 0–4, each its own group; the report takes the split, like the seed, as a replicate); the
+synthetic faces have no splits, so there the seeds replicate. The heads other than SSR have one stage of 101 bins
+(the ages 0–100) on the fusion block DEX uses; each is read by its own decision rule (`model.decode` = "": the
+report's "decode" column names it) and trained with its paper's loss (DEX: L1 on the expectation, as SSR-Net).
+One group per head (the head is structural).
+
+Result to expect: not measured yet beyond `:smoke` (a pipeline check, not a finding).
+"""
+from configs import base, dex, ssrnet
+from ssr_jax import config_lib
+from ssr_jax.config_lib import parse_arg
+from ssr_jax.data import BENCHMARK, BENCHMARK_SPLITS
+from ssr_jax.sweep import named, product, sweep
+
+DEFAULT_SEEDS = 3
+# Display names, in the table's order; SSR-Net's row is SSR-Net's own config.
+HEADS = {"dex": "DEX", "regression": "regression", "coral": "CORAL", "corn": "CORN", "or_cnn": "OR-CNN",
+         "mean_variance": "mean-variance", "dldl": "DLDL", "dldl_v2": "DLDL-v2", "sord": "SORD"}
+ARGS = dict(**base.SCHEDULES, mobilenet=False, data="synthetic")
+
+
+def schedule_arg(arg) -> str | None:
+    return ",".join(name for name in base.SCHEDULES if arg[name]) or None
+
+
+def get_config(arg=None):
+    """DEX's config (one stage of 101 bins on the SSR-Net trunk), on a prepared dataset under the benchmark
+    protocol's split 0 (the sweep sets the others)."""
+    arg = parse_arg(arg, **ARGS)
+    config = dex.get_config(schedule_arg(arg))
+    if arg.data != "synthetic":
+        config.data.name, config.data.protocol, config.data.split_index = arg.data, BENCHMARK, 0
+    return config
+
+
+def get_sweep(arg=None):
+    arg = parse_arg(arg, **ARGS)
+    schedule = schedule_arg(arg)
+    rows = [named("SSR-Net (3,3,3)", config_lib.differences(dex.get_config(schedule), ssrnet.get_config(schedule)))]
+    rows += [named(name, {"model.head": head}) for head, name in HEADS.items()]
+    if arg.mobilenet:
+        rows += [named(f"MobileNet-0.25 {name}", {"model.backbone": "mobilenet", "model.head": head})
+                 for head, name in HEADS.items()]
+    if arg.data == "synthetic":
+        return rows
+    return product(rows, sweep("data.split_index", range(BENCHMARK_SPLITS)))
