@@ -267,6 +267,24 @@ def _predict(args, values):
         sys.exit(1)
 
 
+@command("export", "ssr-jax export MODEL_DIR --format onnx --out FILE.onnx [--overwrite]",
+         flag(flags.DEFINE_string, "format", "onnx", "What to write: onnx (needs the extra: pip install -e "
+              "'.[export]')."),
+         out_flag("The file to write (refused if it exists, unless --overwrite)."),
+         flag(flags.DEFINE_bool, "overwrite", False, "Replace an existing --out file."))
+def _export(args, values):
+    from ssr_jax import export
+
+    model_dir = _model_dir(args, COMMANDS["export"].usage)
+    if len(args) != 1 or not values.out:
+        _exit_with(f"usage: {COMMANDS['export'].usage}")
+    try:
+        result = export.export(model_dir, values.out, format=values.format, overwrite=values.overwrite)
+    except (FileNotFoundError, ValueError) as error:
+        _exit_with(str(error))
+    print(export.summary(result))
+
+
 def _dataset_split(model_dir: str, values: flags.FlagValues) -> dict:
     """The `--data`/`--split` arrays; a synthetic split is regenerated from the model's own `config.data`."""
     from ssr_jax import data, saved_model
