@@ -8,7 +8,8 @@ Config files and `--config.x=value` overrides are parsed by ml_collections' `con
 A bad config, override, flag or workdir ends the command with one line on stderr and exit status 2, before anything
 compiles. Every error a user can meet ends with one line on stderr, not a traceback (`_user_errors`): exit status 2
 for a refusal (a bad value, a busy, damaged or unwritable directory, a full disk), 1 for a sweep with failed or
-diverged runs, 130 for Ctrl-C (rerunning the same command resumes).
+diverged runs or a train whose run diverged, 130 for Ctrl-C and 143 for SIGTERM (rerunning the same command
+resumes).
 """
 from __future__ import annotations
 
