@@ -15,7 +15,7 @@ from absl import flags
 
 from conftest import REPO, run_cli
 from configs import dex, ssrnet
-from ssr_jax import cli, config_lib, data, predict, report, saved_model, sweep, validation
+from ssr_jax import cli, config_lib, data, predict, report, saved_model, sweep, tensorboard_log, validation
 from ssr_jax.data import synthetic
 from ssr_jax.models import (abstract_variables, architecture, count_parameters, create_model, heads, model_input,
                             with_head)
@@ -362,6 +362,7 @@ def test_the_heads_experiment_is_one_group_per_head_and_report_rows_name_head_an
     groups = sweep.group_runs(runs)
     assert sorted(members[0].config.model.head for members in groups) == sorted(heads.HEADS)
     assert [run.name for run in runs][:3] == ["SSR-Net (3,3,3)", "DEX", "regression"]
+    assert sorted(tensorboard_log.varied_keys([run.overrides for run in runs])["model.head"]) == sorted(heads.HEADS)
     rows = [{"run_id": run.run_id, "overrides": run.overrides, "name": run.name, "seed": 0, "status": "ok",
              "mae": 10.0 + index, "ca3": 0.1, "ca5": 0.2, "params": 1, "model_bytes": 4, "wall_s": 1.0,
              **architecture(run.config.model)} for index, run in enumerate(runs)]
