@@ -25,7 +25,7 @@ from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
-# The IR version that came with opset 17 (onnx 1.12): ONNX Runtime ≥ 1.11 and other runtimes of its age read it.
+# The IR version that came with opset 17 (onnx 1.12): ONNX Runtime ≥ 1.12 and other runtimes of its age read it.
 IR_VERSION = 8
 INT64_MAX = np.iinfo(np.int64).max
 INT64_MIN = np.iinfo(np.int64).min
