@@ -484,6 +484,14 @@ def test_sigterm_says_how_to_resume_and_a_swallowed_interrupt_still_ends_the_com
     assert result.returncode == 130 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert result.stderr.strip().splitlines()[-1] == "error: interrupted: rerun the same command to resume from its " \
                                                      "last checkpoint"
+    # Ctrl-C before the first epoch, while the program compiles: one line and 130 (it crashed, or was lost, before).
+    early = swallow.replace("    try:\n        os.kill(os.getpid(), signal.SIGINT)\n    except KeyboardInterrupt:\n"
+                            "        pass\n", "    os.kill(os.getpid(), signal.SIGINT)\n")
+    assert early != swallow
+    result = program(early, "train", *SMOKE, "--workdir", tmp_path / "early")
+    assert result.returncode == 130 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == ("error: interrupted: rerun the same command to resume from "
+                                                      "its last checkpoint")
 
 
 def test_report_leaves_an_ok_run_without_an_mae_out_and_says_so(tmp_path, capsys):
@@ -704,3 +712,11 @@ def test_a_file_name_that_is_not_utf8_is_skipped_with_its_reason(tmp_path):
     report = prepared.prepare("morph2", manual_dir=manual, data_dir=tmp_path / "data", progress=False)
     assert sum(report.kept.values()) == 9 and report.skipped == {"file name not in the expected pattern": 1}
     assert "its name is not UTF-8; rename it" in str(report.skipped_examples)
+
+
+def test_errors_name_the_flag_the_command_has(tmp_path, capsys):
+    row = {"run_id": "a", "overrides": {"model.lambda_d": 1.0, "seed": 0}, "status": "ok", "mae": 5.0}
+    (tmp_path / "results.jsonl").write_text(json.dumps(row) + "\n")
+    code, line = cli_exit(capsys, "report", tmp_path, "--out", "/proc/version/report")
+    assert code == 2 and line.startswith("error: directory /proc/version/report is not writable (") and \
+        line.endswith("pass a writable --out")
