@@ -720,3 +720,17 @@ def test_errors_name_the_flag_the_command_has(tmp_path, capsys):
     code, line = cli_exit(capsys, "report", tmp_path, "--out", "/proc/version/report")
     assert code == 2 and line.startswith("error: directory /proc/version/report is not writable (") and \
         line.endswith("pass a writable --out")
+
+
+def test_init_from_weights_that_are_not_finite_is_refused(random_model, tmp_path):
+    import jax
+
+    from ssr_jax import saved_model
+
+    _, config, variables = random_model
+    broken = jax.tree.map(np.array, variables)
+    broken["params"]["x_stream"]["bn1"]["bias"][0] = np.nan
+    saved_model.save(tmp_path / "nan", config, broken)
+    with pytest.raises(config_lib.ConfigError, match=r"its weights are not finite \(params/x_stream/bn1/bias holds "
+                                                     r"NaN or infinity: a diverged run\?\)"):
+        saved_model.init_from(config_lib.apply_overrides(config, {"init_from": str(tmp_path / "nan")}))
