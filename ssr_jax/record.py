@@ -34,9 +34,9 @@ def record_config(run_dir: pathlib.Path, config, overrides: dict | None, *, name
             raise config_lib.ConfigError(f"{path} is unreadable, so what {run_dir} was trained with cannot be told; "
                                          f"restore it, or delete {run_dir} to start over") from None
         if recorded != resolved:
-            raise config_lib.ConfigError(
-                f"{run_dir} holds a run of another config; resume with the same config or pick a new --workdir"
-            )
+            difference = first_difference(recorded, resolved)
+            raise config_lib.ConfigError(f"{run_dir} holds a run of another config ({difference}); resume with the "
+                                         "same config or pick a new --workdir")
         return
     if found:
         raise config_lib.ConfigError(f"{path} is missing beside {run_dir / found[0]}, so what that run was trained "
@@ -44,6 +44,25 @@ def record_config(run_dir: pathlib.Path, config, overrides: dict | None, *, name
     record = {"config": resolved, "overrides": config_lib.jsonable(dict(overrides or {})),
               **({"name": name} if name else {}), **workdir_lib.provenance()}
     workdir_lib.write_json(path, record)
+
+
+_ABSENT = object()
+
+
+def first_difference(recorded: dict, resolved: dict, prefix: str = "") -> str:
+    """The first key (in sorted dotted order) where two recorded configs differ, said as "key: was, now" — a key
+    that a run's config.json lacks is one added to the configs since it was written."""
+    for key in sorted(set(recorded) | set(resolved)):
+        was, now = recorded.get(key, _ABSENT), resolved.get(key, _ABSENT)
+        if isinstance(was, dict) and isinstance(now, dict):
+            found = first_difference(was, now, f"{prefix}{key}.")
+            if found:
+                return found
+        elif was != now:
+            was_text = "absent from its config.json (written before the key existed)" if was is _ABSENT else \
+                f"{was!r} in its config.json"
+            return f"{prefix}{key}: {was_text}, {'no such key' if now is _ABSENT else repr(now)} now"
+    return ""
 
 
 def read_summary(run_dir: pathlib.Path) -> dict | None:

@@ -70,8 +70,8 @@ def test_a_finished_run_refuses_another_config(finished):
     before = {name: (workdir / name).read_bytes() for name in ("config.json", "summary.json", "metrics.jsonl")}
     assert "holds a run of another config" in refused("train", "--config", "configs/dex.py:smoke",
                                                       "--workdir", workdir)
-    assert "holds a run of another config" in refused("train", *SMOKE, "--workdir", workdir,
-                                                      "--config.optim.learning_rate=0.05")
+    assert "holds a run of another config (optim.learning_rate: 0.001 in its config.json, 0.05 now)" in refused(
+        "train", *SMOKE, "--workdir", workdir, "--config.optim.learning_rate=0.05")
     assert {name: (workdir / name).read_bytes() for name in before} == before
 
 
@@ -449,7 +449,8 @@ def test_interrupt_lines_are_never_empty():
 
 def program(patch: str, *args) -> subprocess.CompletedProcess:
     """`ssr-jax ARGS` as the program itself (`cli.main()` on sys.argv: failures end in `os._exit`), after `patch`."""
-    code = f"{patch}\nimport sys\nfrom ssr_jax import cli\nsys.argv = ['ssr-jax', *{list(map(str, args))!r}]\ncli.main()"
+    code = (f"{patch}\nimport sys\nfrom ssr_jax import cli\nsys.argv = ['ssr-jax', *{list(map(str, args))!r}]\n"
+            "cli.main()")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
 
 
