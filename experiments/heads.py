@@ -21,7 +21,8 @@ Result to expect: not measured yet beyond `:smoke` (a pipeline check, not a find
 from configs import base, dex, ssrnet
 from ssr_jax import config_lib
 from ssr_jax.config_lib import parse_arg
-from ssr_jax.data import BENCHMARK, BENCHMARK_SPLITS
+from ssr_jax.data import BENCHMARK
+from ssr_jax.data.folds import NUM_SPLITS
 from ssr_jax.sweep import named, product, sweep
 
 DEFAULT_SEEDS = 3
@@ -36,10 +37,11 @@ def schedule_arg(arg) -> str | None:
 
 
 def get_config(arg=None):
-    """DEX's config (one stage of 101 bins on the SSR-Net trunk), on a prepared dataset under the benchmark
-    protocol's split 0 (the sweep sets the others)."""
+    """DEX's config (one stage of 101 bins on the SSR-Net trunk) with CPU inference timing on, on a prepared dataset
+    under the benchmark protocol's split 0 (the sweep sets the others)."""
     arg = parse_arg(arg, **ARGS)
     config = dex.get_config(schedule_arg(arg))
+    config.train.measure_inference = True
     if arg.data != "synthetic":
         config.data.name, config.data.protocol, config.data.split_index = arg.data, BENCHMARK, 0
     return config
@@ -55,4 +57,4 @@ def get_sweep(arg=None):
                  for head, name in HEADS.items()]
     if arg.data == "synthetic":
         return rows
-    return product(rows, sweep("data.split_index", range(BENCHMARK_SPLITS)))
+    return product(rows, sweep("data.split_index", range(NUM_SPLITS)))

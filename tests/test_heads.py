@@ -363,6 +363,12 @@ def test_the_heads_experiment_is_one_group_per_head_and_report_rows_name_head_an
     assert sorted(members[0].config.model.head for members in groups) == sorted(heads.HEADS)
     assert [run.name for run in runs][:3] == ["SSR-Net (3,3,3)", "DEX", "regression"]
     assert sorted(tensorboard_log.varied_keys([run.overrides for run in runs])["model.head"]) == sorted(heads.HEADS)
+    # On a prepared dataset: the benchmark protocol's five splits for every head.
+    experiment = config_lib.load_module(str(REPO / "experiments" / "heads.py"), what="experiment", example="")
+    entries = experiment.get_sweep("data=utkface")
+    assert sorted((entry["name"], entry["data.split_index"]) for entry in entries) == sorted(
+        (run.name, k) for run in runs for k in range(5))
+    assert experiment.get_config("data=utkface").data.protocol == "benchmark"
     rows = [{"run_id": run.run_id, "overrides": run.overrides, "name": run.name, "seed": 0, "status": "ok",
              "mae": 10.0 + index, "ca3": 0.1, "ca5": 0.2, "params": 1, "model_bytes": 4, "wall_s": 1.0,
              **architecture(run.config.model)} for index, run in enumerate(runs)]
