@@ -268,11 +268,13 @@ def _predict(args, values):
         sys.exit(1)
 
 
-@command("export", "ssr-jax export MODEL_DIR --format onnx --out FILE.onnx [--overwrite]",
+@command("export", "ssr-jax export MODEL_DIR --format onnx --out FILE.onnx [--overwrite] [--decode RULE]",
          flag(flags.DEFINE_string, "format", "onnx", "What to write: onnx (needs the extra: pip install -e "
               "'.[export]')."),
          out_flag("The file to write (refused if it exists, unless --overwrite)."),
-         flag(flags.DEFINE_bool, "overwrite", False, "Replace an existing --out file."))
+         flag(flags.DEFINE_bool, "overwrite", False, "Replace an existing --out file."),
+         flag(flags.DEFINE_string, "decode", None, "Decision rule the graph reads the ages by (expectation, median, "
+              "mode; default: the run's model.decode)."))
 def _export(args, values):
     from ssr_jax import export
 
@@ -280,7 +282,8 @@ def _export(args, values):
     if len(args) != 1 or not values.out:
         _exit_with(f"usage: {COMMANDS['export'].usage}")
     try:
-        result = export.export(model_dir, values.out, format=values.format, overwrite=values.overwrite)
+        result = export.export(model_dir, values.out, format=values.format, overwrite=values.overwrite,
+                               decode=values.decode)
     except (FileNotFoundError, ValueError) as error:
         _exit_with(str(error))
     print(export.summary(result))
@@ -567,7 +570,7 @@ def _overview() -> str:
                       __doc__])
 
 
-RESUME = "rerun the same command to resume from its last checkpoint"
+RESUME = "rerun the same command to carry on from what it saved"
 # An interrupt that has not ended the command this long after it arrived was caught where it could not stop it
 # (inside a compiler or library callback): the command then ends as SIGKILL would, which every command survives.
 INTERRUPT_GRACE_S = 10.0

@@ -2,9 +2,9 @@
 ages images in any ONNX runtime, with what the model is travelling along as metadata.
 
 The graph is the framework's own evaluation pass (`saved_model.evaluation_pass`: `model_input`, the model, the
-head's readout at the run's decision rule and λ), traced once at a symbolic batch size with the weights as
-constants and translated to ONNX operators by `ssr_jax.onnx_graph`, so every backbone and head that evaluates in
-JAX exports the same way. Convolutions and poolings are traced as XLA's own (`model.conv="xla"`): the oneDNN path
+head's readout at the run's decision rule, or `decode`'s, and λ), traced once at a symbolic batch size with the
+weights as constants and translated to ONNX operators by `ssr_jax.onnx_graph`, so every backbone and head that
+evaluates in JAX exports the same way. Convolutions and poolings are traced as XLA's own (`model.conv="xla"`): the oneDNN path
 is a custom call that no ONNX runtime has; the values are the same up to float rounding.
 
   input   images   uint8 [N, H, W, 3], 0–255, in the run's colour order (`data.colour_order`; the scaling of
@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ssr_jax import checkpoint, config_lib, saved_model, workdir as workdir_lib
-from ssr_jax.models import abstract_variables, architecture_label, count_parameters, heads
+from ssr_jax.models import abstract_variables, architecture_label, count_parameters, heads, validate_head
 
 FORMATS = ("onnx",)
 TOLERANCE_YEARS = 1e-3
@@ -102,8 +102,10 @@ def _output_names(outputs) -> list[str]:
 
 
 def export(model_dir: str | os.PathLike, out: str | os.PathLike, *, format: str = "onnx", overwrite: bool = False,
-           check: bool = True) -> dict:
-    """Writes the ONNX file of `model_dir` to `out` (module docstring); returns what was written: `out`, `opset`,
+           decode: str | None = None, check: bool = True) -> dict:
+    """Writes the ONNX file of `model_dir` to `out` (module docstring), its ages read by the decision rule `decode`
+    (default: the run's `model.decode`; a rule its head cannot give is a `ConfigError`, before anything is loaded);
+    returns what was written: `out`, `opset`,
     `bytes`, `outputs` ({name: shape}), `parameters`, `colour_order`, `image_size` and, with `check`,
     `max_age_difference` (years, ONNX Runtime vs the framework on `CHECK_IMAGES` random images; without `check`,
     None and nothing compiled: for callers that compare on images of their own)."""
@@ -111,8 +113,11 @@ def export(model_dir: str | os.PathLike, out: str | os.PathLike, *, format: str 
         raise ExportError(f"--format={format!r}: ssr-jax exports to {', '.join(FORMATS)}")
     onnx, onnxruntime, onnx_graph = _translator()
     step = check_model_dir(model_dir)
+    rule = {} if decode is None else {"model.decode": decode}
+    validate_head(config_lib.apply_overrides(saved_model.read_config(model_dir), rule).model)
     path = check_out(out, overwrite=overwrite)
     config, variables = saved_model.load(model_dir)
+    config = config_lib.apply_overrides(config, rule)
     if config.model.compute_dtype != "float32":
         raise ExportError(f"{model_dir} computes in {config.model.compute_dtype}; ONNX runtimes run bfloat16 "
                           "convolutions on few devices, so export takes float32 models only")

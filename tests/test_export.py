@@ -82,16 +82,17 @@ def onnx_outputs(path, images: np.ndarray) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
 def exported(request, tmp_path_factory):
-    """(name, config, variables, the export's result) of one model, saved and exported once per module."""
+    """(name, config, variables, model directory, the export's result) of one model, saved and exported once per
+    module."""
     config = MODELS[request.param]()
     variables = random_variables(config)
     directory = saved_model.save(tmp_path_factory.mktemp(request.param) / "model", config, variables)
     result = export.export(directory, directory.parent / "model.onnx", check=False)
-    return request.param, config, variables, result
+    return request.param, config, variables, directory, result
 
 
 def test_onnx_runtime_gives_the_frameworks_ages(exported):
-    name, config, variables, result = exported
+    name, config, variables, _, result = exported
     rgb_or_bgr = varied_images(5)  # a batch size other than any the export saw
     outputs = onnx_outputs(result["out"], rgb_or_bgr)
     stored = rgb_or_bgr if config.data.colour_order == "BGR" else rgb_or_bgr[..., ::-1]
@@ -105,7 +106,7 @@ def test_onnx_runtime_gives_the_frameworks_ages(exported):
 
 
 def test_metadata_travels_with_the_file(exported):
-    name, config, _, result = exported
+    name, config, _, _, result = exported
     model = onnx.load(result["out"])
     metadata = {prop.key: prop.value for prop in model.metadata_props}
     assert model.opset_import[0].version == result["opset"] == onnx_graph.OPSET
@@ -120,7 +121,7 @@ def test_metadata_travels_with_the_file(exported):
 
 
 def test_raw_outputs_follow_the_heads(exported):
-    name, config, _, result = exported
+    name, config, _, _, result = exported
     outputs = result["outputs"]
     if name == "ssr":
         assert [key for key in outputs if key != "age"] == [f"{key}_{k}" for key in ("delta", "eta", "p")
@@ -200,13 +201,21 @@ def refusal(capsys, *args) -> str:
 
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
-    config = scaled(ssrnet)
-    config.model.stages = (2, 2)
-    return saved_model.save(tmp_path_factory.mktemp("small") / "model", config, random_variables(config))
+    """A CORN head on the SSR-Net trunk (three decision rules) saved as a model directory."""
+    return saved_model.save(tmp_path_factory.mktemp("small") / "model", corn(), random_variables(corn()))
 
 
 def leftovers(directory: pathlib.Path) -> list[str]:
     return sorted(path.name for path in directory.iterdir() if path.name.startswith("."))
+
+
+def test_decode_chooses_the_graphs_decision_rule(small_run, tmp_path):
+    result = export.export(small_run, tmp_path / "median.onnx", decode="median", check=False)
+    metadata = {prop.key: prop.value for prop in onnx.load(result["out"]).metadata_props}
+    assert metadata["ssr_jax.decision_rule"] == json.loads(metadata["ssr_jax.config"])["model"]["decode"] == "median"
+    config = saved_model.read_config(small_run)
+    bins = onnx_outputs(result["out"], varied_images(5))["age"] / (config.model.v / config.model.stages[0])
+    np.testing.assert_allclose(bins, np.round(bins), atol=1e-4)  # CORN's median is a bin age, a multiple of V / s
 
 
 def failing_check(*args):
@@ -248,6 +257,8 @@ def test_bad_input_is_one_line_and_writes_nothing(small_run, tmp_path, capsys, m
     (tmp_path / "file").write_text("")
     assert "is not writable" in refusal(capsys, "export", small_run, "--out", tmp_path / "file" / "m.onnx")
     assert "is a directory" in refusal(capsys, "export", small_run, "--out", tmp_path)
+    assert refusal(capsys, "export", small_run, "--out", out, "--decode", "mean").startswith(
+        "error: model.decode='mean': the corn head can be read by ")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     assert refusal(capsys, "export", small_run, "--out", out) == (
         "error: ONNX export needs the export extra (onnxruntime is not installed): run pip install -e '.[export]' "
