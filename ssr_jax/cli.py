@@ -570,7 +570,7 @@ def _overview() -> str:
                       __doc__])
 
 
-RESUME = "rerun the same command to resume from its last checkpoint"
+RESUME = "rerun the same command to carry on from what it saved"
 # An interrupt that has not ended the command this long after it arrived was caught where it could not stop it
 # (inside a compiler or library callback): the command then ends as SIGKILL would, which every command survives.
 INTERRUPT_GRACE_S = 10.0

@@ -483,16 +483,16 @@ def test_sigterm_says_how_to_resume_and_a_swallowed_interrupt_still_ends_the_com
                "train.load_splits = swallowing")
     result = program(swallow, "train", *SMOKE, "--workdir", tmp_path / "other")
     assert result.returncode == 130 and "Traceback" not in result.stderr, result.stderr[-3000:]
-    assert result.stderr.strip().splitlines()[-1] == "error: interrupted: rerun the same command to resume from its " \
-                                                     "last checkpoint"
+    assert result.stderr.strip().splitlines()[-1] == "error: interrupted: rerun the same command to carry on from " \
+                                                     "what it saved"
     # Ctrl-C before the first epoch, while the program compiles: one line and 130 (it crashed, or was lost, before).
     early = swallow.replace("    try:\n        os.kill(os.getpid(), signal.SIGINT)\n    except KeyboardInterrupt:\n"
                             "        pass\n", "    os.kill(os.getpid(), signal.SIGINT)\n")
     assert early != swallow
     result = program(early, "train", *SMOKE, "--workdir", tmp_path / "early")
     assert result.returncode == 130 and "Traceback" not in result.stderr, result.stderr[-3000:]
-    assert result.stderr.strip().splitlines()[-1] == ("error: interrupted: rerun the same command to resume from "
-                                                      "its last checkpoint")
+    assert result.stderr.strip().splitlines()[-1] == "error: interrupted: rerun the same command to carry on from " \
+                                                     "what it saved"
 
 
 def test_report_leaves_an_ok_run_without_an_mae_out_and_says_so(tmp_path, capsys):
