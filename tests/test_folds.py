@@ -188,6 +188,17 @@ def scripted(run_epochs):
     return scripted_epochs
 
 
+def test_the_selected_epoch_is_the_first_with_the_lowest_finite_validation_mae():
+    from ssr_jax.train import selected_row
+
+    def history(*maes):
+        return [{"epoch": epoch, "val_mae": mae} for epoch, mae in enumerate(maes, start=1)]
+
+    assert selected_row(history(5.0, 3.0, 3.0, 4.0))["epoch"] == 2  # a tie keeps the earlier epoch
+    assert selected_row(history(None, float("nan"), 7.0, None))["epoch"] == 3  # non-finite: never better
+    assert selected_row(history(None, None))["epoch"] == 1  # nothing finite: the first epoch stands
+
+
 def benchmark_config(data_dir):
     """Smoke SSR-Net on split 0 of the prepared `utkface` fixture (24 train / 8 val / 8 test), 4 epochs of one step."""
     config = validation_config(split_index=0, data_dir=str(data_dir))
