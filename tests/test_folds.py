@@ -63,6 +63,17 @@ def test_assignment_is_deterministic_balanced_and_ignores_order():
     np.testing.assert_array_equal(folds.assign(["b", "a", "c", "d"], [5, 5, 1, 9]), [2, 1, 0, 3])
 
 
+def test_identities_come_from_the_file_names_where_the_dataset_names_persons():
+    from ssr_jax.data.builders import BUILDERS
+
+    assert BUILDERS["imdb"].identity("01/nm0000001_rm124825600_1899-5-10_1968.jpg") == "nm0000001"
+    assert BUILDERS["wiki"].identity("17/10000217_1981-05-05_2009.jpg") == "10000217"
+    assert BUILDERS["morph2"].identity("album/009055_1M54.JPG") == "009055"
+    for name, file in (("imdb", "imdb_db.npz[3]"), ("morph2", "morph2_db_align.npz[3]"),
+                       ("utkface", "25_0_2_20170116174525125.jpg.chip.jpg")):
+        assert BUILDERS[name].identity(file) is None
+
+
 def test_morph2_folds_are_subject_exclusive(morph_subjects):
     files, _, assigned = _every_example("morph2", morph_subjects)
     assert len(files) == 60 and set(assigned) == set(range(10))
