@@ -4,8 +4,8 @@ ages images in any ONNX runtime, with what the model is travelling along as meta
 The graph is the framework's own evaluation pass (`saved_model.evaluation_pass`: `model_input`, the model, the
 head's readout at the run's decision rule, or `decode`'s, and λ), traced once at a symbolic batch size with the
 weights as constants and translated to ONNX operators by `ssr_jax.onnx_graph`, so every backbone and head that
-evaluates in JAX exports the same way. Convolutions and poolings are traced as XLA's own (`model.conv="xla"`): the oneDNN path
-is a custom call that no ONNX runtime has; the values are the same up to float rounding.
+evaluates in JAX exports the same way. Convolutions and poolings are traced as XLA's own (`model.conv="xla"`): the
+oneDNN path is a custom call that no ONNX runtime has; the values are the same up to float rounding.
 
   input   images   uint8 [N, H, W, 3], 0–255, in the run's colour order (`data.colour_order`; the scaling of
                    `data.input_scale` happens inside the graph)
@@ -87,7 +87,8 @@ def check_out(out: str | os.PathLike, *, overwrite: bool) -> pathlib.Path:
     `overwrite` or a directory in the way."""
     path = pathlib.Path(out).expanduser().absolute()
     if path.is_dir():
-        raise ExportError(f"--out {out} is a directory; pass a file name, e.g. --out {pathlib.Path(out) / 'model.onnx'}")
+        raise ExportError(f"--out {out} is a directory; pass a file name, e.g. --out "
+                          f"{pathlib.Path(out) / 'model.onnx'}")
     if path.exists() and not overwrite:
         raise ExportError(f"--out {out} exists; pass --overwrite to replace it, or another --out")
     return workdir_lib.prepare(path.parent, flag="--out") / path.name

@@ -3,14 +3,15 @@ operators (opset `OPSET`) with `onnx.helper`.
 
 `to_onnx(jax.make_jaxpr(fn)(example), example)` returns the `onnx.GraphProto` of `fn` (its closed-over arrays, e.g.
 weights, become initializers), whose input is `example`'s shape with its symbolic leading dimension as a named ONNX
-dimension, and whose outputs are `fn`'s outputs in pytree order. What it translates is a list of JAX primitives (`_RULES`, plus the
-call primitives it inlines: jit, custom_jvp_call, custom_vjp_call, closed_call); anything else is an
-`UnsupportedPrimitive` naming the primitive, never a wrong graph. Equations whose inputs are all constants (BatchNorm
-statistics, iota, kernel layouts) are folded with NumPy where `_FOLD` knows them, else left to the runtime.
+dimension, and whose outputs are `fn`'s outputs in pytree order. What it translates is a list of JAX primitives
+(`_RULES`, plus the call primitives it inlines: jit, custom_jvp_call, custom_vjp_call, jax.checkpoint's); anything
+else is an `UnsupportedPrimitive` naming the primitive, never a wrong graph. Equations whose inputs are all
+constants (BatchNorm statistics, iota, kernel layouts) are folded with NumPy where `_FOLD` knows them, else left to
+the runtime.
 
 Layouts follow JAX's: a convolution or pooling over NHWC operands is transposed to ONNX's NCHW and back around the
-operator (runtimes cancel the pairs between consecutive layers). Integer indices are clamped into range before a
-Gather, as XLA clamps them.
+operator (ONNX Runtime's graph optimizer cancels the pairs between consecutive layers). Integer indices are clamped
+into range before a Gather, as XLA clamps them.
 """
 from __future__ import annotations
 
@@ -150,13 +151,11 @@ def _dtype(dtype) -> int:
 # ----------------------------------------------------------------------------------------------------------------
 # Rules: (graph, eqn, *inputs) -> ONNX tensor name(s)
 # ----------------------------------------------------------------------------------------------------------------
-_CALLS = {"jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr",
-          "remat", "checkpoint"}
+_CALLS = {"jit", "custom_jvp_call", "custom_vjp_call", "remat2"}  # remat2: jax.checkpoint
 _UNARY = {"neg": "Neg", "exp": "Exp", "log": "Log", "tanh": "Tanh", "logistic": "Sigmoid", "sqrt": "Sqrt",
           "abs": "Abs", "sign": "Sign", "floor": "Floor", "ceil": "Ceil", "erf": "Erf", "sin": "Sin", "cos": "Cos",
-          "stop_gradient": "Identity", "reduce_precision": "Identity", "copy": "Identity", "copy_p": "Identity",
-          "sharding_constraint": "Identity", "optimization_barrier": "Identity"}
-_BINARY = {"add": "Add", "add_any": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "max": "Max", "min": "Min",
+          "stop_gradient": "Identity", "copy": "Identity", "copy_p": "Identity"}
+_BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "max": "Max", "min": "Min",
            "pow": "Pow", "eq": "Equal", "gt": "Greater", "ge": "GreaterOrEqual", "lt": "Less",
            "le": "LessOrEqual"}
 _LOGICAL = {"and": "And", "or": "Or", "not": "Not"}  # on booleans; JAX's bitwise forms on integers are refused
@@ -206,6 +205,8 @@ def _convert(g, eqn, x):
 def _select_n(g, eqn, which, *cases):
     if len(cases) == 1:
         return cases[0]
+    if isinstance(which, np.ndarray) and which.ndim == 0:  # a known choice (e.g. NumPy-style index normalisation)
+        return cases[int(which)]
     if len(cases) != 2:
         raise UnsupportedPrimitive(f"select_n with {len(cases)} cases has no ONNX translation here (2 at most)")
     if eqn.invars[0].aval.dtype != np.bool_:
@@ -263,12 +264,27 @@ def _slice(g, eqn, x):
 
 
 def _dynamic_slice(g, eqn, x, *starts):
+    """Starts clamped into [0, dim − size] as XLA clamps them; each start and dimension may be known only at run
+    time (a negative index normalised by the batch size, an argmax)."""
     shape, sizes = eqn.invars[0].aval.shape, eqn.params["slice_sizes"]
-    if not all(isinstance(s, np.ndarray) for s in starts) or not _static(shape):
-        raise UnsupportedPrimitive("dynamic_slice at runtime start indices has no ONNX translation here")
-    begin = [int(np.clip(s, 0, dim - size)) for s, dim, size in zip(starts, shape, sizes)]  # XLA's clamp
-    return g.node("Slice", [x, np.asarray(begin, np.int64), np.asarray(begin, np.int64) + np.asarray(sizes),
-                            np.arange(len(shape), dtype=np.int64)])
+    begin, end = [], []
+    for start, dim, size in zip(starts, shape, sizes):
+        if isinstance(start, np.ndarray) and _static((dim, size)):
+            begin.append(np.asarray([np.clip(start, 0, dim - size)], np.int64))
+            end.append(begin[-1] + size)
+            continue
+        start = g.node("Reshape", [g.node("Cast", [start], to=TensorProto.INT64), np.ones(1, np.int64)])
+        upper = g.node("Sub", [g.shape([dim]), g.shape([size])])
+        begin.append(g.node("Min", [g.node("Max", [start, np.zeros(1, np.int64)]), upper]))
+        end.append(g.node("Add", [begin[-1], g.shape([size])]))
+    concat = (lambda parts: np.concatenate(parts) if all(isinstance(p, np.ndarray) for p in parts)
+              else g.node("Concat", parts, axis=0))
+    return g.node("Slice", [x, concat(begin), concat(end), np.arange(len(shape), dtype=np.int64)])
+
+
+def _dim_as_value(g, eqn):
+    value = g.node("Reshape", [g.shape([eqn.params["dim"]]), np.zeros(0, np.int64)])
+    return g.node("Cast", [value], to=_dtype(eqn.outvars[0].aval.dtype))
 
 
 def _concatenate(g, eqn, *xs):
@@ -456,6 +472,7 @@ _RULES: dict[str, Callable] = {
     "rev": _rev,
     "slice": _slice,
     "dynamic_slice": _dynamic_slice,
+    "dim_as_value": _dim_as_value,
     "concatenate": _concatenate,
     "pad": _pad,
     "split": _split,

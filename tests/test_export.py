@@ -7,10 +7,12 @@ import json
 import pathlib
 import sys
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax import lax
 
 onnx = pytest.importorskip("onnx", reason="the export extra is not installed: pip install -e '.[export]'")
 onnxruntime = pytest.importorskip("onnxruntime", reason="the export extra is not installed: pip install -e '.[export]'")
@@ -117,7 +119,8 @@ def test_metadata_travels_with_the_file(exported):
     assert json.loads(metadata["ssr_jax.export_environment"])["onnxruntime"] == onnxruntime.__version__
     assert metadata["ssr_jax.colour_order"] == config.data.colour_order
     assert json.loads(metadata["ssr_jax.outputs"]) == result["outputs"]
-    assert metadata["ssr_jax.architecture"] and model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert metadata["ssr_jax.architecture"]
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
 
 
 def test_raw_outputs_follow_the_heads(exported):
@@ -154,6 +157,77 @@ def test_every_heads_readout_under_every_rule_translates(head):
         session = onnxruntime.InferenceSession(model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
         np.testing.assert_allclose(session.run(["age"], {"images": raw})[0], jax.jit(readout)(raw), atol=TOLERANCE,
                                    rtol=0, err_msg=f"{head} / {rule}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The translator, operation by operation: each function on rows [N, 6] or images [N, 8, 8, 3], N symbolic
+# ----------------------------------------------------------------------------------------------------------------
+@jax.custom_vjp
+def cube(x):
+    return x * x * x
+
+
+cube.defvjp(lambda x: (x * x * x, x), lambda x, g: (3 * x * x * g,))
+TABLE = np.linspace(0, 1, 6, dtype=np.float32)
+MATRIX = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32)
+KERNEL = np.random.default_rng(1).standard_normal((3, 3, 3, 4)).astype(np.float32)
+NHWC = ("NHWC", "HWIO", "NHWC")
+ROWS = {
+    "round": lambda x: jnp.round(x * 3) + lax.round(x * 3, lax.RoundingMethod.AWAY_FROM_ZERO),
+    "isfinite": lambda x: jnp.isfinite(x / (x - x[:, :1])).astype(jnp.float32),
+    "rem_pad_split": lambda x: jnp.fmod(jnp.pad(x, ((0, 0), (1, 2)), constant_values=0.5), 0.7)[:, 1:7]
+    + jnp.split(x, [2], axis=1)[1].sum(1, keepdims=True),
+    "cumulative": lambda x: lax.cummax(x, axis=1) + lax.cummin(x, axis=1, reverse=True) + jnp.cumsum(x, axis=1)
+    + lax.cumsum(x, axis=1, reverse=True) + jnp.cumprod(x, axis=1),
+    "select_clamp": lambda x: jnp.where(x > 0, x, 0.5 * x) + lax.clamp(-0.5, x, 0.5),
+    "powers": lambda x: x ** 3 + x ** 2 + jnp.square(x) + jnp.abs(x) ** 1.5,
+    "unary": lambda x: jnp.log1p(jnp.abs(x)) + jnp.expm1(x) + jnp.sqrt(jnp.abs(x)) + lax.rsqrt(jnp.abs(x) + 1)
+    + jnp.sign(x) + jnp.floor(x) + jnp.ceil(x) + jax.scipy.special.erf(x) + jnp.sin(x) + jnp.cos(x) + jnp.exp(x)
+    + jnp.log(jnp.abs(x) + 1) + jnp.tanh(x) + jax.nn.sigmoid(x) - x + jnp.copy(x),
+    "logical": lambda x: (((x > 0) & (x < 1)) | ~(x >= -0.5) | (x != x[:, :1]) | (x == 0) | (x <= -1)).astype(
+        jnp.float32),
+    "reductions": lambda x: jnp.min(x, axis=1) + jnp.prod(x, axis=1) + jnp.argmin(x, axis=1)
+    + jnp.any(x > 1, axis=1) + jnp.all(x > -1, axis=1) + jnp.max(x, axis=1) + jnp.sum(x, axis=1),
+    "layout": lambda x: (x.T @ x)[:, ::-1][:, 1:5:2],
+    "dot_general": lambda x: jnp.einsum("ni,ni->n", x, x) + jnp.sum(x @ MATRIX, axis=1)
+    + jnp.einsum("ni,ij->jn", x, MATRIX).sum(0),
+    "integers": lambda x: (x * 10).astype(jnp.int32) // 3 + (jnp.arange(6) * 7 - 20) // 3,
+    "indexing": lambda x: jnp.asarray(TABLE)[jnp.argmax(x, axis=1)] + x[:, 2] + x[:, jnp.argmin(x[0])] + x[-1].sum(),
+    "softmax": lambda x: jax.nn.softmax(x) + jax.nn.log_softmax(x),
+    "calls": lambda x: cube(x) + jax.checkpoint(jnp.sin)(x) + jax.jit(jnp.cos)(x),
+    "broadcast": lambda x: x + jnp.ones_like(x[:, :1]) + jnp.arange(6) + jnp.broadcast_to(jnp.float32(2), x.shape),
+}
+IMAGES = {
+    "conv_same_strided": lambda x: lax.conv_general_dilated(x, KERNEL, (2, 2), "SAME", dimension_numbers=NHWC),
+    "conv_padded_dilated": lambda x: lax.conv_general_dilated(x, KERNEL, (1, 1), ((1, 2), (0, 1)),
+                                                              rhs_dilation=(2, 2), dimension_numbers=NHWC),
+    "pools_same": lambda x: nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+    + nn.avg_pool(x, (3, 3), strides=(2, 2), padding="SAME"),
+}
+
+
+def translated(fn, shape: tuple, dtype=np.float32):
+    """An ONNX Runtime session of `fn` on `[N, *shape]`, N symbolic."""
+    batch, = jax.export.symbolic_shape("N")
+    example = jax.ShapeDtypeStruct((batch, *shape), dtype)
+    graph = onnx_graph.to_onnx(jax.make_jaxpr(fn)(example), example, input_name="x", output_names=["y"],
+                               graph_name="test")
+    model = onnx_graph.make_model(graph, producer_version="test", doc_string="")
+    return onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("name", [*ROWS, *IMAGES])
+def test_each_operation_translates_to_what_jax_computes(name):
+    fn, shape = (ROWS[name], (6,)) if name in ROWS else (IMAGES[name], (8, 8, 3))
+    x = np.random.default_rng(3).standard_normal((5, *shape)).astype(np.float32)
+    got, want = translated(fn, shape).run(["y"], {"x": x})[0], np.asarray(jax.jit(fn)(x))
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_an_operation_without_a_rule_is_refused_by_name():
+    with pytest.raises(onnx_graph.UnsupportedPrimitive, match="'sort' has no ONNX translation"):
+        translated(lambda x: jnp.sort(x, axis=1), (6,))
 
 
 def test_released_morph2_weights_export_with_keras_and_predict_ages(tmp_path):
