@@ -19,6 +19,9 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
+import sys
+import threading
+import time
 from typing import Any, Sequence
 
 from ssr_jax import config_lib, sweep, workdir as workdir_lib
@@ -49,8 +52,12 @@ def make_executor(launcher: str, folder: pathlib.Path, parameters: dict[str, Any
 
 
 def run_group_job(spec: str, workdir: str, seeds: int | None, run_ids: list[str],
-                  common: dict | None = None) -> list[dict]:
-    """The body of one job: the group made of `run_ids`, trained as `--launcher local` trains it."""
+                  common: dict | None = None, controller: int | None = None) -> list[dict]:
+    """The body of one job: the group made of `run_ids`, trained as `--launcher local` trains it. `controller`: the
+    pid of the command that started this job on this machine (`submitit_local`), whose end, however it ends, stops
+    the job (`stop_with`)."""
+    if controller is not None:
+        stop_with(controller)
     runs = {run.run_id: run for run in sweep.expand(spec, seeds=seeds, common=common)}
     missing = [run_id for run_id in run_ids if run_id not in runs]
     if missing:
@@ -59,6 +66,25 @@ def run_group_job(spec: str, workdir: str, seeds: int | None, run_ids: list[str]
     workdir = pathlib.Path(workdir)
     sweep.run_group(members, workdir, load_splits(members[0].config.data), progress=None)
     return sweep.write_results(workdir, list(runs.values()))
+
+
+def stop_with(pid: int, poll_s: float = 2.0) -> threading.Thread:
+    """Ends this process once process `pid` has ended, as SIGKILL would (the group resumes from its checkpoint when
+    the sweep is run again): a local job must not outlive the command that started it (an orphan trained on and
+    recorded its runs after the command, killed, had reported them failed)."""
+    def watch():
+        while True:
+            time.sleep(poll_s)
+            try:
+                os.kill(pid, 0)
+            except (ProcessLookupError, PermissionError):  # gone, or its pid reused by another user's process
+                print(f"the sweep command (pid {pid}) that started this job has ended: stopping; rerun the sweep to "
+                      "resume", file=sys.stderr, flush=True)
+                os._exit(1)
+
+    thread = threading.Thread(target=watch, name="stop-with-controller", daemon=True)
+    thread.start()
+    return thread
 
 
 def _absolute_spec(spec: str) -> str:
@@ -73,8 +99,10 @@ def submit_groups(spec: str, workdir: pathlib.Path, groups: list[list], *, seeds
     executor = make_executor(launcher, workdir / "jobs", parameters)
     spec = _absolute_spec(spec)
     with executor.batch():  # one array job on Slurm instead of one submission per group
-        jobs = [executor.submit(run_group_job, spec, str(workdir), seeds, [run.run_id for run in members], common)
-                for members in groups]
+        # Local jobs waited for end with this command; without --wait they are meant to outlive it.
+        controller = os.getpid() if launcher == "submitit_local" and wait else None
+        jobs = [executor.submit(run_group_job, spec, str(workdir), seeds, [run.run_id for run in members], common,
+                                controller) for members in groups]
     records = [{"group": members[0].group, "job_id": job.job_id, "runs": [run.run_id for run in members]}
                for members, job in zip(groups, jobs)]
     workdir_lib.write_jsonl(workdir / "jobs.jsonl", workdir_lib.read_jsonl(workdir / "jobs.jsonl") + records)

@@ -735,3 +735,17 @@ def test_init_from_weights_that_are_not_finite_is_refused(random_model, tmp_path
     with pytest.raises(config_lib.ConfigError, match=r"its weights are not finite \(params/x_stream/bn1/bias holds "
                                                      r"NaN or infinity: a diverged run\?\)"):
         saved_model.init_from(config_lib.apply_overrides(config, {"init_from": str(tmp_path / "nan")}))
+
+
+def test_a_local_job_ends_with_the_command_that_started_it():
+    """SIGKILL of `sweep --launcher submitit_local`: its jobs (`launch.stop_with` its pid) stop instead of training
+    on as orphans."""
+    controller = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1)"])
+    job = subprocess.Popen([sys.executable, "-c", f"import time\nfrom ssr_jax import launch\n"
+                            f"launch.stop_with({controller.pid}, poll_s=0.1)\ntime.sleep(60)\nprint('trained on')"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    controller.wait()  # reaped, as its shell would: a zombie still answers kill(pid, 0)
+    stdout, stderr = job.communicate(timeout=120)
+    assert job.returncode == 1 and "trained on" not in stdout
+    assert stderr.strip().splitlines()[-1] == (f"the sweep command (pid {controller.pid}) that started this job has "
+                                               "ended: stopping; rerun the sweep to resume")
