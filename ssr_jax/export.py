@@ -99,17 +99,16 @@ def _output_names(outputs) -> list[str]:
     names = []
     for key, stages in sorted(outputs.items()):
         names += [key] if len(stages) == 1 else [f"{key}_{k + 1}" for k in range(len(stages))]
-    return ["head_age" if name == "age" else name for name in names]
+    return names
 
 
 def export(model_dir: str | os.PathLike, out: str | os.PathLike, *, format: str = "onnx", overwrite: bool = False,
            decode: str | None = None, check: bool = True) -> dict:
     """Writes the ONNX file of `model_dir` to `out` (module docstring), its ages read by the decision rule `decode`
-    (default: the run's `model.decode`; a rule its head cannot give is a `ConfigError`, before anything is loaded);
-    returns what was written: `out`, `opset`,
-    `bytes`, `outputs` ({name: shape}), `parameters`, `colour_order`, `image_size` and, with `check`,
-    `max_age_difference` (years, ONNX Runtime vs the framework on `CHECK_IMAGES` random images; without `check`,
-    None and nothing compiled: for callers that compare on images of their own)."""
+    (default: the run's `model.decode`; a rule its head cannot give is a `ConfigError`, before anything is loaded).
+    Returns what was written: `out`, `opset`, `bytes`, `outputs` ({name: shape}), `parameters`, `colour_order`,
+    `image_size` and `max_age_difference` (years, ONNX Runtime vs the framework on `CHECK_IMAGES` random images; None
+    without `check`, which compiles nothing, for callers that compare on images of their own)."""
     if format not in FORMATS:
         raise ExportError(f"--format={format!r}: ssr-jax exports to {', '.join(FORMATS)}")
     onnx, onnxruntime, onnx_graph = _translator()
