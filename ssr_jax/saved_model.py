@@ -49,6 +49,11 @@ def check_new_directory(directory: str | os.PathLike) -> None:
 def read_config(directory: str | os.PathLike) -> ml_collections.ConfigDict:
     """The config a model directory was trained or converted with (no weights are read); keys added to the configs
     since it was written take their defaults (`configs.base`), so older model directories keep loading."""
+    return _read_config(directory)[0]
+
+
+def _read_config(directory: str | os.PathLike) -> tuple[ml_collections.ConfigDict, list[str]]:
+    """(`read_config`'s config, the dotted keys its config.json predates)."""
     config_file = pathlib.Path(directory) / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(
@@ -57,20 +62,19 @@ def read_config(directory: str | os.PathLike) -> ml_collections.ConfigDict:
     try:
         record = upgrade_recorded(workdir_lib.read_json(config_file)["config"])
         defaults = base.get_config()
-        missing = config_lib.missing_keys(record, defaults)
-        config = config_lib.from_json(record, defaults)
+        return config_lib.from_json(record, defaults), config_lib.missing_keys(record, defaults)
     except (ValueError, KeyError, TypeError, AttributeError):
         raise workdir_lib.WorkdirError(f"{config_file} is unreadable, so what {directory} holds cannot be told; "
                                        "restore it, or train or convert the model again") from None
-    if missing:
-        print(f"note: {config_file} predates {', '.join(missing)}: read with the defaults", file=sys.stderr)
-    return config
 
 
 def load(directory: str | os.PathLike) -> tuple[ml_collections.ConfigDict, dict]:
     """(config, `{"params", "batch_stats"}`) from the newest checkpoint of a run or converted model directory."""
     directory = pathlib.Path(directory)
-    config = read_config(directory)
+    config, missing = _read_config(directory)
+    if missing:  # said once per load, not at every read of the config
+        print(f"note: {directory / 'config.json'} predates {', '.join(missing)}: read with the defaults",
+              file=sys.stderr)
     abstract_state = jax.eval_shape(
         lambda variables: train_state_from_variables(config, variables, hparams_from_config(config)),
         abstract_variables(config.model, config.data.image_size),
