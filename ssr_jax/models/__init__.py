@@ -159,9 +159,6 @@ def count_parameters(variables) -> dict[str, int]:
     return {"trainable": trainable, "batch_stats": batch_stats, "total": total, "bytes": 4 * total}
 
 
-ORDINAL_HEADS = ("coral", "corn", "or_cnn")
-
-
 def validate_head(model) -> None:
     """Checks `model.head`, the pair it makes with `model.backbone`, `model.decode` and the head's options."""
     if model.head not in heads.HEADS:
@@ -171,9 +168,9 @@ def validate_head(model) -> None:
              f"{model.backbone} choose another head (e.g. regression or dex), or --config.model.backbone=ssrnet")
     rules = heads.HEADS[model.head].rules
     if model.decode not in ("", *rules):
+        why = heads.HEADS[model.head].only_these_rules
         fail("model.decode", model.decode, f"the {model.head} head can be read by {' or '.join(rules)}"
-             + (" (Eq. 7 sums K stages' expectations over shifted bins: no distribution to take a median or "
-                "mode of)" if model.head == "ssr" else "") + "; '' = its own rule")
+             + (f" ({why})" if why else "") + "; '' = its own rule")
     if model.dex_loss not in dex_head.LOSSES:
         fail("model.dex_loss", model.dex_loss, f"must be one of {dex_head.LOSSES} (DEX's paper: cross_entropy)")
     for name, fix in (("label_sigma", "DLDL's label σ in years must be positive and finite (paper: 2)"),
@@ -201,7 +198,7 @@ def validate_config(config) -> None:
     if model.head != "ssr" and len(stages) != 1:
         fail("model.stages", stages, f"the {model.head} head has one stage, its number of bins (the fusion width "
              "on the SSR-Net backbone), e.g. --config.model.stages='(101,)'")
-    if model.head in ORDINAL_HEADS and stages[0] < 2:
+    if issubclass(heads.HEADS[model.head], heads.Ordinal) and stages[0] < 2:  # s − 1 ≥ 1 binary tasks
         fail("model.stages", stages, f"the {model.head} head needs at least 2 classes, e.g. '(101,)'")
     if not 0 < model.mobilenet_alpha < float("inf"):
         fail("model.mobilenet_alpha", model.mobilenet_alpha, "the MobileNet width multiplier must be positive and "
@@ -220,7 +217,7 @@ def validate_config(config) -> None:
         if not 0.0 <= model[name] <= 1.0:
             fail(f"model.{name}", model[name], "must lie in [0, 1] (0 switches the term off, 1 is the reference)")
     if model.p_activation not in P_ACTIVATIONS:
-        fail("model.p_activation", model.p_activation, f"must be one of {P_ACTIVATIONS}")
+        fail("model.p_activation", model.p_activation, f"must be one of {tuple(P_ACTIVATIONS)}")
     if model.conv not in CONV_CHOICES:
         fail("model.conv", model.conv, f"must be one of {CONV_CHOICES}")
     if model.conv == "onednn" and (reason := onednn.unavailable()):

@@ -4,17 +4,17 @@ Each head (`base.Head`) is its output layer, its training loss `loss(outputs, ag
 `age(outputs, rule)` under a decision rule (`model.decode`: expectation, median or mode; "" = the head's own,
 the first of its `rules`). A new head is a file here and a line in `HEADS`.
 
-  head           output                              loss                                         rules
-  ssr            K stages of p, η, Δ                 L1 on Eq. 7                                  expectation
-  dex            softmax over s bins                 L1 on the expectation, or cross-entropy      expectation, median, mode
-  regression     one linear output                   L1                                           expectation
-  coral          s − 1 logits, shared weights        Σ_k binary cross-entropy                     median, expectation, mode
-  corn           s − 1 conditional logits            BCE over the conditional subsets             median, expectation, mode
-  or_cnn         s − 1 independent logits            importance-weighted Σ_k BCE                  median
-  mean_variance  softmax over s bins                 cross-entropy + λ1 (m − y)²/2 + λ2 variance  expectation, median, mode
-  dldl           softmax over s bins                 KL from N(y, σ²) discretised                 expectation, median, mode
-  dldl_v2        softmax over s bins                 KL + λ |expectation − y|                     expectation, median, mode
-  sord           softmax over s bins                 cross-entropy to q ∝ exp(−|y − c| / τ)       expectation, median, mode
+  head           output                          loss                                         rules
+  ssr            K stages of p, η, Δ             L1 on Eq. 7                                  expectation
+  dex            softmax over s bins             L1 on the expectation, or cross-entropy      expectation, median, mode
+  regression     one linear output               L1                                           expectation
+  coral          s − 1 logits, shared weights    Σ_k binary cross-entropy (BCE)               median, expectation, mode
+  corn           s − 1 conditional logits        BCE over the conditional subsets             median, expectation, mode
+  or_cnn         s − 1 independent logits        importance-weighted Σ_k BCE                  median
+  mean_variance  softmax over s bins             CE + λ1 (m − y)²/2 + λ2 variance             expectation, median, mode
+  dldl           softmax over s bins             KL from N(y, σ²) discretised                 expectation, median, mode
+  dldl_v2        softmax over s bins             KL + λ |expectation − y|                     expectation, median, mode
+  sord           softmax over s bins             cross-entropy to q ∝ exp(−|y − c| / τ)       expectation, median, mode
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from ssr_jax.models.heads.dldl import DLDL
 from ssr_jax.models.heads.dldl_v2 import DLDLv2
 from ssr_jax.models.heads.mean_variance import MeanVariance
 from ssr_jax.models.heads.or_cnn import ORCNN
+from ssr_jax.models.heads.ordinal import Ordinal
 from ssr_jax.models.heads.regression import Regression
 from ssr_jax.models.heads.sord import SORD
 from ssr_jax.models.heads.ssr import SSR
@@ -35,7 +36,7 @@ HEADS: dict[str, type[Head]] = {
     "mean_variance": MeanVariance, "dldl": DLDL, "dldl_v2": DLDLv2, "sord": SORD,
 }
 
-__all__ = ["HEADS", "RULES", "Head", "create", "decode_rule"]
+__all__ = ["HEADS", "RULES", "Head", "Ordinal", "create", "decode_rule"]
 
 
 def create(model_config, **values) -> Head:

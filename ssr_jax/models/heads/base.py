@@ -34,6 +34,8 @@ class Head:
     num_bins: int = 101
     v: float = 101.0
     rules: ClassVar[tuple[str, ...]] = ("expectation",)
+    # Why a head that gives no distribution over ages has only the rules it has (for the refusal of the others).
+    only_these_rules: ClassVar[str] = ""
     # The head's options: dataclass field → the `config.model` field it is read from.
     options: ClassVar[dict[str, str]] = {}
 

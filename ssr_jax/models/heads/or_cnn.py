@@ -19,6 +19,7 @@ from ssr_jax.models.heads.ordinal import Ordinal
 @dataclasses.dataclass(frozen=True)
 class ORCNN(Ordinal):
     rules = ("median",)
+    only_these_rules = "its independent task probabilities need not decrease, so they define no distribution"
     importance: tuple[float, ...] | None = None
 
     def loss(self, outputs, ages):

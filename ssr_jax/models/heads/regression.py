@@ -16,6 +16,7 @@ from ssr_jax.models.heads.base import Head, dense, l1
 @dataclasses.dataclass(frozen=True)
 class Regression(Head):
     scale: float = 101.0
+    only_these_rules = "its output is one number, not a distribution over ages"
 
     @classmethod
     def from_config(cls, model, **values):

@@ -31,6 +31,8 @@ class SSR(Head):
     with_eta: bool = True
     lambda_local: float = 1.0
     lambda_d: float = 1.0
+    only_these_rules = ("Eq. 7 sums K stages' expectations over shifted bins: no distribution to take a median or mode "
+                        "of")
 
     @classmethod
     def from_config(cls, model, **values):
