@@ -11,7 +11,7 @@ import math
 import pathlib
 import sys
 
-from ssr_jax import config_lib, tensorboard_log, workdir as workdir_lib
+from ssr_jax import config_lib, saved_model, tensorboard_log, workdir as workdir_lib
 
 # A run directory holding any of these has trained: without its config.json, what it was trained with is unknown.
 RUN_FILES = ("checkpoint", "metrics.jsonl", "summary.json")
@@ -33,8 +33,10 @@ def record_config(run_dir: pathlib.Path, config, overrides: dict | None, *, name
         except (ValueError, KeyError, TypeError):
             raise config_lib.ConfigError(f"{path} is unreadable, so what {run_dir} was trained with cannot be told; "
                                          f"restore it, or delete {run_dir} to start over") from None
-        if recorded != resolved:
-            difference = first_difference(recorded, resolved)
+        # A config.json written before keys were added to the configs is read with their defaults.
+        current = recorded if recorded == resolved else config_lib.to_json(saved_model.as_current(recorded)[0])
+        if current != resolved:
+            difference = first_difference(current, resolved, recorded)
             raise config_lib.ConfigError(f"{run_dir} holds a run of another config ({difference}); resume with the "
                                          "same config or pick a new --workdir")
         return
@@ -49,18 +51,20 @@ def record_config(run_dir: pathlib.Path, config, overrides: dict | None, *, name
 _ABSENT = object()
 
 
-def first_difference(recorded: dict, resolved: dict, prefix: str = "") -> str:
-    """The first key (in sorted dotted order) where two recorded configs differ, said as "key: was, now" — a key
-    that a run's config.json lacks is one added to the configs since it was written."""
-    for key in sorted(set(recorded) | set(resolved)):
-        was, now = recorded.get(key, _ABSENT), resolved.get(key, _ABSENT)
+def first_difference(current: dict, resolved: dict, recorded: dict, prefix: str = "") -> str:
+    """The first key (in sorted dotted order) where a run's config as read now (`current`) differs from the one
+    asked for, said as "key: was, now"; `was` is what its config.json (`recorded`) holds, or that it lacks the key
+    (written before the key existed)."""
+    for key in sorted(set(current) | set(resolved)):
+        was, now = current.get(key, _ABSENT), resolved.get(key, _ABSENT)
+        raw = recorded.get(key, _ABSENT) if isinstance(recorded, dict) else _ABSENT
         if isinstance(was, dict) and isinstance(now, dict):
-            found = first_difference(was, now, f"{prefix}{key}.")
+            found = first_difference(was, now, raw, f"{prefix}{key}.")
             if found:
                 return found
         elif was != now:
-            was_text = "absent from its config.json (written before the key existed)" if was is _ABSENT else \
-                f"{was!r} in its config.json"
+            was_text = "absent from its config.json (written before the key existed)" if raw is _ABSENT else \
+                f"{raw!r} in its config.json"
             return f"{prefix}{key}: {was_text}, {'no such key' if now is _ABSENT else repr(now)} now"
     return ""
 

@@ -60,12 +60,17 @@ def _read_config(directory: str | os.PathLike) -> tuple[ml_collections.ConfigDic
             f"{directory} is not a model directory (no config.json); pass a training workdir or a convert-keras output"
         )
     try:
-        record = upgrade_recorded(workdir_lib.read_json(config_file)["config"])
-        defaults = base.get_config()
-        return config_lib.from_json(record, defaults), config_lib.missing_keys(record, defaults)
+        return as_current(workdir_lib.read_json(config_file)["config"])
     except (ValueError, KeyError, TypeError, AttributeError):
         raise workdir_lib.WorkdirError(f"{config_file} is unreadable, so what {directory} holds cannot be told; "
                                        "restore it, or train or convert the model again") from None
+
+
+def as_current(record: dict) -> tuple[ml_collections.ConfigDict, list[str]]:
+    """A recorded config (config.json's "config") as this version reads it — `model.family` as backbone and head,
+    keys it predates at their defaults (`configs.base`) — and those keys."""
+    record, defaults = upgrade_recorded(record), base.get_config()
+    return config_lib.from_json(record, defaults), config_lib.missing_keys(record, defaults)
 
 
 def load(directory: str | os.PathLike) -> tuple[ml_collections.ConfigDict, dict]:

@@ -750,3 +750,14 @@ def test_a_local_job_ends_with_the_command_that_started_it():
     assert job.returncode == 1 and "trained on" not in stdout
     assert stderr.strip().splitlines()[-1] == (f"the sweep command (pid {controller.pid}) that started this job has "
                                                "ended: stopping; rerun the sweep to resume")
+
+
+def test_a_run_whose_config_json_predates_a_key_is_still_its_run(finished, tmp_path, capsys):
+    run = copy_run(finished, tmp_path)
+    record = workdir_lib.read_json(run / "config.json")
+    del record["config"]["train"]["eval_images_at_once"]  # written before the key existed; its default is the same
+    workdir_lib.write_json(run / "config.json", record)
+    assert cli_exit(capsys, "train", *SMOKE, "--workdir", run)[0] == 0  # "already finished", not refused
+    code, line = cli_exit(capsys, "train", *SMOKE, "--workdir", run, "--config.train.eval_images_at_once=64")
+    assert code == 2 and ("holds a run of another config (train.eval_images_at_once: absent from its config.json "
+                          "(written before the key existed), 64 now)") in line
