@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from ssr_jax import config_lib, sweep, train
+from ssr_jax.state import stack_members
 from ssr_jax.sweep import eta_text, product, zipit
+from one_step import LOSS_RTOL, assert_same_step, one_step
 from tensorboard_events import assert_run_matches_its_files, hparams
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,29 +105,33 @@ def test_shards_partition_the_runs():
         sweep.shard(runs, "3/3")
 
 
-def test_a_group_compiles_once_and_equals_its_members_run_alone(tmp_path, monkeypatch):
+def test_a_group_compiles_once_and_its_members_step_as_they_would_alone(tmp_path, monkeypatch):
     trainers = []
     make_train = train.make_train
     monkeypatch.setattr(train, "make_train", lambda *a, **k: trainers.append(make_train(*a, **k)) or trainers[-1])
-    spec = experiment(tmp_path, 'product(sweep("model.lambda_local", [0.0, 1.0]), sweep("model.lambda_d", [0.0, 1.0]))')
+    # One step per epoch (16 examples, batch 16), so a member's first epoch is the single step compared below.
+    spec = experiment(tmp_path, 'product(sweep("model.lambda_local", [0.0, 1.0]), sweep("model.lambda_d", [0.0, 1.0]))',
+                      "config.data.num_train = config.train.batch_size")
     # A vmapped group, as on an accelerator (a CPU trains one run at a time by default).
     rows = sweep.run_sweep(spec, tmp_path / "sweep", seeds=2, max_members=sweep.ACCELERATOR_MAX_MEMBERS)
     assert len(rows) == 8 and {row["status"] for row in rows} == {"ok"}
     assert len(trainers) == 1 and trainers[0].compiles("train_epoch") == 1
     assert {row["group_members"] for row in rows} == {8}
 
-    by_id = {row["run_id"]: row for row in rows}
-    for run in sweep.expand(spec, seeds=2)[::3]:
-        # The group's members convolve as patches (`conv.vmapped_members`); alone, "auto" would pick oneDNN, whose
-        # float sums differ and, over two chaotic smoke epochs, drift apart by a different amount on each CPU (0.6 %
-        # of the MAE on an Intel Xeon). Alone with the members' implementation, only the vmapping differs.
+    # The group's program against each member's own, one step from the same initial state (tests/one_step.py): a
+    # metric after training would add the CPU-dependent amplification of the two layouts' rounding.
+    runs = sweep.expand(spec, seeds=2)
+    group = one_step(trainers[0], *stack_members([run.config for run in runs]), b1=runs[0].config.optim.b1)
+    for index, run in list(enumerate(runs))[::3]:
+        # The group's members convolve as patches (`conv.vmapped_members`); alone, with the same implementation,
+        # only the vmapping differs.
         alone_config = config_lib.apply_overrides(run.config, {"model.conv": "patches"})
-        alone = train.train_and_evaluate(alone_config, tmp_path / "alone" / run.run_id)
-        np.testing.assert_allclose(by_id[run.run_id]["mae"], alone["mae"], rtol=2e-3)
-        member_rows = (tmp_path / "sweep" / "runs" / run.run_id / "metrics.jsonl").read_text().splitlines()
-        alone_rows = (tmp_path / "alone" / run.run_id / "metrics.jsonl").read_text().splitlines()
-        np.testing.assert_allclose([json.loads(r)["train_loss"] for r in member_rows],
-                                   [json.loads(r)["train_loss"] for r in alone_rows], rtol=1e-3)
+        alone = one_step(make_train(alone_config), *stack_members([alone_config]), b1=alone_config.optim.b1)
+        member = {name: values[index:index + 1] for name, values in group.items()}
+        assert_same_step(member, alone, members=1, learning_rate=alone_config.optim.learning_rate)
+        # What the sweep recorded for the member is that step's loss.
+        recorded = json.loads((tmp_path / "sweep" / "runs" / run.run_id / "metrics.jsonl").read_text().splitlines()[0])
+        np.testing.assert_allclose(recorded["train_loss"], alone["loss"][0], rtol=LOSS_RTOL)
     # A rerun finds every run finished and trains nothing.
     trainers.clear()
     assert len(sweep.run_sweep(spec, tmp_path / "sweep", seeds=2)) == 8 and not trainers
@@ -163,8 +169,9 @@ def test_default_group_size_is_one_run_on_a_cpu_and_a_group_elsewhere():
 
 def test_a_diverging_member_does_not_stop_the_others(tmp_path):
     # Four seeds make one vmapped group of eight, the program of
-    # test_a_group_compiles_once_and_equals_its_members_run_alone (compiled once).
-    spec = experiment(tmp_path, 'sweep("optim.learning_rate", [1e-3, 1e4])')
+    # test_a_group_compiles_once_and_its_members_step_as_they_would_alone (compiled once).
+    spec = experiment(tmp_path, 'sweep("optim.learning_rate", [1e-3, 1e4])',
+                      "config.data.num_train = config.train.batch_size")
     rows = sweep.run_sweep(spec, tmp_path / "out", seeds=4, max_members=sweep.ACCELERATOR_MAX_MEMBERS)
     assert len(rows) == 8 and {row["group_members"] for row in rows} == {8}
     for row in rows:
