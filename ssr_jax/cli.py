@@ -26,6 +26,8 @@ from typing import Callable
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from ssr_jax import host_memory
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Flags: each subcommand defines its own into a fresh `flags.FlagValues` (absl's global FLAGS stays empty of them),
@@ -621,6 +623,8 @@ def _interrupts(real: bool) -> tuple[list[int], Callable[[], None]]:
 def main(argv: list[str] | None = None) -> None:
     """The program (`argv` None: `sys.argv`, and a failing command ends the process at once, `_hard_exit`), or one
     command in this process (`argv` given, as the tests do: `SystemExit` is raised)."""
+    # The program's process-wide settings, first: before XLA starts its threads (importing ssr_jax sets nothing).
+    host_memory.reuse_freed_memory()
     real = argv is None
     argv = list(sys.argv if argv is None else argv)
     if len(argv) < 2 or argv[1] not in COMMANDS:

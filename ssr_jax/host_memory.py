@@ -1,5 +1,7 @@
 """glibc's allocator set up so that XLA:CPU's large temporary buffers are reused between calls instead of being
-mapped and faulted in afresh each time; applied once when ssr_jax is imported (`ssr_jax/__init__.py`).
+mapped and faulted in afresh each time. The `ssr-jax` program applies it first thing (`ssr_jax.cli.main`); importing
+the package does not, since the settings hold for the whole process: a library user opts in by calling
+`reuse_freed_memory()` before running anything in JAX.
 
 XLA:CPU takes each call's temporaries from malloc and frees them when the call ends (one evaluation of SSR-Net at
 batch 500 holds ≈420 MB). glibc serves a block that large with a fresh `mmap` (always above 32 MiB; in a worker
@@ -10,8 +12,7 @@ one arena, no `mmap` and a high trim threshold, a freed block stays in the heap 
 The cost: up to `TRIM_THRESHOLD` of freed memory stays with the process, and memory freed below the top of the heap
 is reused but not returned to the system. Reuse is not guaranteed: a small allocation may take part of a freed block,
 and the next large one then grows the heap (faulting in again); SSR-Net's evaluation calls measured none.
-Only threads that have not allocated yet are moved to the one arena, so it must run before XLA starts its threads:
-importing ssr_jax before running anything in JAX does it. Malloc settings of the user's own (`MALLOC_*` environment
+Only threads that have not allocated yet are moved to the one arena, so it must run before XLA starts its threads. Malloc settings of the user's own (`MALLOC_*` environment
 variables, `GLIBC_TUNABLES`) are left as they are.
 """
 from __future__ import annotations

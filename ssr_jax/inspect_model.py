@@ -150,16 +150,13 @@ def format_table(result: dict) -> str:
 
 def plot(result: dict, png_path: str | os.PathLike) -> None:
     """Two panels: each stage's contribution (mean ± std, years) and each ablation's MAE or mean |change|."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise ImportError("plotting needs matplotlib: pip install matplotlib") from None
-    matplotlib.use("Agg")  # files only; no display on servers
-    import matplotlib.pyplot as plt
+    # A Figure saved straight to a file, without pyplot: no display needed, the process's backend left alone.
+    from matplotlib.figure import Figure
 
     has_ages = result["ablations"][0]["mae"] is not None
     metric = "mae" if has_ages else "mean_abs_change"
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1, 2]})
+    figure = Figure(figsize=(11, 4))
+    left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1, 2]})
     stages = result["stages"]
     left.bar([f"stage {row['stage']}" for row in stages], [row["contribution_mean"] for row in stages],
              yerr=[row["contribution_std"] for row in stages], capsize=4, color="tab:blue")
@@ -172,4 +169,3 @@ def plot(result: dict, png_path: str | os.PathLike) -> None:
     right.set_title("evaluation-time ablations")
     figure.tight_layout()
     figure.savefig(png_path, dpi=120)
-    plt.close(figure)

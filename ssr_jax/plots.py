@@ -1,21 +1,30 @@
-"""Figures for `ssr-jax report --plot`, drawn with matplotlib from recorded results only (Agg: no display)."""
+"""Figures for `ssr-jax report --plot`, drawn with matplotlib from recorded results only.
+
+Figures are `matplotlib.figure.Figure`s written straight to files, never through pyplot: no display is needed, and
+the process's matplotlib backend (a notebook's inline one, say) is neither chosen nor changed.
+"""
 from __future__ import annotations
 
 import pathlib
 
-import matplotlib
+import matplotlib.transforms
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.transforms  # noqa: E402
-import pandas as pd  # noqa: E402
+from ssr_jax import workdir as workdir_lib
 
-from ssr_jax import workdir as workdir_lib  # noqa: E402
+
+def _figure(**options) -> tuple[Figure, matplotlib.axes.Axes]:
+    """A figure on its own Agg canvas (files, and label sizes measured before saving) and its axes."""
+    figure = Figure(**options)
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots()
 
 
 def heatmap(pivot: pd.DataFrame, path: pathlib.Path) -> None:
     """Mean MAE over a 2-D sweep (the λ grid), each cell annotated."""
-    figure, axes = plt.subplots(figsize=(1.1 * len(pivot.columns) + 2, 0.8 * len(pivot.index) + 1.5))
+    figure, axes = _figure(figsize=(1.1 * len(pivot.columns) + 2, 0.8 * len(pivot.index) + 1.5))
     values = pivot.to_numpy(dtype=float)
     image = axes.imshow(values, cmap="viridis_r", aspect="auto")
     low, high = image.get_clim()
@@ -34,7 +43,6 @@ def heatmap(pivot: pd.DataFrame, path: pathlib.Path) -> None:
     figure.colorbar(image, label="MAE (mean over seeds)")
     figure.tight_layout()
     figure.savefig(path, dpi=150)
-    plt.close(figure)
 
 
 # Where a point's label may go, in points from the point, tried in this order: beside it (right, left, above
@@ -55,7 +63,7 @@ def mae_vs_params(table: pd.DataFrame, path: pathlib.Path):
     2×: the paper's Fig. 3 with MAE added. Each label goes to the first place (`_LABEL_OFFSETS`) where it covers
     no point and no label placed before it, so configs of nearly the same size and MAE stay readable. Returns
     ({label text: its box}, the points), in display coordinates (for tests)."""
-    figure, axes = plt.subplots(figsize=(6.5, 4.2))
+    figure, axes = _figure(figsize=(6.5, 4.2))
     axes.errorbar(table["params"], table["mae_mean"], yerr=table["mae_std"].fillna(0), fmt="o", capsize=3)
     if table["params"].max() > 2 * table["params"].min():
         axes.set_xscale("log")
@@ -89,13 +97,12 @@ def mae_vs_params(table: pd.DataFrame, path: pathlib.Path):
         placed.append(box)
         boxes[text] = box
     figure.savefig(path, dpi=150)
-    plt.close(figure)
     return boxes, points
 
 
 def learning_curves(sweep_dir: pathlib.Path, frame: pd.DataFrame, path: pathlib.Path) -> None:
     """Validation MAE per epoch, mean over each config's finished runs (from the runs' metrics.jsonl)."""
-    figure, axes = plt.subplots(figsize=(7, 4.5))
+    figure, axes = _figure(figsize=(7, 4.5))
     for config, runs in frame[frame["status"] == "ok"].groupby("config", sort=False):
         curves = [pd.DataFrame(workdir_lib.read_jsonl(sweep_dir / "runs" / run_id / "metrics.jsonl"))
                   .set_index("epoch")["mae"] for run_id in runs["run_id"]]
@@ -107,12 +114,11 @@ def learning_curves(sweep_dir: pathlib.Path, frame: pd.DataFrame, path: pathlib.
     axes.legend(fontsize=6, loc="upper right")
     figure.tight_layout()
     figure.savefig(path, dpi=150)
-    plt.close(figure)
 
 
 def mae_by_age(ages: pd.DataFrame, path: pathlib.Path) -> None:
     """MAE against decade of true age, one line per config (`report.by_age_table`: mean over seeds)."""
-    figure, axes = plt.subplots(figsize=(7, 4.5))
+    figure, axes = _figure(figsize=(7, 4.5))
     for config, maes in ages.drop(index="examples").iterrows():
         axes.plot(range(len(ages.columns)), maes.to_numpy(dtype=float), marker="o", label=config)
     axes.set_xticks(range(len(ages.columns)),
@@ -122,7 +128,6 @@ def mae_by_age(ages: pd.DataFrame, path: pathlib.Path) -> None:
     axes.legend(fontsize=6)
     figure.tight_layout()
     figure.savefig(path, dpi=150)
-    plt.close(figure)
 
 
 def write_figures(sweep_dir, frame: pd.DataFrame, table: pd.DataFrame, pivot, out: pathlib.Path,

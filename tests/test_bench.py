@@ -11,7 +11,7 @@ import pytest
 from configs import ssrnet
 from ssr_jax import bench, config_lib
 from ssr_jax.data import load_splits
-from conftest import run_cli
+from conftest import REPO, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -101,10 +101,11 @@ def test_bench_command_prints_and_writes_json(tmp_path):
 
 
 # In a new thread (as XLA's workers are), a block far above glibc's mmap limits is allocated, touched, freed,
-# allocated and touched again; prints the page faults of the second touch and the block's size in pages.
+# allocated and touched again; prints the page faults of the second touch and the block's size in pages. SETUP runs
+# first, in the main thread.
 _FAULTS = """
 import ctypes, resource, threading
-import ssr_jax
+SETUP
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
 size, faults = 256 << 20, []
@@ -121,14 +122,39 @@ thread = threading.Thread(target=touch_twice)
 thread.start(), thread.join()
 print(faults[0], size // 4096)
 """
+# Every module of the package imported, as a notebook might.
+_IMPORT_ALL = "import importlib, pkgutil, ssr_jax\n" + (
+    "[importlib.import_module(m.name) for m in pkgutil.walk_packages(ssr_jax.__path__, 'ssr_jax.')"
+    " if m.name != 'ssr_jax.__main__']")
+# The CLI's entry point, as `ssr-jax --help` runs it.
+_CLI = "from ssr_jax import cli\ntry:\n    cli.main(['ssr-jax', '--help'])\nexcept SystemExit:\n    pass"
 
 
-@pytest.mark.parametrize("environment, reused", [({}, True), ({"MALLOC_ARENA_MAX": "16"}, False)])
-def test_importing_ssr_jax_keeps_freed_memory_for_the_next_allocation(environment, reused):
-    """ssr_jax.host_memory: after `import ssr_jax`, a large block a thread frees is reused by its next allocation
-    instead of being unmapped and faulted in afresh (what XLA:CPU's temporaries go through on every call); a user's
-    own malloc settings are left alone."""
-    result = subprocess.run([sys.executable, "-c", _FAULTS], capture_output=True, text=True, timeout=60,
-                            env={**os.environ, **environment}, check=True)
-    faults, pages = map(int, result.stdout.split())
+@pytest.mark.parametrize("setup, environment, reused", [
+    (_IMPORT_ALL, {}, False),  # importing changes nothing: glibc's defaults unmap the freed block
+    ("from ssr_jax import host_memory\nhost_memory.reuse_freed_memory()", {}, True),  # a library user opting in
+    (_CLI, {}, True),  # the program applies it at its entry point
+    (_CLI, {"MALLOC_ARENA_MAX": "16"}, False),  # a user's own malloc settings are left alone
+])
+def test_malloc_settings_are_the_programs_not_the_imports(setup, environment, reused):
+    """ssr_jax.host_memory: with its settings, a large block a thread frees is reused by its next allocation
+    instead of being unmapped and faulted in afresh (what XLA:CPU's temporaries go through on every call). The
+    `ssr-jax` program applies them; importing the package does not."""
+    result = subprocess.run([sys.executable, "-c", _FAULTS.replace("SETUP", setup)], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, **environment}, check=True, cwd=REPO)
+    faults, pages = map(int, result.stdout.split()[-2:])
     assert faults < pages // 100 if reused else faults > pages // 2, (faults, pages)
+
+
+def test_importing_and_plotting_leave_matplotlibs_backend_alone(tmp_path):
+    """A notebook's backend (here "pdf", chosen before the import) survives importing every module and drawing a
+    report figure, which is written all the same."""
+    script = "\n".join([
+        "import matplotlib, pathlib, sys", "matplotlib.use('pdf')", _IMPORT_ALL,
+        "import pandas as pd", "from ssr_jax import plots",
+        "table = pd.DataFrame({'params': [10, 40], 'mae_mean': [5.0, 4.0], 'mae_std': [0.1, 0.2]}, index=['a', 'b'])",
+        "plots.mae_vs_params(table, pathlib.Path(sys.argv[1]))", "print(matplotlib.get_backend())"])
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "figure.png")], capture_output=True,
+                            text=True, timeout=120, check=True, cwd=REPO)
+    assert result.stdout.split()[-1] == "pdf"
+    assert (tmp_path / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
