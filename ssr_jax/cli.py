@@ -614,8 +614,9 @@ def _interrupts(real: bool) -> tuple[list[int], Callable[[], None]]:
         raise KeyboardInterrupt
 
     previous = {}
+    main_thread = threading.current_thread() is threading.main_thread()  # where alone handlers can be installed
     for signum, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
-        if signal.getsignal(signum) is default:
+        if main_thread and signal.getsignal(signum) is default:
             previous[signum] = signal.signal(signum, handler)
     return received, lambda: [signal.signal(signum, old) for signum, old in previous.items()]
 
