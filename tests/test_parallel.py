@@ -13,25 +13,36 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 
+from one_step import LOSS_RTOL, assert_same_step
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
+# Batch 16 of 16 examples: one step per epoch, so an epoch's first step is the step the layouts are compared on
+# (tests/one_step.py). Two epochs keep the learning rate of the first at the recipe's (decays at 1/3 and 2/3).
+ONE_STEP_PER_EPOCH = {"train.batch_size": 16, "data.num_train": 16}
+LEARNING_RATE = 1e-3  # the smoke config's, at step 0
 
 SCRIPT = textwrap.dedent("""
-    import json, pathlib, sys
+    import functools, json, pathlib, sys
     import jax, numpy as np
     jax.config.update("jax_compilation_cache_dir", sys.argv[1])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    sys.path.insert(0, "tests")
     from configs import ssrnet
+    from one_step import one_step
     from ssr_jax import config_lib, parallel
     from ssr_jax.data import load_splits
     from ssr_jax.state import stack_members
     from ssr_jax.train import make_train, train_members
 
-    base = config_lib.apply_overrides(ssrnet.get_config("smoke"), {"train.batch_size": 16, "data.num_train": 64})
+    workdir = pathlib.Path(sys.argv[2])
+    base = config_lib.apply_overrides(ssrnet.get_config("smoke"), ONE_STEP_PER_EPOCH)
     splits = load_splits(base.data)
 
-    def run(members, data, count, shard_data=False):
+    def run(name, members, data, count, shard_data=False):
+        # One step from the same initial state (tests/one_step.py), saved as workdir/NAME.npz.
         config = config_lib.apply_overrides(base, {"parallel.members": members, "parallel.data": data,
                                                    "parallel.shard_data": shard_data})
         mesh = parallel.make_mesh(members, data)
@@ -39,35 +50,32 @@ SCRIPT = textwrap.dedent("""
         configs = [config_lib.apply_overrides(config, {"seed": s, "model.lambda_d": 0.2 * s}) for s in range(count)]
         padded = configs + configs[-1:] * (parallel.padded_members(count, mesh) - count)
         keys, hparams = parallel.shard_members(stack_members(padded), mesh)
+        step = one_step(trainer, keys, hparams, b1=config.optim.b1,
+                        place=functools.partial(parallel.shard_members, mesh=mesh))
+        np.savez(workdir / f"{name}.npz", **step)
         state = parallel.shard_members(trainer.init(keys, hparams), mesh)
-        losses = []
-        for epoch in (1, 2):
-            state, metrics = trainer.train_epoch(state, keys, hparams, epoch)
-            losses.append(np.asarray(metrics["train_loss"])[:count].tolist())
-        evaluation = trainer.evaluate(state, hparams)
         kernel = state.params["stage1"]["p"]["kernel"]
         images = trainer.data["train"]["image"]
-        return {"losses": losses, "mae": np.asarray(evaluation["mae"])[:count].tolist(),
-                "kernel": np.asarray(kernel)[:3, :4].ravel().tolist(),  # the first three members' first rows
-                "kernel_devices": len(kernel.sharding.device_set),
+        return {"kernel_devices": len(kernel.sharding.device_set),
                 "images_per_device": [shard.data.shape[0] for shard in images.addressable_shards],
                 "devices": jax.device_count()}
 
-    def engine(members, count, workdir):
-        # The training engine's own path: train_members pads and shards the group itself.
+    def engine(members, count):
+        # The training engine's own path: train_members pads and shards the group itself. Its first epoch's loss
+        # is the loss of the one step (the parameters it starts from).
         config = config_lib.apply_overrides(base, {"parallel.members": members})
         configs = [config_lib.apply_overrides(config, {"seed": s, "model.lambda_d": 0.2 * s}) for s in range(count)]
-        dirs = [pathlib.Path(workdir) / str(s) for s in range(count)]
+        dirs = [workdir / "engine" / str(s) for s in range(count)]
         for d in dirs:
             d.mkdir(parents=True)
-        summaries = train_members(configs, dirs, pathlib.Path(workdir), splits=splits)
-        return [summary["mae"] for summary in summaries]
+        summaries = train_members(configs, dirs, workdir / "engine", splits=splits)
+        first_losses = [json.loads((d / "metrics.jsonl").read_text().splitlines()[0])["train_loss"] for d in dirs]
+        return {"mae": [summary["mae"] for summary in summaries], "first_loss": first_losses}
 
     # "member" has 6 members (padded to 8, two per device) like the engine run, so the two share their programs.
-    print(json.dumps({"single": run(1, 1, 3), "data": run(1, 4, 3), "member": run(4, 1, 6),
-                      "sharded": run(1, 4, 3, shard_data=True),
-                      "engine6": engine(4, 6, sys.argv[2])}))
-""")
+    print(json.dumps({"single": run("single", 1, 1, 3), "data": run("data", 1, 4, 3), "member": run("member", 4, 1, 6),
+                      "sharded": run("sharded", 1, 4, 3, shard_data=True), "engine6": engine(4, 6)}))
+""").replace("ONE_STEP_PER_EPOCH", repr(ONE_STEP_PER_EPOCH))
 
 
 # Two processes on this machine, two CPU devices each, joined by jax.distributed (gloo collectives): the multi-host
@@ -80,14 +88,14 @@ MULTI_HOST_EXPERIMENT = textwrap.dedent("""
     from ssr_jax.sweep import sweep
 
     def get_config(arg=None):
-        return config_lib.apply_overrides(ssrnet.get_config("smoke"), {"train.batch_size": 16, "data.num_train": 64})
+        return config_lib.apply_overrides(ssrnet.get_config("smoke"), ONE_STEP_PER_EPOCH)
 
     def get_sweep(arg=None):
         return sweep("model.lambda_d", [0.0, 0.2, 0.4])
-""")
+""").replace("ONE_STEP_PER_EPOCH", repr(ONE_STEP_PER_EPOCH))
 
 MULTI_HOST_SCRIPT = textwrap.dedent("""
-    import faulthandler, json, os, pathlib, shutil, signal, sys, traceback
+    import faulthandler, functools, json, os, pathlib, shutil, signal, sys, traceback
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # the fixture asks for every thread's stack on a hang
     # A failure exits at once; a normal exit would first wait minutes at jax.distributed's shutdown barrier.
     sys.excepthook = lambda *error: (traceback.print_exception(*error), sys.stderr.flush(), os._exit(1))
@@ -96,9 +104,13 @@ MULTI_HOST_SCRIPT = textwrap.dedent("""
     process_id, port, workdir = int(sys.argv[1]), sys.argv[2], pathlib.Path(sys.argv[3])
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=process_id)
+    import numpy as np
+    sys.path.insert(0, "tests")
+    from one_step import one_step
     from ssr_jax import config_lib, parallel, sweep
     from ssr_jax.data import load_splits
-    from ssr_jax.train import train_members
+    from ssr_jax.state import stack_members
+    from ssr_jax.train import make_train, train_members
 
     # 3 λ_d × 3 seeds = 9 members, padded to 12 on the 4 devices of both hosts.
     def run_sweep():
@@ -128,11 +140,20 @@ MULTI_HOST_SCRIPT = textwrap.dedent("""
         d.mkdir(parents=True, exist_ok=True)
     splits = load_splits(base.data)
     sharded = train_members(configs, dirs, workdir / "sharded", splits=splits)
+    # The same members' one step through the same program (tests/one_step.py), gathered on every process.
+    mesh = parallel.make_mesh(1, 4)
+    keys, hparams = parallel.shard_members(stack_members(configs), mesh)
+    step = one_step(make_train(base, splits, mesh=mesh), keys, hparams, b1=base.optim.b1,
+                    place=functools.partial(parallel.shard_members, mesh=mesh))
+    if jax.process_index() == 0:
+        np.savez(workdir / "sharded_step.npz", **step)
     host = {"train": {"image": splits[0]["image"]}, "test": {}}
     placed = parallel.place_dataset(host, parallel.make_mesh(1, 4), shard=True)["train"]["image"]
     print(json.dumps({"process": jax.process_index(), "devices": jax.device_count(),
                       "local_devices": jax.local_device_count(), "sweep": table(first), "resumed": table(resumed),
                       "sharded_mae": [summary["mae"] for summary in sharded],
+                      "sharded_first_loss": [json.loads((d / "metrics.jsonl").read_text().splitlines()[0])["train_loss"]
+                                             for d in dirs] if jax.process_index() == 0 else None,
                       "images_on_this_host": sum(shard.data.shape[0] for shard in placed.addressable_shards)}))
 """)
 
@@ -181,16 +202,15 @@ def outcomes(tmp_path_factory):
     result = subprocess.run([sys.executable, "-c", SCRIPT, str(REPO / ".jax_cache"), str(workdir)], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    reports = json.loads(result.stdout.strip().splitlines()[-1])
+    for name in ("single", "data", "member", "sharded"):
+        with np.load(workdir / f"{name}.npz") as saved:
+            reports[name]["step"] = dict(saved)
+    return reports
 
 
 def assert_same(got, want, members=3):
-    import numpy as np
-
-    np.testing.assert_allclose(np.array(got["losses"])[:, :members], want["losses"], rtol=2e-3, err_msg="losses")
-    np.testing.assert_allclose(got["mae"][:members], want["mae"], rtol=2e-3, err_msg="mae")
-    kernel_values = len(want["kernel"]) // 3 * members
-    np.testing.assert_allclose(got["kernel"][:kernel_values], want["kernel"], rtol=2e-3, atol=2e-4, err_msg="kernel")
+    assert_same_step(got["step"], want["step"], members=members, learning_rate=LEARNING_RATE)
 
 
 def test_four_devices_are_there(outcomes):
@@ -203,9 +223,9 @@ def test_data_parallel_equals_one_device(outcomes):
 
 
 def test_a_dataset_split_over_the_data_devices_trains_like_one_device(outcomes):
-    """parallel.shard_data: each device holds a quarter of the 64 training images, and the run is one device's."""
-    assert outcomes["data"]["images_per_device"] == [64] * 4
-    assert outcomes["sharded"]["images_per_device"] == [16] * 4
+    """parallel.shard_data: each device holds a quarter of the 16 training images, and the step is one device's."""
+    assert outcomes["data"]["images_per_device"] == [16] * 4
+    assert outcomes["sharded"]["images_per_device"] == [4] * 4
     assert_same(outcomes["sharded"], outcomes["single"])
 
 
@@ -215,22 +235,20 @@ def test_member_parallel_equals_one_device_and_spreads_the_members(outcomes):
 
 
 def test_a_group_with_more_members_than_devices_still_runs(outcomes):
-    """Six members on four devices (padded to eight) through the training engine: the first three are the
-    single-device run's members."""
-    import numpy as np
-
-    assert len(outcomes["engine6"]) == 6 and all(np.isfinite(outcomes["engine6"]))
-    np.testing.assert_allclose(outcomes["engine6"][:3], outcomes["single"]["mae"], rtol=2e-3)
+    """Six members on four devices (padded to eight) through the training engine: all finish, and the first three
+    start from the single-device run's members (their first epoch's loss is that one step's)."""
+    engine = outcomes["engine6"]
+    assert len(engine["mae"]) == 6 and all(np.isfinite(engine["mae"]))
+    np.testing.assert_allclose(engine["first_loss"][:3], outcomes["single"]["step"]["loss"], rtol=LOSS_RTOL)
 
 
 def test_two_processes_sweep_resume_and_train_on_sharded_data_like_one_device(multi_host, outcomes):
     """jax.distributed across two processes (2 devices each). A sweep of 9 members (3 λ_d × 3 seeds), padded to 12
-    and split over the devices of both hosts: process 0 alone writes the results, equal to the single-device run's;
-    deleting the newest checkpoint and the runs' final files (a kill during epoch 2) and sweeping again resumes on
-    both processes from epoch 1 to the same numbers. Then data parallelism across the hosts, each holding half of
-    the dataset, gives the single-device numbers too."""
-    import numpy as np
-
+    and split over the devices of both hosts: process 0 alone writes the results, and its members start from the
+    single-device run's (their first epoch's loss is that one step's); deleting the newest checkpoint and the runs'
+    final files (a kill during epoch 2) and sweeping again resumes on both processes from epoch 1 to the same
+    numbers (the same program: exact up to the write's rounding). Then data parallelism across the hosts, each
+    holding half of the dataset, takes the single-device step."""
     reports, workdir = multi_host
     assert sorted(report["process"] for report in reports) == [0, 1]
     assert all(report["devices"] == 4 and report["local_devices"] == 2 for report in reports)
@@ -238,14 +256,21 @@ def test_two_processes_sweep_resume_and_train_on_sharded_data_like_one_device(mu
     # Every process returns process 0's rows (the others read the run directories once process 0 has written them).
     assert [report["sweep"] for report in reports if report["process"] == 1] == [writer["sweep"]]
     assert len(writer["sweep"]) == 9 and {row[3] for row in writer["sweep"]} == {0}
-    single = dict(zip([(s, round(0.2 * s, 1)) for s in range(3)], outcomes["single"]["mae"]))
-    for seed, lambda_d, mae, _ in writer["sweep"]:
-        if (seed, lambda_d) in single:  # the single-device run's three (seed, λ_d) pairs
-            assert mae == pytest.approx(single[seed, lambda_d], rel=2e-3)
-    assert [row[3] for row in writer["resumed"]] == [1] * 9
-    np.testing.assert_allclose([row[2] for row in writer["resumed"]], [row[2] for row in writer["sweep"]], rtol=1e-5)
     results = [json.loads(line) for line in (workdir / "sweep" / "results.jsonl").read_text().splitlines()]
     assert len(results) == 9 and all(row["status"] == "ok" for row in results)
+    single = dict(zip([(s, round(0.2 * s, 1)) for s in range(3)], outcomes["single"]["step"]["loss"]))
+    compared = 0
+    for row in results:
+        key = (row["seed"], row["overrides"]["model.lambda_d"])
+        if key in single:  # the single-device run's three (seed, λ_d) pairs
+            metrics = (workdir / "sweep" / "runs" / row["run_id"] / "metrics.jsonl").read_text().splitlines()
+            assert json.loads(metrics[0])["train_loss"] == pytest.approx(single[key], rel=LOSS_RTOL)
+            compared += 1
+    assert compared == 3
+    assert [row[3] for row in writer["resumed"]] == [1] * 9
+    np.testing.assert_allclose([row[2] for row in writer["resumed"]], [row[2] for row in writer["sweep"]], rtol=1e-5)
     for report in reports:
-        assert report["images_on_this_host"] == 32
-        np.testing.assert_allclose(report["sharded_mae"], outcomes["single"]["mae"], rtol=2e-3)
+        assert report["images_on_this_host"] == 8 and np.isfinite(report["sharded_mae"]).all()
+    np.testing.assert_allclose(writer["sharded_first_loss"], outcomes["single"]["step"]["loss"], rtol=LOSS_RTOL)
+    with np.load(workdir / "sharded_step.npz") as saved:
+        assert_same_step(dict(saved), outcomes["single"]["step"], members=3, learning_rate=LEARNING_RATE)
