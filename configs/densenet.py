@@ -6,7 +6,7 @@ its L2 (1e-4) on the initial and transition convolutions, trained with SSR-Net's
   ssr-jax train --config configs/densenet.py:depth=13 --workdir runs/densenet13     # 108,377 parameters
   ssr-jax info --config configs/densenet.py                                          # 237,905 + 4,104
 
-Result to expect (synthetic data, seed 0, jax 0.10.2; measured 2026-12-02 at commit 7f8387c):
+Result to expect (synthetic data, seed 0, jax 0.10.2; measured 2026-12-02):
   smoke (64 train / 40 test, 2 epochs, BatchNorm momentum 0.8): MAE 52.40, CA(3) 0.025, CA(5) 0.050 — a check that
         it trains end to end (predict-the-mean 19.07), not a result. Its demo schedule trains slowly on a CPU; no demo
         figure yet.

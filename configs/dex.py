@@ -5,8 +5,8 @@ Same backbone, fusion block, data and recipe as `ssrnet.py`, so the two differ o
   ssr-jax train --config configs/dex.py:demo --workdir runs/dex_demo
 
 Result to expect (synthetic data, seed 0, jax 0.10.2; how long it took: benchmarks/README.md):
-  demo (3,000 train / 1,000 test, 6 epochs, augmentation on; measured 2026-12-02 at commit 40f4660 on a 2-core
-        Intel Xeon): MAE 8.28, CA(3) 0.264, CA(5) 0.410 (predict-the-mean MAE 24.99; a 2-core AMD EPYC at 248c56c:
+  demo (3,000 train / 1,000 test, 6 epochs, augmentation on; measured 2026-12-02 on a 2-core
+        Intel Xeon): MAE 8.28, CA(3) 0.264, CA(5) 0.410 (predict-the-mean MAE 24.99; a 2-core AMD EPYC, earlier:
         MAE 8.51).
   medium (5,000 train / 2,500 test, 20 epochs, RESULTS.md): MAE 5.50 ± 0.37 over seeds 0–2 (Intel Xeon).
 """

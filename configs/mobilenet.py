@@ -8,7 +8,7 @@ head (Conv 1×1 20 → Flatten → Dropout 0.2 → Dense 32 → Dense 1), traine
 Its depthwise and strided convolutions use XLA's own convolution, which trains slowly on XLA:CPU inside a scan
 (see ssr_jax/models/conv.py); on a GPU it is fast.
 
-Result to expect (synthetic data, seed 0, jax 0.10.2; measured 2026-12-02 at commit 7f8387c):
+Result to expect (synthetic data, seed 0, jax 0.10.2; measured 2026-12-02):
   demo (3,000 train / 1,000 test, 6 epochs, augmentation on): MAE 37.90, CA(3) 0.054, CA(5) 0.089 — worse than
         predicting the mean (24.99) while its training loss is ≈17: six epochs are too short for this baseline.
 """

@@ -8,7 +8,7 @@ third arm of `experiments/dex_vs_ssr.py`:
 Parameters: 90,645 (90,261 trainable + 384 BatchNorm statistics).
 
 Result to expect (synthetic data, seed 0, jax 0.10.2):
-  demo (3,000 train / 1,000 test, 6 epochs, augmentation on; measured 2026-12-02 at commit 7f8387c): MAE 12.69,
+  demo (3,000 train / 1,000 test, 6 epochs, augmentation on; measured 2026-12-02): MAE 12.69,
         CA(3) 0.135, CA(5) 0.218 (predict-the-mean MAE 24.99).
 """
 from configs import base

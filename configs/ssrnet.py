@@ -6,13 +6,13 @@
   ssr-jax train --config configs/ssrnet.py --workdir runs/ssr555 --config.model.stages=5,5,5
 
 Results to expect (synthetic data, seed 0, jax 0.10.2; how long they took: benchmarks/README.md):
-  demo (3,000 train / 1,000 test, 6 epochs, augmentation on; measured 2026-12-02 at commit 40f4660 on a 2-core
+  demo (3,000 train / 1,000 test, 6 epochs, augmentation on; measured 2026-12-02 on a 2-core
         Intel Xeon): MAE 9.81, CA(3) 0.218, CA(5) 0.366 (predict-the-mean MAE 24.99); another CPU sums in another
-        order and ends elsewhere (a 2-core AMD EPYC at 248c56c: MAE 9.72).
+        order and ends elsewhere (a 2-core AMD EPYC, earlier: MAE 9.72).
   medium (5,000 train / 2,500 test, 20 epochs, RESULTS.md): MAE 7.43 ± 0.63 over seeds 0–2 (Intel Xeon),
         7.60 ± 0.33 (AMD EPYC).
   full (90 epochs, 10,000 train / 2,500 test): MAE 3.55, CA(3) 0.538, CA(5) 0.748 (predict-the-mean 24.90) —
-        measured before the per-purpose RNG streams (e478a35) changed every draw; not yet remeasured.
+        measured before the per-purpose RNG streams changed every draw; not yet remeasured.
 """
 from configs import base
 from ssr_jax.config_lib import parse_arg

@@ -12,14 +12,14 @@ so all 4 × seeds runs share one program: it compiles once, and on an accelerato
 
 The smoke variant compiles one program; the full sweep trains 12 members × 90 epochs × 10,000 images.
 
-Result to expect (`:medium`, 3 seeds: 5,000 train / 2,500 test synthetic faces, 20 epochs; measured 2026-12-02 at
-commit 69b5f4c on a 2-core AMD EPYC, every oneDNN call on both cores, which `OMP_NUM_THREADS=2` reproduces
+Result to expect (`:medium`, 3 seeds: 5,000 train / 2,500 test synthetic faces, 20 epochs; measured 2026-12-02
+on a 2-core AMD EPYC, every oneDNN call on both cores, which `OMP_NUM_THREADS=2` reproduces
 (RESULTS.md, "Machines"); table and discussion in RESULTS.md): MAE 7.60 ± 0.33 with Δ and η on, 7.97 ± 0.41 with both
 off (ΔMAE +0.36 [−0.28, +1.01], p 0.13: worse on every seed, not significant with 3), 7.61 without Δ, 7.76 without η.
 The paper's MORPH2 gap (9.29 against 3.16) does not appear on synthetic faces.
 
 Smoke result to expect (`:smoke --seeds 1`: 64 train / 40 test synthetic faces, 2 epochs, BatchNorm momentum 0.8;
-measured 2026-12-02 at commit 7f8387c; it shows that the sweep runs end to end, not a finding — the
+measured 2026-12-02; it shows that the sweep runs end to end, not a finding — the
 predict-the-mean MAE on those 40 faces is 19.07):
   MAE 46.48 with both off, 35.43 η only (λ_local = 1), 34.21 Δ only (λ_d = 1), 33.75 both on.
 """

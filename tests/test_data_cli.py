@@ -28,6 +28,9 @@ def prepared_morph2(tmp_path_factory):
     np.savez(root / "manual" / "morph2_db_align.npz", **arrays)
     result = run_cli("data", "prepare", "morph2", "--manual_dir", root / "manual", "--data_dir", root / "data")
     assert "kept: train 80, test 20" in result.stdout
+    # Its output is a pipe here, as a log file would be: plain lines, no progress bars' \r or escape sequences.
+    output = result.stdout + result.stderr
+    assert "\r" not in output and "\x1b[" not in output, output
     return root / "manual", root / "data", arrays
 
 

@@ -111,7 +111,9 @@ class FaceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             shutil.rmtree(leftover)
         # try_download_gcs=False: TFDS would otherwise ask Google Cloud Storage for a prepared copy first.
         config = tfds.download.DownloadConfig(manual_dir=self._manual_dir, try_download_gcs=False)
-        tfds.display_progress_bar(progress)
+        # Bars only on a terminal: redirected to a log file, their carriage returns and escape sequences would be
+        # written as text (TFDS's start and end lines stay, as plain lines).
+        tfds.display_progress_bar(progress and sys.stderr.isatty())
         try:
             # TFDS prints its start and end lines with print(), not logging: only a redirect silences them.
             with contextlib.redirect_stdout(sys.stdout if progress else io.StringIO()):
