@@ -3,17 +3,17 @@ mapped and faulted in afresh each time. The `ssr-jax` program applies it first t
 the package does not, since the settings hold for the whole process: a library user opts in by calling
 `reuse_freed_memory()` before running anything in JAX.
 
-XLA:CPU takes each call's temporaries from malloc and frees them when the call ends (one evaluation of SSR-Net at
-batch 500 holds ≈420 MB). glibc serves a block that large with a fresh `mmap` (always above 32 MiB; in a worker
-thread's arena above its 64 MiB heap, whatever the settings) and unmaps it on free, so every call page-faults all
-of it in again: ≈100,000 faults, about half of an evaluation of 1,000 images at batch 500 (benchmarks/README.md). With
-one arena, no `mmap` and a high trim threshold, a freed block stays in the heap and the next call reuses it.
+XLA:CPU takes each call's temporaries from malloc and frees them when the call ends (an evaluation of SSR-Net at
+batch 500 holds hundreds of MB). glibc serves a block that large with a fresh `mmap` (always above 32 MiB; in a
+worker thread's arena above its 64 MiB heap, whatever the settings) and unmaps it on free, so every call page-faults
+all of it in again, a large part of an evaluation's time (benchmarks/README.md). With one arena, no `mmap` and a
+high trim threshold, a freed block stays in the heap and the next call reuses it.
 
 The cost: up to `TRIM_THRESHOLD` of freed memory stays with the process, and memory freed below the top of the heap
 is reused but not returned to the system. Reuse is not guaranteed: a small allocation may take part of a freed block,
-and the next large one then grows the heap (faulting in again); SSR-Net's evaluation calls measured none.
-Only threads that have not allocated yet are moved to the one arena, so it must run before XLA starts its threads. Malloc settings of the user's own (`MALLOC_*` environment
-variables, `GLIBC_TUNABLES`) are left as they are.
+and the next large one then grows the heap (faulting in again). Only threads that have not allocated yet are moved
+to the one arena, so it must run before XLA starts its threads. Malloc settings of the user's own (`MALLOC_*`
+environment variables, `GLIBC_TUNABLES`) are left as they are.
 """
 from __future__ import annotations
 

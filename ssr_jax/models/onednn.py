@@ -99,8 +99,8 @@ def training_threads() -> int:
 
     A training step is where XLA:CPU runs independent operations concurrently on its own threads — SSR-Net's two
     streams, each with its convolutions and their gradients —, so a call that spreads over every core competes
-    with them: on 2 cores `ssr-jax bench` trains ≈10 % faster with one thread per call (benchmarks/README.md).
-    In evaluation (batch 500) one thread per call is ≈27 % slower."""
+    with them, so fewer threads per call train faster; evaluation, one large batch at a time, is faster with every
+    core per call (measured in benchmarks/README.md)."""
     if "OMP_NUM_THREADS" in os.environ:
         return 0
     return max(1, len(os.sched_getaffinity(0)) // 2)
