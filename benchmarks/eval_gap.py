@@ -17,7 +17,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from ssr_jax import config_lib, parallel, xla_options
+from ssr_jax import config_lib, host_memory, parallel, xla_options
 from ssr_jax.data import load_splits
 from ssr_jax.models import create_model, model_input, predict_age
 from ssr_jax.state import stack_members
@@ -89,4 +89,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    host_memory.reuse_freed_memory()  # as `ssr-jax` does: XLA:CPU's temporaries reused between calls
     main()

@@ -26,8 +26,9 @@ import traceback
 
 import jax
 
+from _common import timed_run
 from configs import ssrnet
-from ssr_jax import bench, config_lib
+from ssr_jax import bench, config_lib, host_memory
 from ssr_jax.data import load_splits
 from ssr_jax.models.conv import resolve
 
@@ -88,7 +89,7 @@ def main(argv=None) -> int:
     def whole_run(name, members, section_deadline):
         say(f"{name}: {members} member(s), {sizes['epochs']} epochs, conv={conv}")
         try:
-            result = bench.timed_run(run_config, members=members, splits=splits, deadline=section_deadline)
+            result = timed_run(run_config, members=members, splits=splits, deadline=section_deadline)
         except Exception as error:  # noqa: BLE001 — record it and go on
             report["sections"][name] = {"error": repr(error)}
             traceback.print_exc()
@@ -143,4 +144,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    host_memory.reuse_freed_memory()  # as `ssr-jax` does: XLA:CPU's temporaries reused between calls
     sys.exit(main())

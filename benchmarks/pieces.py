@@ -14,9 +14,8 @@ import json
 import statistics
 import sys
 
-from quiet import wait_for_quiet
-from ssr_jax import bench, config_lib
-from where_time_goes import add_common_arguments, use_flax_pooling  # this folder is sys.path[0] as a script
+from _common import add_common_arguments, use_flax_pooling, wait_for_quiet  # this folder is sys.path[0]
+from ssr_jax import bench, config_lib, host_memory
 
 
 def main(argv=None) -> None:
@@ -59,4 +58,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    host_memory.reuse_freed_memory()  # as `ssr-jax` does: XLA:CPU's temporaries reused between calls
     sys.exit(main())

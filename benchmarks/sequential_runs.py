@@ -18,7 +18,7 @@ import os  # noqa: E402
 
 import jax  # noqa: E402
 
-from ssr_jax import bench, config_lib  # noqa: E402
+from ssr_jax import bench, config_lib, host_memory  # noqa: E402
 from ssr_jax.data import load_splits  # noqa: E402
 from ssr_jax.state import stack_members  # noqa: E402
 from ssr_jax.train import run_epochs  # noqa: E402
@@ -50,4 +50,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    host_memory.reuse_freed_memory()  # as `ssr-jax` does: XLA:CPU's temporaries reused between calls
     main()

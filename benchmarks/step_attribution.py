@@ -2,12 +2,12 @@
 
   python benchmarks/step_attribution.py [--config configs/ssrnet.py] [--set k=v] [--steps 20] [--out FILE.json]
 
-Profiles `where_time_goes.py`'s `step_augment` (the training step with augmentation, a jitted `lax.scan` over
-device-resident batches) once, sums each XLA:CPU op's time in the trace, and gives every op a category from its
-HLO instructions' `op_name`s (flax module paths and the named scopes `build` puts around augmentation and the
-optimizer): a oneDNN custom call by its target (forward, backward-data, backward-weights); a fusion split over the
-categories of the instructions it contains, in proportion to their count (a fused kernel's time cannot be split
-exactly; the proportion is an estimate). Categories: BatchNorm (the streams' bnN modules), activation and pooling
+Profiles `where_time_goes.py`'s `step_augment` (the package's training step with augmentation: `make_train`'s
+epoch program, a `lax.scan` over a device-resident split) once, sums each XLA:CPU op's time in the trace, and gives
+every op a category from its HLO instructions' `op_name`s (flax module paths, and the named scopes
+`label_augmentation_and_optimizer` puts around augmentation and the optimizer): a oneDNN custom call by its target
+(forward, backward-data, backward-weights); a fusion split over the categories of the instructions it contains, in
+proportion to their count (a fused kernel's time cannot be split exactly; the proportion is an estimate). Categories: BatchNorm (the streams' bnN modules), activation and pooling
 (in a stream's own scope, told apart by primitive: max/tanh/select/arithmetic vs reductions/reshapes/slices),
 augmentation, optimizer, head/readout/loss (the SSR fusion stages, `predict_age`, the L1 loss), other. Prints a
 table and writes JSON. The times are op times on XLA's and oneDNN's threads (2 cores: they can exceed the wall).
@@ -23,9 +23,12 @@ import sys
 import time
 
 import jax
+import optax
 
-from where_time_goes import add_common_arguments, build, op_times
-from ssr_jax import config_lib, validation
+from _common import add_common_arguments, op_times
+from where_time_goes import build
+from ssr_jax import config_lib, host_memory, train, validation
+from ssr_jax.data import augment
 
 _ONEDNN = re.compile(r'custom_call_target="ssr_onednn_(\w+)"')
 _OP_NAME = re.compile(r'op_name="([^"]*)"')
@@ -33,6 +36,28 @@ _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = .*$")
 _CALLS = re.compile(r"calls=%?([\w.\-]+)")
 # In a stream's own scope (not its bnN/convN submodules): ReLU, tanh and their gradients vs the block pooling.
 _ACTIVATION_PRIMITIVES = {"max", "tanh", "gt", "select_n", "mul", "sub", "add", "integer_pow", "square"}
+
+
+def label_augmentation_and_optimizer() -> None:
+    """Puts the training step's augmentation and optimizer update under `jax.named_scope`s ("augmentation",
+    "optimizer"), which name their ops' `op_name`s in the compiled program: metadata only, the computation stays the
+    package's. Patches this process only (`ssr_jax.train` looks both up when it traces the step)."""
+    augment_batch, make_optimizer = augment.augment_batch, train.make_optimizer
+
+    def scoped_augment(*args, **kwargs):
+        with jax.named_scope("augmentation"):
+            return augment_batch(*args, **kwargs)
+
+    def scoped_optimizer(*args, **kwargs):
+        tx = make_optimizer(*args, **kwargs)
+
+        def update(*update_args, **update_kwargs):
+            with jax.named_scope("optimizer"):
+                return tx.update(*update_args, **update_kwargs)
+
+        return optax.GradientTransformation(tx.init, update)
+
+    augment.augment_batch, train.make_optimizer = scoped_augment, scoped_optimizer
 
 
 def category(op_name: str) -> str:
@@ -95,16 +120,16 @@ def main(argv=None) -> None:
     overrides = {"data.num_train": 2000, "data.num_test": 100, **config_lib.parse_overrides(args.set)}
     config = config_lib.apply_overrides(config_lib.load_config(args.config), overrides)
     validation.validate(config)
-    functions, state, batches = build(config, args.steps)
-    function = functions["step_augment"]
-    hlo = function.lower(state, batches).compile().as_text()
-    jax.block_until_ready(function(state, batches))
+    label_augmentation_and_optimizer()
+    call = build(config, args.steps)["step_augment"]()
+    hlo = call.compiled().as_text()
+    jax.block_until_ready(call())
     start = time.perf_counter()
-    jax.block_until_ready(function(state, batches))
+    jax.block_until_ready(call())
     wall = time.perf_counter() - start
     with jax.profiler.trace(args.trace_dir, create_perfetto_trace=False):
         start = time.perf_counter()
-        jax.block_until_ready(function(state, batches))
+        jax.block_until_ready(call())
         profiled_wall = time.perf_counter() - start
     times, categories = op_times(args.trace_dir), attribute(hlo)
     by_category, unmatched = collections.Counter(), collections.Counter()
@@ -134,4 +159,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    host_memory.reuse_freed_memory()  # as `ssr-jax` does: XLA:CPU's temporaries reused between calls
     sys.exit(main())

@@ -1,199 +1,130 @@
-"""Where a training step's time goes on this backend: each piece of `make_train`'s step timed alone.
+"""Where a training step's time goes on this backend: the package's training step, and pieces of it timed alone.
 
   python benchmarks/where_time_goes.py [--config configs/ssrnet.py] [--set model.conv=xla] [--batch 50]
                                        [--steps 40] [--repeats 5] [--pieces forward_eval,step] [--profile DIR]
   XLA_FLAGS=--xla_force_host_platform_device_count=2 \
       python benchmarks/where_time_goes.py --pieces step,step_data_parallel
 
-Every piece runs as one jitted `lax.scan` over `--steps` batches that already sit on the device (the shape of an
-epoch in `ssr_jax.train`); the figure is the median over `--repeats` scans, in images/s. Pieces:
-  augment             the reference augmentation alone (one affine resample per image)
-  forward_eval        inference: BatchNorm running statistics, no dropout
-  forward_train       the training forward pass and loss (batch statistics, dropout), no gradient
+Every piece runs `--steps` batches of `--batch` images that already sit on the device; the figure is the median over
+`--repeats` calls, in images/s. The `step*` pieces are `ssr_jax.train.make_train`'s own epoch program (one
+`lax.scan` over a split of steps × batch images, as `ssr-jax train` runs it); the others are jitted scans of the
+package's functions over the same batches. Pieces:
+  augment             the reference augmentation alone (`data.augment.augment_batch`)
+  forward_eval        inference: BatchNorm running statistics, no dropout, the head's readout
+  forward_train       the training forward pass and the head's loss (batch statistics, dropout), no gradient
   forward_backward    loss and gradients (value_and_grad), no optimizer
-  step                forward, backward and the Adam update: the training step without augmentation
-  step_augment        the whole training step as `make_train` runs it
-  step_data_parallel  `step`, the batch sharded over all devices of a `jax.sharding.Mesh` (`data` axis), the
-                      state replicated (run with --xla_force_host_platform_device_count=N on a CPU)
-  step_unrolled       `step` as a jitted function called from Python per batch (no scan: dispatch per step)
+  step                the training step with augmentation off (`data.augment.enabled=False`)
+  step_augment        the training step with augmentation on
+  step_data_parallel  `step` with the batch split over all devices (a 1 × N `parallel.make_mesh`; run with
+                      --xla_force_host_platform_device_count=N on a CPU)
+  step_unrolled       `step` compiled for one batch and called from Python per batch (no scan: dispatch per step)
 `--profile DIR` also records a `jax.profiler` trace of `step_augment` and prints the ops that took the most time.
 """
 from __future__ import annotations
 
 import argparse
-import collections
-import glob
-import gzip
 import json
 import os
 import statistics
 import sys
 import time
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 
-from quiet import wait_for_quiet
-from ssr_jax import bench, config_lib, validation
-from ssr_jax.data import augment, load_splits
-from ssr_jax.models import create_model, predict_age
-from ssr_jax.state import make_optimizer, train_state_from_variables
+from _common import Steps, add_common_arguments, op_times, step_splits, training_steps, use_flax_pooling, \
+    wait_for_quiet
+from ssr_jax import config_lib, host_memory, parallel, validation
+from ssr_jax.data import augment
+from ssr_jax.models import create_model, model_input, predict_age, regularisation, training_loss
 
 PIECES = ("augment", "forward_eval", "forward_train", "forward_backward", "step", "step_augment",
           "step_data_parallel", "step_unrolled")
 
 
-def _model_input(images, data_config):
-    try:  # newer trees convert colour order and scale here; older ones feed raw float32
-        from ssr_jax.models import model_input
-    except ImportError:
-        return images.astype(jnp.float32)
-    return model_input(images, data_config)
+def build(config, steps: int) -> dict[str, Callable[[], Callable[[], object] | None]]:
+    """Piece name → a function that sets the piece up and returns `call() -> result to block on` (None: the piece
+    cannot run here). Set-up is deferred so that only the pieces asked for compile."""
+    splits = step_splits(config, steps)
+    without_augment = config_lib.apply_overrides(config, {"data.augment.enabled": False})
+    with_augment = config_lib.apply_overrides(config, {"data.augment.enabled": True})
 
+    def parts(name: str) -> Callable[[], object]:
+        """A jitted scan of one piece of the step over the batches, with the initial state of `step`."""
+        member = jax.tree.map(lambda leaf: leaf[0], training_steps(without_augment, splits).state)
+        variables = {"params": member.params, "batch_stats": member.batch_stats}
+        model = create_model(config.model)
+        lambdas = {"lambda_local": jnp.float32(config.model.lambda_local), "lambda_d": jnp.float32(config.model.lambda_d)}
+        augmentation = augment.from_config(with_augment.data.augment)
+        key = jax.random.key(1)
+        batch = config.train.batch_size
+        batches = jax.device_put({"image": splits[0]["image"].reshape(steps, batch, *splits[0]["image"].shape[1:]),
+                                  "age": splits[0]["age"].astype("float32").reshape(steps, batch)})
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options both benchmark scripts take."""
-    parser.add_argument("--config", default="configs/ssrnet.py")
-    parser.add_argument("--set", action="append", default=[], help="key=value config override")
-    parser.add_argument("--quiet_wait", type=float, default=0.0,
-                        help="before each timed run, wait up to this many seconds for the CPUs to be idle")
-    parser.add_argument("--pool", default="model", choices=("model", "flax"),
-                        help="flax: the model's pooling replaced by flax's reduce-window (the before-state)")
-    parser.add_argument("--json", action="store_true")
+        def loss(params, b, index):
+            heads, _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]},
+                                   model_input(b["image"], config.data), train=True,
+                                   rngs={"dropout": jax.random.fold_in(key, index)}, mutable=["batch_stats"])
+            return training_loss(config.model, heads, b["age"], **lambdas) + regularisation(config.model, params)
 
+        bodies = {
+            "augment": lambda b, index: jnp.mean(augment.augment_batch(
+                jax.random.fold_in(key, index), b["image"], augmentation).astype(jnp.float32)),
+            "forward_eval": lambda b, index: jnp.mean(predict_age(config.model, model.apply(
+                variables, model_input(b["image"], config.data), train=False), **lambdas)),
+            "forward_train": lambda b, index: loss(variables["params"], b, index),
+            "forward_backward": lambda b, index: sum(jnp.sum(g) for g in jax.tree.leaves(
+                jax.grad(loss)(variables["params"], b, index))),
+        }
 
-def use_flax_pooling() -> None:
-    """The before-state of the pooling experiment: the model's crop + reshape + mean/max pooling (conv="patches")
-    replaced by flax's `avg_pool` / `max_pool` (XLA reduce-window; gradients reduce-window and select-and-scatter).
-    Patches this process only."""
-    from ssr_jax.models import conv
+        def scan(batches):
+            return jax.lax.scan(lambda total, xs: (total + bodies[name](*xs), None), jnp.float32(0),
+                                (batches, jnp.arange(steps)))[0]
 
-    conv.POOLINGS["patches"] = conv.POOLINGS["mixed"] = conv.POOLINGS["xla"]
+        program = jax.jit(scan)
+        return lambda: program(batches)
 
+    def unrolled() -> Callable[[], object]:
+        one = training_steps(without_augment, ({n: a[:config.train.batch_size] for n, a in splits[0].items()},
+                                               splits[1]))
 
-def build(config, steps: int):
-    """Functions `piece(state, batches) -> (state, scalar)` for each piece, the initial state and the batches."""
-    model = create_model(config.model)
-    batch = config.train.batch_size
-    train, _ = load_splits(config.data)
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(train["age"]))
-    order = np.resize(order, steps * batch)
-    batches = {"image": train["image"][order].reshape(steps, batch, *train["image"].shape[1:]),
-               "age": train["age"][order].astype(np.float32).reshape(steps, batch)}
-    hparams = {"learning_rate": jnp.float32(config.optim.learning_rate),
-               "lambda_local": jnp.float32(config.model.lambda_local), "lambda_d": jnp.float32(config.model.lambda_d)}
-    image_shape = train["image"].shape[1:]
-    variables = jax.jit(lambda key: model.init(key, jnp.zeros((1, *image_shape), jnp.float32), train=False))(
-        jax.random.key(0))
-    state = train_state_from_variables(config, variables, hparams)
-    tx = make_optimizer(config.optim, hparams["learning_rate"], epochs=config.train.epochs, steps_per_epoch=steps)
-    augmentation = augment.from_config(config.data.get("augment")) or augment.from_config(
-        {"enabled": True, "flip": True, "rotation_deg": 20.0, "shear": 0.2, "shift": 0.2, "zoom": (0.8, 1.2),
-         "probability": 0.25})
-    key = jax.random.key(1)
+        def call():
+            for _ in range(steps):
+                metrics = one()
+            return metrics
 
-    def readout(heads):
-        return predict_age(config.model, heads, lambda_local=hparams["lambda_local"], lambda_d=hparams["lambda_d"])
+        return call
 
-    def loss_fn(params, batch_stats, images, ages, step):
-        heads, mutated = model.apply({"params": params, "batch_stats": batch_stats}, _model_input(images, config.data),
-                                     train=True, rngs={"dropout": jax.random.fold_in(key, step)},
-                                     mutable=["batch_stats"])
-        return jnp.mean(jnp.abs(readout(heads) - ages)), mutated["batch_stats"]
+    def data_parallel() -> Steps | None:
+        devices = len(jax.devices())
+        if devices == 1 or config.train.batch_size % devices:
+            return None
+        return training_steps(without_augment, splits, parallel.make_mesh(1, devices))
 
-    def one_step(state, images, ages, *, with_augment):
-        # The named scopes label these ops in the compiled program (step_attribution.py reads them).
-        if with_augment:
-            with jax.named_scope("augmentation"):
-                images = augment.augment_batch(jax.random.fold_in(key, state.step), images, augmentation)
-        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params, state.batch_stats, images, ages, state.step)
-        with jax.named_scope("optimizer"):
-            updates, opt_state = tx.update(grads, state.opt_state, state.params)
-            params = optax.apply_updates(state.params, updates)
-        return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state), loss
-
-    bodies = {
-        "augment": lambda state, b: (state, jnp.mean(augment.augment_batch(
-            jax.random.fold_in(key, state.step), b["image"], augmentation).astype(jnp.float32))),
-        "forward_eval": lambda state, b: (state, jnp.mean(readout(model.apply(
-            {"params": state.params, "batch_stats": state.batch_stats}, _model_input(b["image"], config.data),
-            train=False)))),
-        "forward_train": lambda state, b: (state, loss_fn(state.params, state.batch_stats, b["image"], b["age"],
-                                                          state.step)[0]),
-        "forward_backward": lambda state, b: (state, sum(jnp.sum(g) for g in jax.tree.leaves(jax.grad(
-            lambda p: loss_fn(p, state.batch_stats, b["image"], b["age"], state.step)[0])(state.params)))),
-        "step": lambda state, b: one_step(state, b["image"], b["age"], with_augment=False),
-        "step_augment": lambda state, b: one_step(state, b["image"], b["age"], with_augment=True),
+    return {
+        **{name: (lambda name=name: parts(name)) for name in ("augment", "forward_eval", "forward_train",
+                                                               "forward_backward")},
+        "step": lambda: training_steps(without_augment, splits),
+        "step_augment": lambda: training_steps(with_augment, splits),
+        "step_data_parallel": data_parallel,
+        "step_unrolled": unrolled,
     }
 
-    def scanned(body):
-        return jax.jit(lambda state, batches: jax.lax.scan(body, state, batches))
 
-    functions = {name: scanned(body) for name, body in bodies.items()}
-    functions["step_data_parallel"] = _data_parallel(scanned(bodies["step"]), batch)
-    step_once = jax.jit(lambda state, b: bodies["step"](state, b))
-
-    def unrolled(state, batches):
-        losses = []
-        for index in range(steps):
-            state, loss = step_once(state, jax.tree.map(lambda x, i=index: x[i], batches))
-            losses.append(loss)
-        return state, jnp.stack(losses)
-
-    functions["step_unrolled"] = unrolled
-    return functions, state, jax.device_put(batches)
-
-
-def _data_parallel(function, batch):
-    """`function` with the batch axis (axis 1 of [steps, batch, ...]) sharded over a 1-D `data` mesh."""
-    devices = np.array(jax.devices())
-    if batch % len(devices):
-        return None
-    mesh = jax.sharding.Mesh(devices, ("data",))
-    spec = jax.sharding.PartitionSpec
-    sharded = jax.sharding.NamedSharding(mesh, spec(None, "data"))
-    replicated = jax.sharding.NamedSharding(mesh, spec())
-    return function, lambda state, batches: (jax.device_put(state, replicated), jax.device_put(batches, sharded))
-
-
-def time_piece(function, state, batches, repeats: int, quiet_wait: float = 0.0):
-    if isinstance(function, tuple):
-        function, place = function
-        state, batches = place(state, batches)
+def time_piece(call: Callable[[], object], repeats: int, quiet_wait: float = 0.0):
+    """Seconds of each of `repeats` calls after a first (compiling) one, that first call's seconds, and the busy
+    fraction of the CPUs before each call (with `quiet_wait`)."""
     start = time.perf_counter()
-    jax.block_until_ready(function(state, batches))  # compile and warm up
+    jax.block_until_ready(call())  # compile and warm up
     first = time.perf_counter() - start
     seconds, busy = [], []
     for _ in range(repeats):
         busy.append(wait_for_quiet(quiet_wait) if quiet_wait else None)
         start = time.perf_counter()
-        jax.block_until_ready(function(state, batches))
+        jax.block_until_ready(call())
         seconds.append(time.perf_counter() - start)
     return seconds, first, busy
-
-
-def top_ops(trace_dir: str, count: int = 20) -> list[tuple[str, float]]:
-    """The `count` event names with the most total time (ms) in the newest trace under `trace_dir`."""
-    return op_times(trace_dir).most_common(count)
-
-
-def op_times(trace_dir: str) -> collections.Counter:
-    """Event name → total time (ms) of its complete events in the newest trace under `trace_dir` (empty if none)."""
-    paths = sorted(glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"), recursive=True), key=os.path.getmtime)
-    if not paths:
-        return collections.Counter()
-    with gzip.open(paths[-1]) as file:
-        trace = json.load(file)
-    events = trace["traceEvents"] if isinstance(trace, dict) else trace
-    totals = collections.Counter()
-    for event in events:
-        if event.get("ph") == "X" and not event["name"].startswith("$"):
-            totals[event["name"]] += event.get("dur", 0) / 1e3
-    return totals
 
 
 def main(argv=None) -> None:
@@ -212,7 +143,7 @@ def main(argv=None) -> None:
         overrides["train.batch_size"] = args.batch
     config = config_lib.apply_overrides(config_lib.load_config(args.config), overrides)
     validation.validate(config)
-    functions, state, batches = build(config, args.steps)
+    pieces = build(config, args.steps)
     images = args.steps * config.train.batch_size
     header = (f"{config.model.backbone}/{config.model.head} {tuple(config.model.stages)} conv={config.model.conv} pool={args.pool} batch "
               f"{config.train.batch_size}, {args.steps} steps, {len(jax.devices())} {jax.devices()[0].platform} "
@@ -220,10 +151,11 @@ def main(argv=None) -> None:
     if not args.json:
         print(header)
     for name in args.pieces.split(","):
-        if functions.get(name) is None:
-            print(f"{name:<20} skipped (batch not divisible by the device count)")
+        call = pieces[name]()
+        if call is None:
+            print(f"{name:<20} skipped (one device, or the batch not divisible by the device count)")
             continue
-        seconds, first, busy = time_piece(functions[name], state, batches, args.repeats, args.quiet_wait)
+        seconds, first, busy = time_piece(call, args.repeats, args.quiet_wait)
         rates = [images / s for s in seconds]
         row = {"piece": name, "images_per_s_median": statistics.median(rates), "images_per_s": rates,
                "first_call_s": first, "batch": config.train.batch_size, "conv": config.model.conv,
@@ -235,15 +167,15 @@ def main(argv=None) -> None:
             print(f"{name:<20} {row['images_per_s_median']:8.1f} images/s  "
                   f"[{', '.join(f'{r:.0f}' for r in rates)}]  (compile+first {first:.1f} s)", flush=True)
     if args.profile:
-        function = functions["step_augment"]
-        jax.block_until_ready(function(state, batches))
+        call = pieces["step_augment"]()
+        jax.block_until_ready(call())
         with jax.profiler.trace(args.profile, create_perfetto_trace=False):
-            jax.block_until_ready(function(state, batches))
-        total = args.steps
-        print(f"\njax.profiler trace in {args.profile}; ops with the most time over {total} steps (ms):")
-        for op, ms in top_ops(args.profile):
+            jax.block_until_ready(call())
+        print(f"\njax.profiler trace in {args.profile}; ops with the most time over {args.steps} steps (ms):")
+        for op, ms in op_times(args.profile).most_common(20):
             print(f"  {ms:9.1f}  {op}")
 
 
 if __name__ == "__main__":
+    host_memory.reuse_freed_memory()  # as `ssr-jax` does: XLA:CPU's temporaries reused between calls
     sys.exit(main())

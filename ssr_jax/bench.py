@@ -9,8 +9,9 @@ Every figure is measured on the data the config names (by default the embedded s
 `--config.data.num_train=2000` for a quick run) through the loop that `ssr-jax train` and `ssr-jax sweep` run
 (`train.run_epochs`, the same programs): each epoch's training time ends when its loss reaches the host, and its
 evaluation is timed after it; `warmup_epochs` epochs are left out of the medians. The per-epoch metrics are those
-`ssr-jax train` writes for the same config (`history`). Results are JSON-ready dicts; figures are printed and
-recorded (benchmarks/README.md), never asserted.
+`ssr-jax train` writes for the same config (`history`). With `data.device_chunk` the splits stay on the host and go
+to the device a chunk per call (`data.chunks.HostChunks`), and the times include that feeding. Results are
+JSON-ready dicts; figures are printed and recorded (benchmarks/README.md), never asserted.
 
 A group of M > 1 members is M copies of the config with seeds `seed, seed+1, …` and λ_local, λ_d spread over
 [0, 1] (a √M × √M grid when M is a square, as the reference's 5 × 5 λ grid); those are values (`state.VALUE_FIELDS`),
@@ -108,7 +109,9 @@ def config_summary(config: ml_collections.ConfigDict) -> dict[str, Any]:
     }
 
 
-def _label(config_info: dict, members: int) -> str:
+def label(config: ml_collections.ConfigDict, members: int) -> str:
+    """One line naming the config's speed-deciding fields (`config_summary`) and the group size."""
+    config_info = config_summary(config)
     stages = ",".join(str(s) for s in config_info["stages"])
     return (f"{config_info['backbone']}/{config_info['head']} ({stages}) {config_info['image_size']}px conv={config_info['conv']} "
             f"augment={'on' if config_info['augment'] else 'off'} batch {config_info['batch_size']}, "
@@ -136,7 +139,18 @@ def device_memory() -> dict[str, int | None]:
 
 
 def _tree_bytes(tree) -> int:
-    return int(sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(tree)))
+    """Bytes of a tree of arrays or `jax.ShapeDtypeStruct`s."""
+    return int(sum(math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize for leaf in jax.tree.leaves(tree)))
+
+
+def _dataset_on_device(trainer: Trainer) -> tuple[Any, int]:
+    """The training images (an array or its `jax.ShapeDtypeStruct`, `[N, H, W, 3]`) and the dataset's bytes on the
+    device at once: the whole resident tree (train + padded test), or with `data.device_chunk` (the splits stay on
+    the host as `HostChunks`, one chunk on the device per call) the larger of a training chunk and a test chunk."""
+    if trainer.chunked:
+        train, test = (trainer.data.abstract(name) for name in ("train", "test"))
+        return train["train"]["image"], max(_tree_bytes(train), _tree_bytes(test))
+    return trainer.data["train"]["image"], _tree_bytes(trainer.data)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -245,12 +259,12 @@ def run_benchmark(config: ml_collections.ConfigDict, *, members: int = 1, timed_
     images_per_epoch = trainer.images_per_epoch  # whole batches only: floor(N / batch) · batch
     train_ips = images_per_epoch * members / epoch_s
     eval_ips = num_test * members / eval_s
-    image = trainer.data["train"]["image"]
+    image, dataset_device_bytes = _dataset_on_device(trainer)
     (step_program,), (eval_program,) = (trainer.programs[name].values() for name in ("train_epoch", "evaluate"))
     step_flops, eval_flops = _flops(step_program), _flops(eval_program)
     result = {
         "version": RESULT_VERSION,
-        "label": _label(config_summary(config), members),
+        "label": label(config, members),
         "members": members,
         "batch": config.train.batch_size,
         "eval_batch": config.train.eval_batch_size,
@@ -284,7 +298,8 @@ def run_benchmark(config: ml_collections.ConfigDict, *, members: int = 1, timed_
         "eval_gflop_per_image": eval_flops / (config.train.eval_batch_size * members) / 1e9 if eval_flops else None,
         "bytes_per_image": int(np.prod(image.shape[1:]) * image.dtype.itemsize),
         "image_dtype": str(image.dtype),
-        "dataset_device_bytes": _tree_bytes(trainer.data),
+        "dataset_device_bytes": dataset_device_bytes,
+        "device_chunk": trainer.data.chunk if trainer.chunked else 0,  # 0: the splits live on the device
         "state_bytes": _tree_bytes(run.state),
         "peak_host_memory_bytes": peak_host_memory_bytes(),
         "device_memory": device_memory(),
@@ -310,54 +325,6 @@ def _jaxlib_version() -> str | None:
         return jaxlib.__version__
     except (ImportError, AttributeError):
         return None
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# A whole run, timed
-# ----------------------------------------------------------------------------------------------------------------
-def timed_run(config: ml_collections.ConfigDict, *, members: int = 1, splits: Splits | None = None,
-              epochs: int | None = None, deadline: float | None = None) -> dict[str, Any]:
-    """Trains `config` (a vmapped group of `members`) for `epochs` (default `config.train.epochs`) epochs with an
-    evaluation after each, through the training loop (without the checkpoint writes), and times it.
-
-    `deadline` (a `time.perf_counter()` value): as soon as the measured epochs show the run cannot end before it,
-    stop and report the whole run as extrapolated from the median epoch (`completed` False). `wall_s` counts the
-    compile (init included) and every epoch, not the data generation (`data_s`).
-    """
-    validation.validate(config)
-    epochs = epochs or config.train.epochs
-    configs = member_configs(config, members)
-    start = time.perf_counter()
-    splits = splits if splits is not None else load_splits(config.data)
-    data_s = time.perf_counter() - start
-    run = measure(config, configs, splits, epochs=epochs, deadline=deadline)
-    train_s, eval_s = [e.train_s for e in run.epochs], [e.eval_s for e in run.epochs]
-    compile_s = run.init_s + run.compile_s
-    per_epoch = statistics.median(train_s) + statistics.median(eval_s)
-    measured_s = compile_s + sum(train_s) + sum(eval_s)
-    completed = len(run.epochs) == epochs
-    return {
-        "label": _label(config_summary(config), members),
-        "members": members,
-        "batch": config.train.batch_size,
-        "num_train": len(splits[0]["age"]),
-        "num_test": len(splits[1]["age"]),
-        "epochs": epochs,
-        "epochs_run": len(run.epochs),
-        "completed": completed,
-        "data_s": data_s,
-        "compile_s": compile_s,
-        "epoch_s_median": statistics.median(train_s),
-        "eval_s_median": statistics.median(eval_s),
-        "train_images_per_s": run.trainer.images_per_epoch * members / statistics.median(train_s),
-        "measured_wall_s": measured_s,
-        "wall_s": measured_s if completed else compile_s + epochs * per_epoch,
-        "wall_s_is_extrapolated": not completed,
-        "final_mae": [float(x) for x in run.epochs[-1].metrics["mae"]] if completed else None,
-        "final_train_loss": [float(x) for x in run.epochs[-1].train_loss],
-        "device_memory": device_memory(),
-        "peak_host_memory_bytes": peak_host_memory_bytes(),
-    }
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -408,7 +375,7 @@ def sequential_vs_vmapped(config: ml_collections.ConfigDict, members: int, *, ep
     vmap_full = vmap_compile_s + full_epochs * vmap_epoch
     return {
         "version": RESULT_VERSION,
-        "label": _label(config_summary(config), members),
+        "label": label(config, members),
         "members": members,
         "epochs": epochs,
         "batch": config.train.batch_size,
@@ -472,7 +439,7 @@ def format_table(result: dict) -> str:
     """`run_benchmark`'s or `sequential_vs_vmapped`'s result as an aligned text table."""
     if "sequential" in result:
         return _format_comparison(result)
-    gflops = result.get("train_gflop_per_s")
+    gflops, chunk = result.get("train_gflop_per_s"), result.get("device_chunk")
     rows = [
         ("config", result["label"]),
         ("device", _device_line(result["device"])),
@@ -492,7 +459,8 @@ def format_table(result: dict) -> str:
                           if result.get("eval_gflop_per_image") else "")
          if gflops else "n/a (no cost analysis on this backend)"),
         ("dataset", f"{result['bytes_per_image']:,} bytes per image ({result['image_dtype']}), "
-                    f"{_bytes(result['dataset_device_bytes'])} on the device"),
+                    f"{_bytes(result['dataset_device_bytes'])} on the device"
+                    + (f" at once (chunks of {chunk:,} images from the host)" if chunk else "")),
         ("host memory", f"{_bytes(result['peak_host_memory_bytes'])} peak RSS"),
         ("device memory", f"{_bytes(result['device_memory']['peak_bytes_in_use'])} peak"
          if result["device_memory"]["peak_bytes_in_use"] is not None else "n/a (the backend keeps no statistics)"),

@@ -1,5 +1,6 @@
 """`ssr_jax.bench` on the smoke config: every field is there with a sane type, groups of members work, the tables
 read as tables. Figures are never asserted: only that they are positive numbers."""
+import importlib.util
 import json
 import math
 import os
@@ -12,6 +13,11 @@ from configs import ssrnet
 from ssr_jax import bench, config_lib
 from ssr_jax.data import load_splits
 from conftest import REPO, run_cli
+
+# The benchmark scripts' helpers (benchmarks/, not part of the package), loaded from their file.
+_spec = importlib.util.spec_from_file_location("benchmarks_common", REPO / "benchmarks" / "_common.py")
+benchmarks_common = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(benchmarks_common)
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +56,26 @@ def test_run_benchmark_reports_every_field(smoke, members):
     assert "images/s" in table and "compile" in table and "12,288 bytes per image" in table
 
 
+def test_run_benchmark_with_device_chunks(smoke):
+    """With `data.device_chunk` the trainer's data is `HostChunks` (the splits on the host): the benchmark trains
+    through them and reports one chunk as what sits on the device."""
+    config, splits = smoke
+    chunked = config_lib.apply_overrides(config, {"data.device_chunk": 32})
+    result = bench.run_benchmark(chunked, timed_epochs=1, warmup_epochs=0, splits=splits)
+    json.dumps(result)
+    for key in ("train_images_per_s", "eval_images_per_s", "compile_s", "epoch_s_median", "step_ms"):
+        assert _positive(result[key]), (key, result[key])
+    assert result["device_chunk"] == 32 and result["num_train"] == 64
+    assert result["images_per_epoch"] == 64 and result["steps_per_epoch"] == 4  # two chunks of two steps
+    assert result["bytes_per_image"] == 64 * 64 * 3 and result["image_dtype"] == "uint8"
+    # The larger chunk: a test chunk, one padded batch of 32 (uint8 images, float32 ages, a bool mask), against a
+    # training chunk of 32 images and their float32 ages.
+    assert result["dataset_device_bytes"] == 32 * (64 * 64 * 3 + 4 + 1)
+    assert all(map(math.isfinite, result["final_train_loss"] + result["final_mae"]))
+    assert [row["epoch"] for row in result["history"]] == [1]
+    assert "chunks of 32 images from the host" in bench.format_table(result)
+
+
 def test_member_configs_share_one_program_and_spread_lambda(smoke):
     from ssr_jax.state import program_signature
 
@@ -79,7 +105,7 @@ def test_sequential_vs_vmapped_and_timed_run(smoke):
     table = bench.format_table(result)
     assert "EXTRAPOLATED" in table and "images/s" in table
 
-    run = bench.timed_run(config, members=2, splits=splits)
+    run = benchmarks_common.timed_run(config, members=2, splits=splits)
     assert run["completed"] and run["epochs_run"] == config.train.epochs == 2
     assert _positive(run["wall_s"]) and len(run["final_mae"]) == 2
 
