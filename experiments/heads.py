@@ -21,7 +21,9 @@ Columns: head and decision rule, MAE, CA(3), CA(5), parameters, size, CPU ms per
 Smoke result to expect (`:smoke --seeds 1`: 64 train / 40 test synthetic faces, 2 epochs, BatchNorm momentum 0.8; it
 shows that every head trains and reports end to end, not a finding — predicting the mean scores 19.07 on those 40
 faces): MAE SSR-Net 33.75, DEX 18.63, regression 24.67 (all three as before the heads existed), CORAL 38.05, CORN
-53.38, OR-CNN 18.38, mean-variance 18.38, DLDL 19.06, DLDL-v2 18.73, SORD 19.06. Longer schedules: not measured yet.
+53.38, OR-CNN 18.38, mean-variance 18.38, DLDL 19.06, DLDL-v2 18.73, SORD 19.06; with `mobilenet`, MobileNet-0.25's
+rows: DEX 19.18, regression 54.02 (as configs/mobilenet.py), CORAL 45.58, CORN 54.42, OR-CNN 18.98, mean-variance
+19.20, DLDL, DLDL-v2 and SORD 19.17. Longer schedules: not measured yet.
 """
 from configs import base, dex, ssrnet
 from ssr_jax import config_lib
