@@ -41,7 +41,10 @@ _ACTIVATION_PRIMITIVES = {"max", "tanh", "gt", "select_n", "mul", "sub", "add", 
 def label_augmentation_and_optimizer() -> None:
     """Puts the training step's augmentation and optimizer update under `jax.named_scope`s ("augmentation",
     "optimizer"), which name their ops' `op_name`s in the compiled program: metadata only, the computation stays the
-    package's. Patches this process only (`ssr_jax.train` looks both up when it traces the step)."""
+    package's. Patches this process only (`ssr_jax.train` looks both up when it traces the step), and turns the
+    persistent compilation cache off: its key leaves metadata out, so a cached executable of the same program
+    compiled without the scopes would come back without their names."""
+    jax.config.update("jax_enable_compilation_cache", False)
     augment_batch, make_optimizer = augment.augment_batch, train.make_optimizer
 
     def scoped_augment(*args, **kwargs):
