@@ -153,6 +153,16 @@ def _info(args, values):
         print(f"  {head:<14}{total:>10,}  stages={stages}")
 
 
+@command("build-kernels", "ssr-jax build-kernels   (compiles the oneDNN convolutions for this machine, once)")
+def _build_kernels(args, values):
+    _no_positional(args)
+    from ssr_jax.models import onednn
+
+    if reason := onednn.unavailable():
+        _exit_with(f"{reason}; model.conv=auto uses XLA's convolutions on this machine")
+    print(f"oneDNN convolutions built and loaded: {onednn.loaded()}")
+
+
 @command("demo", "ssr-jax demo [--workdir runs/demo]",
          flag(flags.DEFINE_string, "workdir", "runs/demo", "Where the demo's runs and its table go."))
 def _demo(args, values):

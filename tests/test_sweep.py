@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from ssr_jax import config_lib, sweep, train
+from ssr_jax.models.conv import resolve
 from ssr_jax.state import stack_members
 from ssr_jax.sweep import eta_text, product, zipit
 from one_step import LOSS_RTOL, assert_same_step, one_step
@@ -117,13 +118,16 @@ def test_a_group_compiles_once_and_its_members_step_as_they_would_alone(tmp_path
     assert len(rows) == 8 and {row["status"] for row in rows} == {"ok"}
     assert len(trainers) == 1 and trainers[0].compiles("train_epoch") == 1
     assert {row["group_members"] for row in rows} == {8}
+    # Every row names the convolutions its group ran: vmapped members convolve as patches (conv.resolve).
+    assert all(row["conv"] == row["environment"]["conv"] == {"train": "patches", "evaluate": "patches"}
+               for row in rows)
 
     # The group's program against each member's own, one step from the same initial state (tests/one_step.py): a
     # metric after training would add the CPU-dependent amplification of the two layouts' rounding.
     runs = sweep.expand(spec, seeds=2)
     group = one_step(trainers[0], *stack_members([run.config for run in runs]), b1=runs[0].config.optim.b1)
     for index, run in list(enumerate(runs))[::3]:
-        # The group's members convolve as patches (`conv.vmapped_members`); alone, with the same implementation,
+        # The group's members convolve as patches (`conv.resolve`, vmapped); alone, with the same implementation,
         # only the vmapping differs.
         alone_config = config_lib.apply_overrides(run.config, {"model.conv": "patches"})
         alone = one_step(make_train(alone_config), *stack_members([alone_config]), b1=alone_config.optim.b1)
@@ -146,6 +150,9 @@ def test_a_cpu_sweep_trains_one_run_at_a_time_and_compiles_each_program_once(tmp
     rows = sweep.run_sweep(spec, tmp_path / "sweep", progress=False)
     assert len(rows) == 3 and {row["status"] for row in rows} == {"ok"} and len({row["group"] for row in rows}) == 3
     assert {row["group_members"] for row in rows} == {1} and len(trainers) == 3
+    alone = {"train": resolve("auto", train=True), "evaluate": resolve("auto", train=False)}
+    assert all(row["environment"]["conv"] == alone and row["environment"]["dataset"] == rows[0]["environment"][
+        "dataset"] for row in rows)  # one run at a time: each with the run's own convolutions, all on the same data
     # The runs differ only in λ_d, an argument of the programs: init, train_epoch and evaluate compile once.
     assert train.EXECUTABLES.compiled == 3
     assert len({row["mae"] for row in rows}) == 3  # yet each run trained its own λ_d

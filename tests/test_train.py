@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from configs import ssrnet
-from ssr_jax import bench, config_lib, tensorboard_log
+from ssr_jax import bench, config_lib, environment, tensorboard_log
 from ssr_jax.data import load_splits
+from ssr_jax.models.conv import resolve
 from ssr_jax.state import stack_members
 from ssr_jax.train import make_train, run_epochs, train_and_evaluate
 from tensorboard_events import assert_run_matches_its_files, scalars
@@ -128,6 +129,14 @@ def test_run_directory_files_and_rerun(tmp_path, smoke, capsys):
     weighted = sum(maes[group] * counts[group] for group in counts if counts[group]) / on_disk["num_test"]
     assert weighted == pytest.approx(on_disk["mae"], rel=1e-5)
     assert sorted(os.listdir(run / "checkpoint")) == ["4", "8"]  # 64 examples / batch 16 = 4 steps per epoch
+    # The convolutions it ran, resolved before tracing for this backend, and where it ran (ssr_jax/environment.py).
+    backend = jax.default_backend()
+    assert on_disk["conv"] == {"train": resolve(config.model.conv, train=True, backend=backend),
+                               "evaluate": resolve(config.model.conv, train=False, backend=backend)}
+    where = on_disk["environment"]
+    assert where["conv"] == on_disk["conv"] and where["versions"]["jax"] == jax.__version__
+    assert where["dataset"] == environment.dataset_fingerprint(splits)
+    assert where["devices"] == {jax.devices()[0].device_kind: 1} and where["git"]["commit"] == record["git_commit"]
     assert not [name for name in os.listdir(run) if name.startswith(".")]  # no temporary files left behind
     capsys.readouterr()
     assert train_and_evaluate(config, run, splits=splits) == summary

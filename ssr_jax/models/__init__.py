@@ -23,7 +23,8 @@ import numpy as np
 from ssr_jax.config_lib import fail
 from ssr_jax.models import densenet
 from ssr_jax.models import onednn
-from ssr_jax.models.conv import CONV_CHOICES
+from ssr_jax.models import conv as conv_lib
+from ssr_jax.models.conv import CONV_CHOICES, Kernels
 from ssr_jax.models import heads
 from ssr_jax.models.densenet import DenseNet
 from ssr_jax.models.heads import dex as dex_head
@@ -37,10 +38,13 @@ MAX_STAGES = 4
 MIN_IMAGE_SIZE = 38  # the four 3×3 VALID convolutions and three poolings of the SSR-Net streams
 
 
-def create_model(model_config) -> SSRNet | MobileNet | DenseNet:
-    """The Flax module for `config.model`: its backbone (BatchNorm and dropout settings) with its head's layer."""
+def create_model(model_config, kernels: Kernels | None = None) -> SSRNet | MobileNet | DenseNet:
+    """The Flax module for `config.model`: its backbone (BatchNorm and dropout settings) with its head's layer,
+    convolving with `kernels` — what a run resolved from its devices (`conv.kernels`); by default `model.conv`
+    resolved here, before any trace, for the default device, unvmapped."""
+    kernels = kernels or conv_lib.kernels(model_config.conv, platform=jax.default_backend())
     common = dict(head=heads.create(model_config), dropout_rate=model_config.dropout_rate,
-                  bn_momentum=model_config.bn_momentum, conv=model_config.conv)
+                  bn_momentum=model_config.bn_momentum, conv=kernels)
     if model_config.backbone == "mobilenet":
         return MobileNet(alpha=model_config.mobilenet_alpha, **common)
     if model_config.backbone == "densenet":
@@ -144,8 +148,9 @@ def training_loss(model_config, outputs: dict, ages: jnp.ndarray, *, lambda_loca
 
 
 def abstract_variables(model_config, image_size: int) -> Any:
-    """Shapes and dtypes of `{'params', 'batch_stats'}` without allocating or running anything."""
-    model = create_model(model_config)
+    """Shapes and dtypes of `{'params', 'batch_stats'}` without allocating or running anything (traced with XLA's
+    convolutions: every implementation has the same parameters, and nothing needs building)."""
+    model = create_model(model_config, Kernels("xla", "xla"))
     images = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
     return jax.eval_shape(lambda rng, x: model.init(rng, x, train=False), jax.random.key(0), images)
 

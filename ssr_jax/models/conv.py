@@ -11,6 +11,10 @@ results up to float rounding, by different XLA programs, because XLA backends di
   "auto"     the default: on a CPU "onednn" where it builds and loads, else "mixed" to train and "xla" to
              evaluate; "xla" on accelerators; "patches" for vmapped groups of members (`resolve`).
 
+"auto" is a config value only: a run resolves it once, before anything is traced, from the platform of the devices
+it uses and whether its members are vmapped (`kernels`), and the model receives the concrete `Kernels` (one name
+for its training pass, one for its evaluation pass) as a plain field; the run records them in its summary.
+
 Why on a CPU: XLA:CPU runs the *weight-gradient* convolutions of `lax.conv` many times slower inside a
 `lax.scan`/while body than outside one, and a training epoch is one scan; written as a patch matrix product, the
 kernel gradient is one plain dot. Its forward convolutions, and the transposed convolution of the input gradient, are
@@ -23,10 +27,9 @@ Measured speeds of each choice, per CPU: benchmarks/README.md.
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
 import warnings
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -166,20 +169,15 @@ _POOLING_OF = {"patches": ("patches", "patches"), "mixed": ("mixed", "mixed"), "
 CONV_CHOICES = ("auto", *CONVOLUTIONS)
 
 
-_MEMBERS_VMAPPED = contextvars.ContextVar("members_vmapped", default=False)
+class Kernels(NamedTuple):
+    """The concrete implementations (keys of `CONVOLUTIONS`) of a model's training pass and of its evaluation pass:
+    what the model receives as its `conv` field, and what a run records."""
 
+    train: str
+    evaluate: str
 
-@contextlib.contextmanager
-def vmapped_members():
-    """While tracing under this context (a vmapped group of members), "auto" resolves to "patches": a vmapped
-    `lax.conv` whose kernel differs per member becomes a grouped convolution, which XLA:CPU runs several times
-    slower and XLA's SPMD partitioner refuses to split over a member mesh axis; patches stay batched dots (and a
-    oneDNN call would run once per member)."""
-    token = _MEMBERS_VMAPPED.set(True)
-    try:
-        yield
-    finally:
-        _MEMBERS_VMAPPED.reset(token)
+    def of(self, train: bool) -> str:
+        return self.train if train else self.evaluate
 
 
 @functools.cache
@@ -187,14 +185,19 @@ def _onednn_fallback(reason: str) -> None:
     warnings.warn(f"model.conv=auto: {reason}; using XLA's convolutions", RuntimeWarning, stacklevel=4)
 
 
-def resolve(choice: str, *, train: bool, backend: str | None = None) -> str:
-    """`model.conv` → the implementation a training-mode or evaluation-mode pass uses on `backend` (default: JAX's
-    default backend). "auto": "patches" inside `vmapped_members`; on a CPU "onednn" when `onednn.unavailable()`
-    says nothing against it (else its reason is printed once, and "mixed" trains, "xla" evaluates: forward only,
-    where lax.conv and reduce-window pooling are fastest); "xla" on every other backend."""
+def resolve(choice: str, *, train: bool, backend: str | None = None, vmapped: bool = False) -> str:
+    """`model.conv` → the implementation a training-mode or evaluation-mode pass uses on the platform `backend`
+    ("cpu", "gpu", "tpu"; default: JAX's default backend). Called before tracing (`kernels`), never inside a model.
+
+    "auto": "patches" for `vmapped` members — a vmapped `lax.conv` whose kernel differs per member becomes a grouped
+    convolution, which XLA:CPU runs several times slower and XLA's SPMD partitioner refuses to split over a member
+    mesh axis; patches stay batched dots (and a oneDNN call would run once per member). Else on a CPU "onednn" when
+    `onednn.unavailable()` says nothing against it — which builds the extension on first use, here and not in a
+    trace — (else its reason is printed once, and "mixed" trains, "xla" evaluates: forward only, where lax.conv and
+    reduce-window pooling are fastest); "xla" on every other backend. A concrete choice is returned as it is."""
     if choice != "auto":
         return choice
-    if _MEMBERS_VMAPPED.get():
+    if vmapped:
         return "patches"
     if (backend or jax.default_backend()) != "cpu":
         return "xla"
@@ -204,25 +207,40 @@ def resolve(choice: str, *, train: bool, backend: str | None = None) -> str:
     return "onednn"
 
 
-def implementations(choice: str, *, train: bool, backend: str | None = None):
-    """(`conv_general_dilated` for `flax.linen.Conv`, {"avg", "max"} poolings) of `model.conv` = `choice`."""
-    name = resolve(choice, train=train, backend=backend)
+def kernels(choice: str, *, platform: str, vmapped: bool = False) -> Kernels:
+    """`model.conv` = `choice` resolved for both passes on devices of `platform` (`resolve`). A concrete "onednn"
+    is loaded here (built first if needed) so that no trace has to; where it cannot be, `RuntimeError` with the
+    one-line reason."""
+    chosen = Kernels(*(resolve(choice, train=train, backend=platform, vmapped=vmapped) for train in (True, False)))
+    if "onednn" in chosen and (reason := onednn.unavailable()):
+        raise RuntimeError(reason)
+    return chosen
+
+
+def implementations(chosen: Kernels | str, *, train: bool):
+    """(`conv_general_dilated` for `flax.linen.Conv`, {"avg", "max"} poolings) of the training or evaluation pass;
+    `chosen` is `Kernels` or one concrete name for both passes."""
+    name = chosen if isinstance(chosen, str) else chosen.of(train)
+    if name not in CONVOLUTIONS:
+        raise ValueError(f"conv={chosen!r}: a model takes concrete implementations {tuple(CONVOLUTIONS)}; "
+                         "resolve model.conv before building it (ssr_jax.models.conv.kernels)")
     return CONVOLUTIONS[name], POOLINGS[_POOLING_OF[name][0 if train else 1]]
 
 
 _ACTIVATIONS = {"relu": nn.relu, "tanh": jnp.tanh}
 
 
-def conv_norm_act(parent: nn.Module, conv: nn.Conv, norm: nn.BatchNorm, activation: str, inputs, *, choice: str,
-                  train: bool):
+def conv_norm_act(parent: nn.Module, conv: nn.Conv, norm: nn.BatchNorm, activation: str, inputs, *,
+                  chosen: Kernels | str, train: bool):
     """`activation(norm(conv(inputs)))` for `conv` and `norm`, submodules of `parent` created (not yet called) in
     its compact `__call__`; `activation` "relu" or "tanh".
 
-    Evaluating float32 with `choice` resolving to "onednn" (and parameters already there), one oneDNN convolution
-    with the BatchNorm folded into its kernel and bias and the activation as a post-op, as TF folds them:
+    Evaluating float32 with `chosen` naming "onednn" for evaluation (and parameters already there), one oneDNN
+    convolution with the BatchNorm folded into its kernel and bias and the activation as a post-op, as TF folds them:
     act(x ⋆ (W·k) + (b − μ)·k + β), k = γ / √(σ² + ε). Same values up to float rounding; no pass over the
     convolution's output between the three."""
-    fused = (not train and resolve(choice, train=False) == "onednn" and not parent.is_initializing()
+    evaluate = chosen if isinstance(chosen, str) else chosen.evaluate
+    fused = (not train and evaluate == "onednn" and not parent.is_initializing()
              and inputs.dtype == jnp.float32 and jnp.dtype(conv.dtype or jnp.float32) == jnp.float32)
     if not fused:
         return _ACTIVATIONS[activation](norm(conv(inputs)))

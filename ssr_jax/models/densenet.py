@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ssr_jax.models.conv import implementations
+from ssr_jax.models.conv import Kernels, implementations
 from ssr_jax.models.heads import Head, Regression
 from ssr_jax.models.mobilenet import KERNEL_INIT, FeatureTail
 
@@ -49,7 +49,7 @@ class DenseNetBody(nn.Module):
     num_blocks: int
     bn_momentum: float
     bn_epsilon: float
-    conv_impl: str = "auto"
+    conv_impl: Kernels | str = "xla"
 
     @nn.compact
     def __call__(self, x, *, train: bool):
@@ -89,7 +89,7 @@ class DenseNet(nn.Module):
     dropout_rate: float = 0.2
     bn_momentum: float = 0.99
     bn_epsilon: float = 1.1e-5
-    conv: str = "auto"  # ssr_jax.models.conv: same parameters and results, per-backend programs
+    conv: Kernels | str = "xla"  # ssr_jax.models.conv: concrete implementations, chosen per run
 
     @nn.compact
     def __call__(self, images, *, train: bool):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 
-from ssr_jax.models.conv import implementations
+from ssr_jax.models.conv import Kernels, implementations
 from ssr_jax.models.heads import Head, Regression
 
 # Keras 2 defaults, used by every layer of the reference model (Flax's own are lecun_normal and epsilon 1e-5).
@@ -64,7 +64,7 @@ class MobileNetV1(nn.Module):
     alpha: float
     bn_momentum: float
     bn_epsilon: float
-    conv: str = "auto"
+    conv: Kernels | str = "xla"
 
     @nn.compact
     def __call__(self, x, *, train: bool):
@@ -95,7 +95,7 @@ class MobileNet(nn.Module):
     dropout_rate: float = 0.2
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
-    conv: str = "auto"  # ssr_jax.models.conv: same parameters and results, per-backend programs
+    conv: Kernels | str = "xla"  # ssr_jax.models.conv: concrete implementations, chosen per run
 
     @nn.compact
     def __call__(self, images, *, train: bool):

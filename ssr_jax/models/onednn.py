@@ -4,11 +4,14 @@
 forward pass, input gradient and kernel gradient are each one oneDNN primitive (`jax.custom_vjp`);
 `conv_bias_act` is the evaluation-only forward with a per-channel bias and ReLU/tanh fused as oneDNN post-ops.
 
-The handlers (`onednn_conv.cc`, next to this file) are compiled on first use with the system's C++ compiler against
-the pinned `onednn-cpu-gomp` wheels (library + headers, GNU OpenMP threads) and jaxlib's FFI headers, into
+The handlers (`onednn_conv.cc`, next to this file) are compiled with the system's C++ compiler against the pinned
+`onednn-cpu-gomp` wheels (library + headers, GNU OpenMP threads) and jaxlib's FFI headers, into
 `$XDG_CACHE_HOME/ssr_jax/onednn/<hash>/` (~/.cache by default), keyed by the source, jaxlib and oneDNN versions; later
-processes load the cached library. `unavailable()` says in one line why it cannot be used (no compiler, wheels
-missing, not x86-64 Linux, a failed build), and `model.conv="auto"` then keeps XLA's own convolutions.
+processes load the cached library. The build is an explicit step, never part of a trace: `ssr-jax build-kernels`,
+or `unavailable()` when a run resolves its convolutions before tracing (`conv.kernels`), which prints a line while
+it compiles. `unavailable()` says in one line why the handlers cannot be used (no compiler, wheels missing, not
+x86-64 Linux, a failed build), and `model.conv="auto"` then keeps XLA's own convolutions; the traced functions
+below only use handlers already loaded.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import pathlib
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import jax
@@ -47,23 +51,48 @@ def _onednn_dirs() -> tuple[pathlib.Path, pathlib.Path, str]:
             library.version)
 
 
-def _build() -> pathlib.Path:
-    """The compiled handler library, built once per (source, jaxlib, oneDNN) into the cache; raises with the reason."""
+def _target() -> tuple[pathlib.Path, pathlib.Path, pathlib.Path]:
+    """(the cached library's path, oneDNN's library directory, its include directory); raises `OSError` with the
+    reason where the wheels cannot be used."""
     if platform.system() != "Linux" or platform.machine() != "x86_64":
         raise OSError(f"the oneDNN wheels are for x86-64 Linux, not {platform.system()} {platform.machine()}")
     try:
         lib_dir, include_dir, version = _onednn_dirs()
     except (importlib.metadata.PackageNotFoundError, StopIteration, TypeError):
         raise OSError(f"the {' and '.join(DISTRIBUTIONS)} wheels are not installed (pip install -e .)") from None
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([source, jax.__version__.encode(), version.encode(),
+    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), jax.__version__.encode(), version.encode(),
                                      str(lib_dir).encode()])).hexdigest()[:16]
-    target = _cache_dir() / key / "libssr_onednn.so"
-    if target.is_file():
-        return target
+    return _cache_dir() / key / "libssr_onednn.so", lib_dir, include_dir
+
+
+def _compiler() -> str:
     compiler = os.environ.get("CXX", "g++")
     if not shutil.which(compiler):
         raise OSError(f"no C++ compiler ({compiler}) on PATH to build {SOURCE.name}")
+    return compiler
+
+
+def cannot_exist() -> str | None:
+    """Why the handlers cannot exist on this machine (not x86-64 Linux, the wheels missing, no C++ compiler and no
+    library built before), in one line; None where they can — then a failed build is a bug. Builds nothing."""
+    try:
+        target, _, _ = _target()
+        if not target.is_file():
+            _compiler()
+    except OSError as error:
+        return str(error)
+    return None
+
+
+def _build() -> pathlib.Path:
+    """The compiled handler library, built once per (source, jaxlib, oneDNN) into the cache, with a line on stderr
+    while it compiles; raises with the reason."""
+    target, lib_dir, include_dir = _target()
+    if target.is_file():
+        return target
+    compiler = _compiler()
+    print(f"building the oneDNN convolutions ({SOURCE.name}, once per jaxlib and oneDNN version) into {target.parent}",
+          file=sys.stderr, flush=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:  # built aside, renamed: parallel builds are safe
         built = pathlib.Path(tmp) / target.name
@@ -78,17 +107,36 @@ def _build() -> pathlib.Path:
     return target
 
 
+_LOADED: list[pathlib.Path] = []  # the library whose handlers XLA:CPU has registered, once loaded
+
+
 @functools.cache
 def unavailable() -> str | None:
-    """None once the handlers are built, loaded and registered with XLA:CPU; else the reason, in one line."""
+    """None once the handlers are built (here, if needed), loaded and registered with XLA:CPU; else the reason, in
+    one line. Call it before tracing: the traced functions below refuse to build."""
     try:
-        library = ctypes.cdll.LoadLibrary(str(_build()))
+        path = _build()
+        library = ctypes.cdll.LoadLibrary(str(path))
     except (OSError, subprocess.SubprocessError) as error:
         return f"oneDNN convolutions unavailable: {error}"
     for name, symbol in _TARGETS.items():
         jax.ffi.register_ffi_target(f"ssr_onednn_{name}", jax.ffi.pycapsule(getattr(library, symbol)),
                                     platform="cpu")
+    _LOADED.append(path)
     return None
+
+
+def loaded() -> pathlib.Path | None:
+    """The library whose handlers are registered in this process (None before `unavailable()` has loaded it)."""
+    return _LOADED[-1] if _LOADED else None
+
+
+def _require_loaded() -> None:
+    """Inside a trace: the handlers must be registered already (`unavailable()` ran before tracing)."""
+    if not _LOADED:
+        raise RuntimeError("the oneDNN convolutions are not loaded: resolve model.conv before tracing "
+                           "(ssr_jax.models.conv.kernels) or call ssr_jax.models.onednn.unavailable() first; "
+                           "`ssr-jax build-kernels` builds them")
 
 
 @functools.cache
@@ -115,7 +163,7 @@ def _attributes(strides, padding, threads: int) -> dict:
 
 def _call(name: str, shape, *args, **attributes):
     # "sequential": under vmap (a group of members, each with its own kernel) one call per member, which is exact;
-    # `model.conv="auto"` does not pick oneDNN inside vmapped groups (`conv.vmapped_members`).
+    # `model.conv="auto"` does not pick oneDNN for vmapped groups (`conv.resolve`).
     return jax.ffi.ffi_call(f"ssr_onednn_{name}", jax.ShapeDtypeStruct(shape, jnp.float32),
                             vmap_method="sequential")(*args, **attributes)
 
@@ -172,8 +220,7 @@ def onednn_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilati
             or {lhs.dtype, rhs.dtype} != {jnp.dtype(jnp.float32)}
             or preferred_element_type not in (None, jnp.float32)):
         raise NotImplementedError("onednn_conv supports ungrouped, undilated 2-D NHWC/HWIO float32 convolutions")
-    if reason := unavailable():
-        raise RuntimeError(reason)
+    _require_loaded()
     strides = tuple(int(s) for s in window_strides)
     return _conv(lhs, rhs, strides, explicit_padding(lhs.shape, rhs.shape, strides, padding))
 
@@ -182,8 +229,7 @@ def conv_bias_act(lhs, rhs, bias, window_strides, padding, activation: str):
     """`activation(lhs ⋆ rhs + bias)` as one oneDNN convolution with post-ops, for evaluation (no gradient):
     `lhs` `[batch, H, W, C_in]`, `rhs` `[kh, kw, C_in, C_out]`, `bias` `[C_out]`, all float32; `activation` one of
     `ACTIVATIONS`."""
-    if reason := unavailable():
-        raise RuntimeError(reason)
+    _require_loaded()
     strides = tuple(int(s) for s in window_strides)
     padding = explicit_padding(lhs.shape, rhs.shape, strides, padding)
     return _call("forward_bias_act", _output_shape(lhs.shape, rhs.shape, strides, padding), lhs, rhs, bias,

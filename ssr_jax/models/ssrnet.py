@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from ssr_jax.models.conv import conv_norm_act, implementations
+from ssr_jax.models.conv import Kernels, conv_norm_act, implementations
 from ssr_jax.models.heads import SSR, Head
 
 # Keras defaults, which the reference relies on (Flax's own defaults differ: lecun_normal, epsilon 1e-5).
@@ -44,7 +44,7 @@ class Stream(nn.Module):
     activation: str  # "relu" (x stream) or "tanh" (s stream)
     bn_momentum: float
     bn_epsilon: float
-    conv: str
+    conv: Kernels | str
     dtype: Any = jnp.float32  # compute dtype; parameters stay float32
 
     @nn.compact
@@ -57,7 +57,7 @@ class Stream(nn.Module):
                            conv_general_dilated=conv_general_dilated, name=f"conv{block}")
             norm = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=self.bn_epsilon,
                                 dtype=self.dtype, name=f"bn{block}")
-            x = conv_norm_act(self, conv, norm, self.activation, x, choice=self.conv, train=train)
+            x = conv_norm_act(self, conv, norm, self.activation, x, chosen=self.conv, train=train)
             if block < 4:
                 x = pool(x, (2, 2))
             taps.append(x)
@@ -76,7 +76,7 @@ class FusionStage(nn.Module):
     head: Head
     stage: int
     dropout_rate: float
-    conv: str
+    conv: Kernels | str
 
     @nn.compact
     def __call__(self, x_tap, s_tap, *, train: bool):
@@ -116,7 +116,7 @@ class SSRNet(nn.Module):
     dropout_rate: float = 0.2
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
-    conv: str = "auto"
+    conv: Kernels | str = "xla"
     # Compute dtype of the two streams (where nearly all FLOPs are); the fusion blocks, heads and readout stay
     # float32, since 1 / Π s_j (1 + λ_d Δ_j) amplifies rounding. Parameters and optimizer state are float32 either way.
     dtype: Any = jnp.float32
