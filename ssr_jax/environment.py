@@ -88,16 +88,18 @@ def dataset_fingerprint(splits: Iterable[Mapping[str, np.ndarray]]) -> str:
     return f"sha256:{digest.hexdigest()[:16]}"
 
 
-def gather(*, conv: Mapping[str, str] | None = None, dataset: str | None = None,
-           devices: Iterable[Any] = ()) -> dict[str, Any]:
-    """The run's environment: `cpu`, `threads`, `versions`, `git`, the `devices` it used (their `device_kind`s,
-    e.g. "cpu" or "NVIDIA H100 80GB HBM3", with counts), the convolution implementations it used (`conv`, e.g.
-    {"train": "onednn", "evaluate": "onednn"}) and its data's `dataset_fingerprint`."""
+def gather(*, conv: Mapping[str, str] | None = None, dataset: str | None = None, devices: Iterable[Any] = (),
+           onednn_training_threads: int | None = None) -> dict[str, Any]:
+    """The run's environment: `cpu`, `threads` (with the OpenMP threads of each differentiated oneDNN call when
+    it trained with oneDNN, 0 = the library's default), `versions`, `git`, the `devices` it used (their
+    `device_kind`s, e.g. "cpu" or "NVIDIA H100 80GB HBM3", with counts), the convolution implementations it used
+    (`conv`, e.g. {"train": "onednn", "evaluate": "onednn"}) and its data's `dataset_fingerprint`."""
     kinds: dict[str, int] = {}
     for device in devices:
         kind = getattr(device, "device_kind", str(device))
         kinds[kind] = kinds.get(kind, 0) + 1
-    return {"cpu": cpu(), "threads": threads(), "versions": versions(), "git": git(),
+    return {"cpu": cpu(), "threads": {**threads(), "onednn_training_threads": onednn_training_threads},
+            "versions": versions(), "git": git(),
             "devices": kinds or None, "conv": dict(conv) if conv is not None else None, "dataset": dataset}
 
 

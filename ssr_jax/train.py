@@ -620,12 +620,14 @@ def train_members(
     params = count_parameters(abstract_variables(config.model, config.data.image_size))
     # What the group ran with, in every member's summary: its convolutions (and those of the CPU timing), its
     # devices, the machine, the code and the data (ssr_jax.environment).
-    conv = trainer.kernels_of(len(padded))._asdict()
+    kernels = trainer.kernels_of(len(padded))
+    conv = {"train": kernels.train, "evaluate": kernels.evaluate}
     if config.train.measure_inference:
         inference_kernels = resolve_kernels(config.model.conv, platform="cpu")
         conv["inference"] = inference_kernels.evaluate
     devices = list(mesh.devices.flat) if mesh is not None else jax.devices()[:1]
-    where = environment.gather(conv=conv, dataset=environment.dataset_fingerprint(splits), devices=devices)
+    where = environment.gather(conv=conv, dataset=environment.dataset_fingerprint(splits), devices=devices,
+                               onednn_training_threads=kernels.threads if kernels.train == "onednn" else None)
     # One gather of the whole group to host memory, then NumPy slices per member: no per-member programs on arrays
     # that span hosts (eager indexing of such arrays hung a two-process run).
     summaries, host_state = [], parallel.fetch(selected if trainer.validation else state)

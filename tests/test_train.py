@@ -16,6 +16,7 @@ import pytest
 from configs import ssrnet
 from ssr_jax import bench, config_lib, environment, tensorboard_log
 from ssr_jax.data import load_splits
+from ssr_jax.models import onednn
 from ssr_jax.models.conv import resolve
 from ssr_jax.state import stack_members
 from ssr_jax.train import make_train, run_epochs, train_and_evaluate
@@ -137,6 +138,8 @@ def test_run_directory_files_and_rerun(tmp_path, smoke, capsys):
     assert where["conv"] == on_disk["conv"] and where["versions"]["jax"] == jax.__version__
     assert where["dataset"] == environment.dataset_fingerprint(splits)
     assert where["devices"] == {jax.devices()[0].device_kind: 1} and where["git"]["commit"] == record["git_commit"]
+    threads = onednn.training_threads() if on_disk["conv"]["train"] == "onednn" else None
+    assert where["threads"]["onednn_training_threads"] == threads  # chosen with the kernels, passed into the model
     assert not [name for name in os.listdir(run) if name.startswith(".")]  # no temporary files left behind
     capsys.readouterr()
     assert train_and_evaluate(config, run, splits=splits) == summary

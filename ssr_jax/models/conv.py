@@ -148,13 +148,14 @@ _FLAX_POOLS = {"avg": lambda inputs, window: nn.avg_pool(inputs, window, strides
 
 
 def onednn_or_patches(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                      dimension_numbers=None, feature_group_count=1, precision=None, preferred_element_type=None):
-    """`onednn.onednn_conv` for the convolutions it computes (ungrouped float32 NHWC/HWIO); `patches_conv` for the
-    rest (MobileNet's depthwise convolutions, bfloat16 streams)."""
+                      dimension_numbers=None, feature_group_count=1, precision=None, preferred_element_type=None, *,
+                      training_threads: int = 0):
+    """`onednn.onednn_conv` (with `training_threads`) for the convolutions it computes (ungrouped float32
+    NHWC/HWIO); `patches_conv` for the rest (MobileNet's depthwise convolutions, bfloat16 streams)."""
     arguments = (lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
                  feature_group_count, precision, preferred_element_type)
     try:
-        return onednn.onednn_conv(*arguments)
+        return onednn.onednn_conv(*arguments, training_threads=training_threads)
     except NotImplementedError:
         return patches_conv(*arguments)
 
@@ -170,11 +171,13 @@ CONV_CHOICES = ("auto", *CONVOLUTIONS)
 
 
 class Kernels(NamedTuple):
-    """The concrete implementations (keys of `CONVOLUTIONS`) of a model's training pass and of its evaluation pass:
-    what the model receives as its `conv` field, and what a run records."""
+    """The concrete implementations (keys of `CONVOLUTIONS`) of a model's training pass and of its evaluation pass,
+    and the OpenMP threads of each differentiated oneDNN call (`onednn.training_threads`; 0: the library's
+    default): what the model receives as its `conv` field, and what a run records."""
 
     train: str
     evaluate: str
+    threads: int = 0
 
     def of(self, train: bool) -> str:
         return self.train if train else self.evaluate
@@ -211,20 +214,26 @@ def kernels(choice: str, *, platform: str, vmapped: bool = False) -> Kernels:
     """`model.conv` = `choice` resolved for both passes on devices of `platform` (`resolve`). A concrete "onednn"
     is loaded here (built first if needed) so that no trace has to; where it cannot be, `RuntimeError` with the
     one-line reason."""
-    chosen = Kernels(*(resolve(choice, train=train, backend=platform, vmapped=vmapped) for train in (True, False)))
-    if "onednn" in chosen and (reason := onednn.unavailable()):
+    train, evaluate = (resolve(choice, train=train, backend=platform, vmapped=vmapped) for train in (True, False))
+    if "onednn" not in (train, evaluate):
+        return Kernels(train, evaluate)
+    if reason := onednn.unavailable():
         raise RuntimeError(reason)
-    return chosen
+    return Kernels(train, evaluate, onednn.training_threads())
 
 
 def implementations(chosen: Kernels | str, *, train: bool):
     """(`conv_general_dilated` for `flax.linen.Conv`, {"avg", "max"} poolings) of the training or evaluation pass;
-    `chosen` is `Kernels` or one concrete name for both passes."""
-    name = chosen if isinstance(chosen, str) else chosen.of(train)
+    `chosen` is `Kernels` or one concrete name for both passes (oneDNN's calls then on the library's threads)."""
+    chosen = Kernels(chosen, chosen) if isinstance(chosen, str) else chosen
+    name = chosen.of(train)
     if name not in CONVOLUTIONS:
         raise ValueError(f"conv={chosen!r}: a model takes concrete implementations {tuple(CONVOLUTIONS)}; "
                          "resolve model.conv before building it (ssr_jax.models.conv.kernels)")
-    return CONVOLUTIONS[name], POOLINGS[_POOLING_OF[name][0 if train else 1]]
+    convolution = CONVOLUTIONS[name]
+    if name == "onednn":
+        convolution = functools.partial(convolution, training_threads=chosen.threads)
+    return convolution, POOLINGS[_POOLING_OF[name][0 if train else 1]]
 
 
 _ACTIVATIONS = {"relu": nn.relu, "tanh": jnp.tanh}

@@ -144,6 +144,7 @@ def training_threads() -> int:
     """OpenMP threads for each oneDNN call of a differentiated convolution (its forward, backward-data and
     backward-weights): half the cores this process may use, at least 1; 0 (the library's default: all cores, or
     OMP_NUM_THREADS) when OMP_NUM_THREADS is set. Calls outside differentiation (evaluation) use the default.
+    A run reads it once, with its convolutions (`conv.kernels`), and passes it to `onednn_conv`.
 
     A training step is where XLA:CPU runs independent operations concurrently on its own threads — SSR-Net's two
     streams, each with its convolutions and their gradients —, so a call that spreads over every core competes
@@ -180,18 +181,18 @@ def _forward(lhs, rhs, strides, padding, threads: int):
                  **_attributes(strides, padding, threads))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv(lhs, rhs, strides, padding):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv(lhs, rhs, strides, padding, threads):
     return _forward(lhs, rhs, strides, padding, 0)  # not differentiated: evaluation, on every core
 
 
-def _conv_forward(lhs, rhs, strides, padding):
-    return _forward(lhs, rhs, strides, padding, training_threads()), (lhs, rhs)
+def _conv_forward(lhs, rhs, strides, padding, threads):
+    return _forward(lhs, rhs, strides, padding, threads), (lhs, rhs)
 
 
-def _conv_backward(strides, padding, residuals, cotangent):
+def _conv_backward(strides, padding, threads, residuals, cotangent):
     lhs, rhs = residuals
-    attributes = _attributes(strides, padding, training_threads())
+    attributes = _attributes(strides, padding, threads)
     return (_call("backward_data", lhs.shape, cotangent, rhs, **attributes),
             _call("backward_weights", rhs.shape, lhs, cotangent, **attributes))
 
@@ -208,11 +209,13 @@ def explicit_padding(lhs_shape, kernel_shape, strides, padding) -> tuple[tuple[i
 
 
 def onednn_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None, dimension_numbers=None,
-                feature_group_count=1, precision=None, preferred_element_type=None):
+                feature_group_count=1, precision=None, preferred_element_type=None, *, training_threads: int = 0):
     """`lhs` `[batch, H, W, C_in]` float32 ⋆ `rhs` `[kh, kw, C_in, C_out]` float32 → `[batch, H', W', C_out]`: one
     oneDNN convolution forward, its gradients one oneDNN backward-data and one backward-weights primitive. Any
     strides and padding; dilations, groups, other layouts and dtypes are refused (`conv.onednn_or_patches` hands
-    them elsewhere). `precision` is ignored: oneDNN computes in float32."""
+    them elsewhere). `precision` is ignored: oneDNN computes in float32. `training_threads`: OpenMP threads of
+    each call when differentiated (`training_threads()`; 0: the library's default); undifferentiated calls use
+    the default."""
     nhwc_hwio = dimension_numbers is None or (tuple(dimension_numbers.lhs_spec) == (0, 3, 1, 2)
                                               and tuple(dimension_numbers.rhs_spec) == (3, 2, 0, 1))
     dilated = any(d is not None and tuple(d) != (1, 1) for d in (lhs_dilation, rhs_dilation))
@@ -222,7 +225,7 @@ def onednn_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilati
         raise NotImplementedError("onednn_conv supports ungrouped, undilated 2-D NHWC/HWIO float32 convolutions")
     _require_loaded()
     strides = tuple(int(s) for s in window_strides)
-    return _conv(lhs, rhs, strides, explicit_padding(lhs.shape, rhs.shape, strides, padding))
+    return _conv(lhs, rhs, strides, explicit_padding(lhs.shape, rhs.shape, strides, padding), int(training_threads))
 
 
 def conv_bias_act(lhs, rhs, bias, window_strides, padding, activation: str):
