@@ -367,10 +367,11 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
         return {"init": init, "train_epoch": train_epoch, "evaluate": evaluate}
 
     # The convolutions, chosen here once, before anything is traced, from the platform of the run's devices: a
-    # member alone, and members vmapped together (conv.resolve).
+    # member alone, and members vmapped together (conv.resolve); on a mesh members are always vmapped.
     platform = (mesh.devices.flat[0] if mesh is not None else jax.devices()[0]).platform
-    kernels = {"alone": resolve_kernels(config.model.conv, platform=platform),
-               "together": resolve_kernels(config.model.conv, platform=platform, vmapped=True)}
+    together = resolve_kernels(config.model.conv, platform=platform, vmapped=True)
+    kernels = {"alone": together if mesh is not None else resolve_kernels(config.model.conv, platform=platform),
+               "together": together}
     pure = pure_functions(create_model(config.model, kernels["alone"]))
     pure_together = pure if kernels["together"] == kernels["alone"] else \
         pure_functions(create_model(config.model, kernels["together"]))
