@@ -48,11 +48,17 @@ def event_files(directory: pathlib.Path) -> list[pathlib.Path]:
     return sorted(directory.glob("events.out.tfevents.*"))
 
 
+# Summary fields that describe where a run ran (ssr_jax.environment), not how it did: no scalars of theirs.
+NOT_METRICS = ("environment",)
+
+
 def numbers(row: Mapping[str, Any]) -> dict[str, float]:
     """The numeric fields of a metrics row or summary, those of a nested dict as `name/key` (`mae_by_age/0-9`); a
-    null (a non-finite number in strict JSON) as NaN."""
+    null (a non-finite number in strict JSON) as NaN. `NOT_METRICS` are left out."""
     found = {}
     for name, value in row.items():
+        if name in NOT_METRICS:
+            continue
         if isinstance(value, Mapping):
             found.update({f"{name}/{key}": number for key, number in numbers(value).items()})
         elif value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
