@@ -129,12 +129,11 @@ class Trainer:
     and kept in `programs`; `compiles(name)` counts them, with nothing counted inside traced code.
     """
 
-    def __init__(self, pure: dict[str, Callable], data: dict | HostChunks, *, steps_per_epoch: int,
-                 images_per_epoch: int, mesh: jax.sharding.Mesh | None = None,
+    def __init__(self, pure: dict[str, Callable], data: dict | HostChunks, *, kernels: dict[str, Kernels],
+                 steps_per_epoch: int, images_per_epoch: int, mesh: jax.sharding.Mesh | None = None,
                  eval_members_at_once: int | None = None, validation: bool = False,
-                 pure_together: dict[str, Callable] | None = None, kernels: dict[str, Kernels] | None = None):
-        self.pure, self.data, self.mesh = pure, data, mesh
-        self.kernels = kernels or {}
+                 pure_together: dict[str, Callable] | None = None):
+        self.pure, self.data, self.mesh, self.kernels = pure, data, mesh, kernels
         together = pure_together or pure
         self.validation = validation  # the data has a validation split, padded as the test split (one program)
         self.steps_per_epoch, self.images_per_epoch = steps_per_epoch, images_per_epoch
@@ -177,9 +176,9 @@ class Trainer:
                                                       self.mesh)
         return programs[signature]
 
-    def kernels_of(self, members: int) -> Kernels | None:
-        """The convolutions a group of `members` trains and evaluates with (None: a trainer built without them)."""
-        return self.kernels.get("together" if self.mesh is not None or members != 1 else "alone")
+    def kernels_of(self, members: int) -> Kernels:
+        """The convolutions a group of `members` trains and evaluates with."""
+        return self.kernels["together" if self.mesh is not None or members != 1 else "alone"]
 
     def compiles(self, name: str) -> int:
         """How many programs of `name` were compiled (one per input signature)."""
@@ -392,13 +391,13 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
     return Trainer(
         pure,
         data,
+        kernels=kernels,
         steps_per_epoch=steps_per_epoch,
         images_per_epoch=steps_per_epoch * batch_size,
         mesh=mesh,
         eval_members_at_once=max(1, config.train.eval_images_at_once // config.train.eval_batch_size),
         validation=bool(val_split),
         pure_together=pure_together,
-        kernels=kernels,
     )
 
 
