@@ -273,6 +273,8 @@ def run_benchmark(config: ml_collections.ConfigDict, *, members: int = 1, timed_
         "jaxlib_version": _jaxlib_version(),
         "python_version": platform.python_version(),
         "config": config_summary(config),
+        # model.conv as resolved for this group before tracing (conv.kernels): what the timed program ran.
+        "conv_used": trainer.kernels_of(members)._asdict(),
         "num_train": num_train,
         "num_test": num_test,
         "images_per_epoch": images_per_epoch,

@@ -12,6 +12,7 @@ import pytest
 from configs import ssrnet
 from ssr_jax import bench, config_lib
 from ssr_jax.data import load_splits
+from ssr_jax.models import conv
 from conftest import REPO, run_cli
 
 # The benchmark scripts' helpers (benchmarks/, not part of the package), loaded from their file.
@@ -50,6 +51,8 @@ def test_run_benchmark_reports_every_field(smoke, members):
     assert isinstance(result["jax_version"], str)
     assert result["config"] == {**result["config"], "backbone": "ssrnet", "head": "ssr", "stages": [3, 3, 3], "image_size": 64,
                                 "conv": "auto", "augment": True}
+    # What the timed program ran: "auto" resolved for a vmapped group on this backend, before tracing.
+    assert result["conv_used"] == conv.kernels("auto", platform="cpu", vmapped=members > 1)._asdict()
     assert set(result["device_memory"]) >= {"peak_bytes_in_use"}  # None on CPU, bytes on a GPU
     assert len(result["final_train_loss"]) == members and all(map(math.isfinite, result["final_train_loss"]))
     table = bench.format_table(result)
