@@ -30,7 +30,7 @@ from _common import timed_run
 from configs import ssrnet
 from ssr_jax import bench, config_lib, host_memory
 from ssr_jax.data import load_splits
-from ssr_jax.models.conv import resolve
+from ssr_jax.models.conv import kernels
 
 GOALS = {"single_wall_s": 60.0, "lambda_grid_wall_s": 300.0}
 FULL = {"num_train": 44_000, "num_test": 11_000, "epochs": 90, "grid": 25, "batches": (50, 512, 4096),
@@ -83,7 +83,9 @@ def main(argv=None) -> int:
     save()
 
     conv = args.conv
-    report["conv_for_runs"] = f"{conv} (training: {resolve(conv, train=True)[0]})"
+    # Resolved as the runs will resolve it (a single run, this machine's default device), before anything traces.
+    trains_with = kernels(conv, platform=jax.devices()[0].platform).train
+    report["conv_for_runs"] = f"{conv} (training: {trains_with})"
     run_config = config_lib.apply_overrides(config, {"model.conv": conv})
 
     def whole_run(name, members, section_deadline):
@@ -112,7 +114,7 @@ def main(argv=None) -> int:
     if "train_images_per_s" in single:
         throughput.append({"batch": 50, "conv": conv, "train_images_per_s": single["train_images_per_s"],
                            "from": "the single run's epochs"})
-    other_conv = "patches" if resolve(conv, train=True)[0] == "xla" else "xla"
+    other_conv = "patches" if trains_with == "xla" else "xla"
     variants = [(batch, conv) for batch in sizes["batches"][1:]]
     if not args.smoke:  # lax.conv inside the epoch's scan crawls on XLA:CPU (≈10 images/s): GPU only
         variants.append((50, other_conv))
