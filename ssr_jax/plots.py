@@ -101,15 +101,18 @@ def mae_vs_params(table: pd.DataFrame, path: pathlib.Path):
 
 
 def learning_curves(sweep_dir: pathlib.Path, frame: pd.DataFrame, path: pathlib.Path) -> None:
-    """Validation MAE per epoch, mean over each config's finished runs (from the runs' metrics.jsonl)."""
+    """Test MAE per epoch (solid) and, where the split has a validation part, validation MAE (dashed), each the mean
+    over a config's finished runs (from the runs' metrics.jsonl); the legend gives each config's n."""
     figure, axes = _figure(figsize=(7, 4.5))
     for config, runs in frame[frame["status"] == "ok"].groupby("config", sort=False):
-        curves = [pd.DataFrame(workdir_lib.read_jsonl(sweep_dir / "runs" / run_id / "metrics.jsonl"))
-                  .set_index("epoch")["mae"] for run_id in runs["run_id"]]
-        mean = pd.concat(curves, axis=1).mean(axis=1)
-        axes.plot(mean.index, mean.to_numpy(), label=config)
+        rows = [pd.DataFrame(workdir_lib.read_jsonl(sweep_dir / "runs" / run_id / "metrics.jsonl")).set_index("epoch")
+                for run_id in runs["run_id"]]
+        for column, style, part in (("mae", "-", "test"), ("val_mae", "--", "validation")):
+            if all(column in row for row in rows):
+                mean = pd.concat([row[column] for row in rows], axis=1).mean(axis=1)
+                axes.plot(mean.index, mean.to_numpy(), style, label=f"{config}: {part} (n = {len(rows)})")
     axes.set_xlabel("epoch")
-    axes.set_ylabel("validation MAE (years)")
+    axes.set_ylabel("MAE (years), mean over runs")
     axes.set_yscale("log")
     axes.legend(fontsize=6, loc="upper right")
     figure.tight_layout()

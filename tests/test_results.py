@@ -15,6 +15,7 @@ REPORTS = {
     "stages": {"baseline": "stages=(3, 3, 3)"},
     "table1": {"baseline": "SSR-Net (3,3,3)"},
     "lambda_grid": {"baseline": "lambda_d=1.0, lambda_local=1.0"},
+    "utkface_splits": {},
 }
 
 
