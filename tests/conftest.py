@@ -50,6 +50,21 @@ def random_model(tmp_path_factory):
 
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+# The released Keras weights and their golden outputs (../shared/reference beside the checkout, as CI lays it out).
+REFERENCE = REPO.parent / "shared" / "reference"
+
+
+@pytest.fixture(scope="session")
+def released_morph2(tmp_path_factory):
+    """(model directory converted from the released morph2 .h5, its golden-outputs directory); skipped where the
+    reference files are not there."""
+    from ssr_jax import keras_import
+
+    h5 = REFERENCE / "pretrained" / "morph2" / "ssrnet_3_3_3_64_1.0_1.0.h5"
+    if not h5.is_file():
+        pytest.skip(f"reference weights not available under {REFERENCE}")
+    directory = keras_import.convert_keras(h5, tmp_path_factory.mktemp("released") / "morph2", ssrnet.get_config())
+    return directory, REFERENCE / "golden" / "morph2"
 
 # The modules that take longest (minutes of subprocess runs and compiles; see `pytest --durations`) start first, so
 # that the two xdist workers of `make test` (--dist loadscope --no-loadscope-reorder: one module per worker at a

@@ -18,12 +18,11 @@ onnx = pytest.importorskip("onnx", reason="the export extra is not installed: pi
 onnxruntime = pytest.importorskip("onnxruntime", reason="the export extra is not installed: pip install -e '.[export]'")
 
 from configs import dex, densenet, mobilenet, regression, ssrnet  # noqa: E402
-from ssr_jax import export, keras_import, onnx_graph, saved_model, workdir as workdir_lib  # noqa: E402
+from ssr_jax import export, onnx_graph, saved_model, workdir as workdir_lib  # noqa: E402
 from ssr_jax.data.images import load_image  # noqa: E402
 from ssr_jax.models import abstract_variables, create_model, heads, predict_age  # noqa: E402
 from ssr_jax.predict import predict_files  # noqa: E402
 
-REFERENCE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference"
 TOLERANCE = 1e-3  # years
 
 
@@ -230,12 +229,10 @@ def test_an_operation_without_a_rule_is_refused_by_name():
         translated(lambda x: jnp.sort(x, axis=1), (6,))
 
 
-def test_released_morph2_weights_export_with_keras_and_predict_ages(tmp_path):
-    h5 = REFERENCE / "pretrained" / "morph2" / "ssrnet_3_3_3_64_1.0_1.0.h5"
-    golden = REFERENCE / "golden" / "morph2"
-    if not h5.is_file() or not (golden / "keras_outputs.npz").is_file():
-        pytest.skip(f"reference weights or golden outputs not available under {REFERENCE}")
-    directory = keras_import.convert_keras(h5, tmp_path / "morph2", ssrnet.get_config())
+def test_released_morph2_weights_export_with_keras_and_predict_ages(released_morph2, tmp_path):
+    directory, golden = released_morph2
+    if not (golden / "keras_outputs.npz").is_file():
+        pytest.skip(f"golden outputs not available under {golden}")
     result = export.export(directory, tmp_path / "morph2.onnx", check=False)
     keras = np.load(golden / "keras_outputs.npz")
     outputs = onnx_outputs(result["out"], keras["inputs_bgr"].astype(np.uint8))

@@ -1,19 +1,15 @@
 """Predicting image files: reading and resizing as the reference does, unreadable files, and the Keras ages."""
 import json
-import pathlib
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
 
-from configs import ssrnet
-from ssr_jax import keras_import
 from ssr_jax.models import create_model, predict_age
 from ssr_jax.data.images import load_image, resize_bilinear
 from ssr_jax.predict import predict_files
 
-REFERENCE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference"
 
 
 def reference_ages(config, variables, bgr: np.ndarray) -> np.ndarray:
@@ -65,12 +61,10 @@ def test_predict_files_matches_the_model_and_reports_unreadable_files(tmp_path, 
     np.testing.assert_allclose(ages, [*expected, expected[0]], rtol=1e-5, atol=1e-4)
 
 
-def test_released_morph2_weights_give_the_keras_ages_on_the_golden_files(tmp_path):
-    h5 = REFERENCE / "pretrained" / "morph2" / "ssrnet_3_3_3_64_1.0_1.0.h5"
-    golden = REFERENCE / "golden" / "morph2"
-    if not h5.is_file() or not (golden / "keras_ages.json").is_file():
-        pytest.skip(f"reference weights or golden outputs not available under {REFERENCE}")
-    directory = keras_import.convert_keras(h5, tmp_path / "morph2", ssrnet.get_config())
+def test_released_morph2_weights_give_the_keras_ages_on_the_golden_files(released_morph2):
+    directory, golden = released_morph2
+    if not (golden / "keras_ages.json").is_file():
+        pytest.skip(f"golden outputs not available under {golden}")
     keras = json.loads((golden / "keras_ages.json").read_text())
     results = predict_files(directory, [golden / entry["file"] for entry in keras])
     np.testing.assert_allclose([r["age"] for r in results], [entry["age"] for entry in keras], atol=1e-3, rtol=0)
