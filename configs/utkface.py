@@ -22,21 +22,54 @@ schedule, last epoch (issue 23's first try; predict-the-mean MAE 20.20): MAE 6.6
 decade from 2.8 years (0–9) to 17.6 (90–100). The benchmark's five splits: MAE 7.42 ± 0.03 (RESULTS.md).
 """
 from configs import base
-from ssr_jax.config_lib import parse_arg
+from ssr_jax.config_lib import ConfigError, parse_arg
+from ssr_jax.data import BENCHMARK
 
 EPOCHS = 30
+SMOKE_CAP = 64  # examples per part for a pipeline check
+
+
+def on_real_faces(config, name: str = "utkface", *, epochs: int = EPOCHS, split: int = -1):
+    """`config`'s model and recipe on the prepared dataset `name` for `epochs` (the decays stay at 1/3 and 2/3):
+    under the benchmark protocol's split `split` when it is 0–4, else the reference's random 80/20. The
+    experiments that run on real faces (heads, dynamic_range) start here too, so their runs share this recipe."""
+    config.data.name = name
+    config.train.epochs = epochs
+    if split >= 0:
+        config.data.protocol = BENCHMARK
+        config.data.split_index = split
+    return config
+
+
+# The arguments an experiment takes to run on real faces as well as synthetic ones (heads, dynamic_range).
+EXPERIMENT_ARGS = dict(**base.SCHEDULES, data="synthetic", epochs=EPOCHS)
+
+
+def experiment_schedule(arg) -> str | None:
+    """The synthetic schedule `arg` names (None: the recipe's); on a prepared dataset only smoke is one."""
+    schedule = ",".join(name for name in base.SCHEDULES if arg[name]) or None
+    if arg.data != "synthetic" and schedule not in (None, "smoke"):
+        raise ConfigError(f"{schedule} is a schedule of the synthetic faces; on data={arg.data} choose epochs=N "
+                          "(the recipe's decays stay at 1/3 and 2/3), or smoke for a pipeline check")
+    return schedule
+
+
+def experiment_config(config, arg):
+    """An experiment's config built for `experiment_schedule(arg)`, moved to the prepared dataset `arg.data` (the
+    benchmark protocol's split 0; the experiment sweeps all five) unless that is "synthetic"."""
+    if arg.data == "synthetic":
+        return config
+    config = on_real_faces(config, arg.data, epochs=config.train.epochs if arg.smoke else arg.epochs, split=0)
+    if arg.smoke:
+        config.data.cap = SMOKE_CAP
+    return config
 
 
 def get_config(arg=None):
     arg = parse_arg(arg, split=-1, epochs=EPOCHS, smoke=False)
-    config = base.get_config()
-    config.data.name = "utkface"
-    config.train.epochs = arg.epochs
-    if arg.split >= 0:
-        config.data.protocol = "benchmark"
-        config.data.split_index = arg.split
+    config = on_real_faces(base.get_config(), epochs=arg.epochs, split=arg.split)
     if arg.smoke:
-        config.data.cap = 64
+        config.data.cap = SMOKE_CAP
         config.train.batch_size, config.train.epochs, config.train.eval_batch_size = 16, 2, 32
         config = base.smoke_model(config)
     return config

@@ -4,14 +4,15 @@ DLDL-v2 and SORD on the SSR-Net trunk (`ssr_jax/models/heads`), one recipe, one 
   ssr-jax sweep experiments/heads.py --workdir runs/heads --seeds 3                   # synthetic faces, 3 seeds
   ssr-jax sweep experiments/heads.py:smoke --workdir /tmp/heads_smoke --seeds 1        # pipeline check
   ssr-jax sweep experiments/heads.py:medium,mobilenet --workdir runs/heads_mobilenet   # + MobileNet-0.25 rows
-  ssr-jax sweep experiments/heads.py:data=utkface --workdir runs/heads_utkface --seeds 1   # the benchmark's splits
+  ssr-jax sweep experiments/heads.py:data=utkface,epochs=24 --workdir runs/heads_utkface --seeds 1   # 5 real splits
   ssr-jax report runs/heads --baseline "SSR-Net (3,3,3)"
 
 Arguments: a schedule (smoke, demo, medium: `configs/base.py`), `mobilenet` (every one-stage head on the
-MobileNet-0.25 baseline as well; the SSR head needs the SSR-Net trunk's stages), `data=NAME` (a prepared dataset).
-On a prepared dataset the runs follow the benchmark protocol (`data.protocol="benchmark"`) and sweep its five splits
-(`data.split_index` 0–4, each its own group; the report takes the split, like the seed, as a replicate); the
-synthetic faces have no splits, so there the seeds replicate. The heads other than SSR have one stage of 101 bins
+MobileNet-0.25 baseline as well; the SSR head needs the SSR-Net trunk's stages), `data=NAME` (a prepared dataset)
+and `epochs=N` (its schedule, default 30). On a prepared dataset the runs follow the benchmark protocol
+(`data.protocol="benchmark"`) with configs/utkface.py's recipe and sweep its five splits (`data.split_index` 0–4,
+each its own group; the report takes the split, like the seed, as a replicate: use --seeds 1); the synthetic faces
+have no splits, so there the seeds replicate. RESULTS.md gives the real-face runs' results and commands. The heads other than SSR have one stage of 101 bins
 (the ages 0–100) on the fusion block DEX uses; each is read by its own decision rule (`model.decode` = "": the
 report's "decode" column names it) and trained with its paper's loss (DEX: L1 on the expectation, as SSR-Net).
 One group per head (the head is structural).
@@ -25,10 +26,9 @@ faces): MAE SSR-Net 33.75, DEX 18.63, regression 24.67 (all three as before the 
 rows: DEX 19.18, regression 54.02 (as configs/mobilenet.py), CORAL 45.58, CORN 54.42, OR-CNN 18.98, mean-variance
 19.20, DLDL, DLDL-v2 and SORD 19.17. Longer schedules: not measured yet.
 """
-from configs import base, dex, ssrnet
+from configs import dex, ssrnet, utkface
 from ssr_jax import config_lib
 from ssr_jax.config_lib import parse_arg
-from ssr_jax.data import BENCHMARK
 from ssr_jax.data.folds import NUM_SPLITS
 from ssr_jax.sweep import named, product, sweep
 
@@ -36,27 +36,23 @@ DEFAULT_SEEDS = 3
 # Display names, in the table's order; SSR-Net's row is SSR-Net's own config.
 HEADS = {"dex": "DEX", "regression": "regression", "coral": "CORAL", "corn": "CORN", "or_cnn": "OR-CNN",
          "mean_variance": "mean-variance", "dldl": "DLDL", "dldl_v2": "DLDL-v2", "sord": "SORD"}
-ARGS = dict(**base.SCHEDULES, mobilenet=False, data="synthetic")
-
-
-def schedule_arg(arg) -> str | None:
-    return ",".join(name for name in base.SCHEDULES if arg[name]) or None
+ARGS = dict(**utkface.EXPERIMENT_ARGS, mobilenet=False)
 
 
 def get_config(arg=None):
-    """DEX's config (one stage of 101 bins on the SSR-Net trunk) with CPU inference timing on, on a prepared dataset
-    under the benchmark protocol's split 0 (the sweep sets the others)."""
+    """DEX's config (one stage of 101 bins on the SSR-Net trunk). On synthetic faces with CPU inference timing on;
+    on a prepared dataset the recipe of configs/utkface.py for `epochs` under the benchmark protocol's split 0 (the
+    sweep sets the others), untimed: the runs there go two at a time, one per core, and a timing beside another
+    run would measure the neighbour too (RESULTS.md times the heads on a quiet machine)."""
     arg = parse_arg(arg, **ARGS)
-    config = dex.get_config(schedule_arg(arg))
-    config.train.measure_inference = True
-    if arg.data != "synthetic":
-        config.data.name, config.data.protocol, config.data.split_index = arg.data, BENCHMARK, 0
-    return config
+    config = dex.get_config(utkface.experiment_schedule(arg))
+    config.train.measure_inference = arg.data == "synthetic"
+    return utkface.experiment_config(config, arg)
 
 
 def get_sweep(arg=None):
     arg = parse_arg(arg, **ARGS)
-    schedule = schedule_arg(arg)
+    schedule = utkface.experiment_schedule(arg)
     rows = [named("SSR-Net (3,3,3)", config_lib.differences(dex.get_config(schedule), ssrnet.get_config(schedule)))]
     rows += [named(name, {"model.head": head}) for head, name in HEADS.items()]
     if arg.mobilenet:

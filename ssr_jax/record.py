@@ -15,6 +15,10 @@ from ssr_jax import config_lib, saved_model, tensorboard_log, workdir as workdir
 
 # A run directory holding any of these has trained: without its config.json, what it was trained with is unknown.
 RUN_FILES = ("checkpoint", "metrics.jsonl", "summary.json")
+# Overrides that repeat a config rather than define one: the seed, and the benchmark protocol's split (its five
+# splits test disjoint parts of one dataset, and the protocol reports their mean). A sweep entry's name covers its
+# replicates; reports average over them.
+REPLICATE_KEYS = ("seed", "data.split_index")
 
 
 def record_config(run_dir: pathlib.Path, config, overrides: dict | None, *, name: str = "") -> None:

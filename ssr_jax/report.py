@@ -25,13 +25,10 @@ import numpy as np
 import pandas as pd
 
 from ssr_jax import environment, stats
-from ssr_jax.record import finite
+from ssr_jax.record import REPLICATE_KEYS, finite
 from ssr_jax import workdir as workdir_lib
 
 METRICS = (("mae", "MAE", "min"), ("ca3", "CA(3)", "max"), ("ca5", "CA(5)", "max"))
-# Overrides that repeat a config rather than define one: the seed, and the benchmark protocol's split (its five
-# splits test disjoint parts of one dataset, and the protocol reports their mean).
-REPLICATE_KEYS = ("seed", "data.split_index")
 NO_MAE = "ok without an MAE"
 FORMATS = ("md", "latex", "csv")
 

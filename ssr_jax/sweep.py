@@ -42,7 +42,7 @@ import tqdm
 from ssr_jax import config_lib, parallel, tensorboard_log, validation, workdir as workdir_lib
 from ssr_jax.data import load_splits
 from ssr_jax.models import architecture_label
-from ssr_jax.record import read_summary, record_config
+from ssr_jax.record import REPLICATE_KEYS, read_summary, record_config
 from ssr_jax.state import program_signature
 from ssr_jax.train import train_members
 
@@ -174,9 +174,11 @@ def expand(spec: str, *, seeds: int | None = None, common: dict | None = None) -
         if not isinstance(name, str):
             raise config_lib.ConfigError(f"{spec}: sweep entry {entry} has {NAME_KEY}={name!r}; a name is a string, "
                                          f"e.g. named(\"DEX\", overrides)")
-        if name and names.setdefault(name, entry) != entry:
-            raise config_lib.ConfigError(f"{spec}: two sweep entries are named {name!r} ({names[name]} and {entry}); "
-                                         f"give each its own name")
+        # One name per config: its replicates (the benchmark's splits) share it, like seeds.
+        defining = {key: value for key, value in entry.items() if key not in REPLICATE_KEYS}
+        if name and names.setdefault(name, defining) != defining:
+            raise config_lib.ConfigError(f"{spec}: two sweep entries are named {name!r} ({names[name]} and "
+                                         f"{defining}); give each its own name")
         if "seed" in entry:
             raise config_lib.ConfigError(f"{spec}: sweep entry {entry} sets 'seed'; seeds come from --seeds")
         clash = sorted(set(common) & set(entry))

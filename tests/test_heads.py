@@ -365,12 +365,16 @@ def test_the_heads_experiment_is_one_group_per_head_and_report_rows_name_head_an
     assert sorted(members[0].config.model.head for members in groups) == sorted(heads.HEADS)
     assert [run.name for run in runs][:3] == ["SSR-Net (3,3,3)", "DEX", "regression"]
     assert sorted(tensorboard_log.varied_keys([run.overrides for run in runs])["model.head"]) == sorted(heads.HEADS)
-    # On a prepared dataset: the benchmark protocol's five splits for every head.
-    experiment = config_lib.load_module(str(REPO / "experiments" / "heads.py"), what="experiment", example="")
-    entries = experiment.get_sweep("data=utkface")
-    assert sorted((entry["name"], entry["data.split_index"]) for entry in entries) == sorted(
+    # On a prepared dataset: the benchmark protocol's five splits for every head, each head's name covering its
+    # splits as it covers seeds, one group per head and split, under the real-faces recipe for `epochs`.
+    real = sweep.expand(str(REPO / "experiments" / "heads.py:data=utkface,epochs=24"), seeds=1)
+    assert sorted((run.name, run.overrides["data.split_index"]) for run in real) == sorted(
         (run.name, k) for run in runs for k in range(5))
-    assert experiment.get_config("data=utkface").data.protocol == "benchmark"
+    assert {(run.config.data.name, run.config.data.protocol, run.config.train.epochs, run.config.data.cap,
+             run.config.train.measure_inference) for run in real} == {("utkface", "benchmark", 24, 0, False)}
+    assert len(sweep.group_runs(real)) == 50
+    with pytest.raises(config_lib.ConfigError, match="medium is a schedule of the synthetic faces"):
+        sweep.expand(str(REPO / "experiments" / "heads.py:data=utkface,medium"), seeds=1)
     rows = [{"run_id": run.run_id, "overrides": run.overrides, "name": run.name, "seed": 0, "status": "ok",
              "mae": 10.0 + index, "ca3": 0.1, "ca5": 0.2, "params": 1, "model_bytes": 4, "wall_s": 1.0,
              **architecture(run.config.model)} for index, run in enumerate(runs)]

@@ -67,6 +67,30 @@ def test_every_run_is_validated_before_anything_runs(tmp_path, body, message):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_name_covers_its_configs_replicates_but_not_two_configs(tmp_path):
+    # A named config on the benchmark's five splits is one name over five runs; the same name on another config
+    # stays an error even when the split differs too.
+    body = '[named("a", {"model.v": 1.0, "data.split_index": k}) for k in range(2)]'
+    runs = sweep.expand(experiment(tmp_path, body, 'config.data.name = "utkface"; config.data.protocol = '
+                                   '"benchmark"; config.data.split_index = 0'), seeds=1)
+    assert [(run.name, run.overrides["data.split_index"]) for run in runs] == [("a", 0), ("a", 1)]
+    body = '[named("a", {"model.v": 1.0, "data.split_index": 0}), named("a", {"model.v": 2.0, "data.split_index": 1})]'
+    with pytest.raises(config_lib.ConfigError, match="two sweep entries are named 'a'"):
+        sweep.expand(experiment(tmp_path, body, 'config.data.name = "utkface"; config.data.protocol = '
+                                '"benchmark"; config.data.split_index = 0', name="second.py"), seeds=1)
+
+
+def test_the_dynamic_range_ablation_on_real_faces_is_four_cells_on_each_of_the_five_splits():
+    runs = sweep.expand("experiments/dynamic_range.py:data=utkface,epochs=24", seeds=1)
+    cells = {(run.config.model.lambda_d, run.config.model.lambda_local) for run in runs}
+    assert cells == {(0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0)}
+    assert sorted(run.config.data.split_index for run in runs) == sorted(list(range(5)) * 4)
+    assert {(run.config.data.name, run.config.data.protocol, run.config.train.epochs) for run in runs} == {
+        ("utkface", "benchmark", 24)}
+    # λ are values, the split is structural: one program per split, its four cells vmapped.
+    assert sorted(len(group) for group in sweep.group_runs(runs)) == [4] * 5
+
+
 def test_expansion_run_ids_and_groups():
     runs = sweep.expand("experiments/dynamic_range.py:smoke", seeds=2)
     assert len(runs) == 8 and {run.seed for run in runs} == {0, 1}
