@@ -207,12 +207,15 @@ def _sweep(args, values):
         sys.exit(1)
 
 
-@command("report", "ssr-jax report DIR [--format md,latex,csv] [--out DIR] [--plot] [--baseline CONFIG] [--by_age]",
+@command("report", "ssr-jax report DIR [--format md,latex,csv] [--out DIR] [--plot] [--baseline CONFIG] [--by_age] "
+         "[--factorial KEY_A,KEY_B]",
          flag(flags.DEFINE_list, "format", ["md", "latex", "csv"], "Table formats."),
          out_flag("Output directory (default DIR/report)."),
          flag(flags.DEFINE_bool, "plot", False, "Also draw the figures (PNG)."),
          flag(flags.DEFINE_string, "baseline", None, "Config label (or part of one) for the ΔMAE column."),
-         flag(flags.DEFINE_bool, "by_age", False, "Also the MAE per decade of true age, per config."))
+         flag(flags.DEFINE_bool, "by_age", False, "Also the MAE per decade of true age, per config."),
+         flag(flags.DEFINE_list, "factorial", None, "Two override keys with two values each (e.g. "
+              "model.lambda_d,model.lambda_local): the 2 × 2's main effects and interaction, per replicate."))
 def _report(args, values):
     from ssr_jax import report
 
@@ -220,13 +223,14 @@ def _report(args, values):
         _exit_with("report takes one sweep directory, e.g. ssr-jax report runs/dynamic_range")
     try:
         written = report.write_tables(args[0], values.out, formats=values.format, baseline=values.baseline,
-                                      plot=values.plot, by_age=values.by_age)
+                                      plot=values.plot, by_age=values.by_age, factorial=values.factorial)
     except (FileNotFoundError, ValueError) as error:
         _exit_with(str(error))
     if "results.md" in written:
         print(written["results.md"].read_text())
-    if "pivot.md" in written:
-        print(written["pivot.md"].read_text())
+    for name in ("contrasts.md", "factorial.md", "pivot.md"):
+        if name in written:
+            print(written[name].read_text())
     if "by_age.md" in written:
         print("MAE by true age (mean over seeds):\n" + written["by_age.md"].read_text())
     print("written: " + ", ".join(str(path) for path in written.values()))

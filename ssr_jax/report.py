@@ -7,12 +7,18 @@ row aggregates a config's runs over seeds and splits: mean ± sample standard de
 interval over runs with status "ok" (diverged and failed runs are counted in their own columns, never averaged).
 Runs that selected their epoch on a validation split add its MAE and the selected epochs (`val MAE`, `epochs`).
 With `--baseline` each config also gets ΔMAE with its
-95 % interval and p-value (`stats.compare`: paired by seed where both configs have the same seeds, else Welch), a
-`*` where the interval excludes 0, and a "seeds needed" line under the Markdown table.
+95 % interval and p-value (`stats.compare`: paired by replicate, the seed or the benchmark split, where both configs
+have the same replicates, else Welch), a `*` where the interval excludes 0, and a "seeds needed" line under the
+Markdown table; `contrasts.*` gives the family of contrasts against the baseline with their effect sizes (% of the
+baseline's MAE), Holm's correction within the family and Welch's test beside the paired one. With `--factorial
+KEY_A,KEY_B` (two overrides with two values each: the Δ/η ablation), `factorial.*` gives both main effects and the
+interaction, each per replicate, with t intervals and Holm over the three (`stats.factorial_2x2`).
 
 Outputs (in `--out`, default `DIR/report/`):
   results.md / results.tex / results.csv   one row per config
   pivot.md / pivot.tex / pivot.csv         2-D sweeps (two numeric override keys): mean MAE, rows × columns
+  contrasts.md / .tex / .csv               with --baseline, where a config has two replicates: one row a contrast
+  factorial.md / .tex / .csv               with --factorial: the 2 × 2's main effects and interaction
   by_age.md / by_age.csv                   with --by_age: mean MAE over seeds per config and decade of true age
   heatmap.png, mae_vs_params.png, learning_curves.png, mae_by_age.png    with --plot
 """
@@ -148,17 +154,28 @@ def with_baseline(table: pd.DataFrame, frame: pd.DataFrame, baseline: str | None
     matches = [label for label in table.index if label == baseline] or [l for l in table.index if baseline in l]
     if len(matches) != 1:
         raise ValueError(f"--baseline {baseline!r} matches {len(matches)} configs; pick one of {list(table.index)}")
-    ok = frame[frame["status"] == "ok"]
-    seeds = replicates(ok)
-    per_seed = {config: dict(zip(seeds[rows.index], rows["mae"])) for config, rows in ok.groupby("config", sort=False)}
+    per_replicate = replicate_maes(frame)
     table = table.copy()
     table["baseline"] = table.index == matches[0]
-    comparisons = {config: stats.compare(per_seed[config], per_seed[matches[0]]) for config in table.index
-                   if config in per_seed and matches[0] in per_seed}
+    base = per_replicate.get(matches[0])
+    comparisons = {config: stats.compare(per_replicate[config], base) for config in table.index
+                   if config in per_replicate and base is not None}
+    welch = {config: stats.welch(per_replicate[config], base) for config in comparisons}
     for column, value in (("delta_mae", lambda c: c.delta), ("delta_low", lambda c: c.low),
                           ("delta_high", lambda c: c.high), ("delta_p", lambda c: c.p),
                           ("delta_spread", lambda c: float(np.sqrt(np.sum(np.square(c.sds)))))):
         table[column] = pd.Series({config: value(c) for config, c in comparisons.items()}, dtype=float)
+    for column, value in (("welch_low", lambda c: c.low), ("welch_high", lambda c: c.high),
+                          ("welch_p", lambda c: c.p)):
+        table[column] = pd.Series({config: value(c) for config, c in welch.items()}, dtype=float)
+    table["delta_pct"] = 100 * table["delta_mae"] / table.loc[matches[0], "mae_mean"]
+    table["correlation"] = pd.Series({config: stats.correlation(per_replicate[config], base)
+                                      for config in comparisons}, dtype=float)
+    # The family: every contrast against the baseline in this table (the baseline's own is no contrast).
+    family = table["delta_p"].where(~table["baseline"])
+    table["holm_p"] = pd.Series(stats.holm(family.tolist()), index=table.index, dtype=float)
+    table["welch_holm_p"] = pd.Series(stats.holm(table["welch_p"].where(~table["baseline"]).tolist()),
+                                      index=table.index, dtype=float)
     table["delta_test"] = pd.Series({config: c.test for config, c in comparisons.items()}, dtype=object)
     table["significant"] = pd.Series({config: c.significant for config, c in comparisons.items()}).reindex(
         table.index, fill_value=False).astype(bool)
@@ -169,12 +186,111 @@ def with_baseline(table: pd.DataFrame, frame: pd.DataFrame, baseline: str | None
 
 def replicates(frame: pd.DataFrame) -> pd.Series:
     """Each run's replicate of its config, for pairing runs across configs: its seed, or (seed, split) for runs on a
-    benchmark split."""
+    benchmark split, so that two configs on the same five splits pair split by split (the same test faces)."""
     def replicate(overrides: dict):
         seed = overrides.get("seed")
         return seed if "data.split_index" not in overrides else (seed, overrides["data.split_index"])
 
     return frame["overrides"].map(replicate)
+
+
+def replicate_maes(frame: pd.DataFrame) -> dict[str, dict]:
+    """{config: {replicate: MAE}} over the runs with status "ok" (`replicates`)."""
+    ok = frame[frame["status"] == "ok"]
+    keys = replicates(ok)
+    return {config: dict(zip(keys[rows.index], rows["mae"])) for config, rows in ok.groupby("config", sort=False)}
+
+
+def contrasts_table(table: pd.DataFrame) -> pd.DataFrame | None:
+    """The family of contrasts against the baseline (`with_baseline`'s columns), one display row per config other
+    than the baseline: ΔMAE, as % of the baseline's MAE, the test used with its 95 % interval and p, Holm's p over
+    the family, Pearson's r of the paired replicates, and Welch's interval and p beside it (with Holm's over the
+    family of Welch tests). None without a baseline
+    or when no config has two replicates (nothing to test)."""
+    if "holm_p" not in table or one_seed_only(table):
+        return None
+    rows = table[~table["baseline"]]
+    signed = lambda low, high: _interval(low, high, 0, "+")  # noqa: E731
+    return pd.DataFrame({
+        "ΔMAE": [f"{value:+.2f}" for value in rows["delta_mae"]],
+        "% of baseline": [f"{value:+.1f} %" if pd.notna(value) else "–" for value in rows["delta_pct"]],
+        "test": rows["delta_test"].fillna("–").replace("", "–"),
+        "95% CI": [signed(low, high) for low, high in zip(rows["delta_low"], rows["delta_high"])],
+        "p": rows["delta_p"].map(_p_value),
+        "p (Holm)": rows["holm_p"].map(_p_value),
+        "r": [f"{value:+.2f}" if pd.notna(value) else "–" for value in rows["correlation"]],
+        "Welch 95% CI": [signed(low, high) for low, high in zip(rows["welch_low"], rows["welch_high"])],
+        "Welch p": rows["welch_p"].map(_p_value),
+        "Welch p (Holm)": rows["welch_holm_p"].map(_p_value),
+        "n": rows["n"].astype(str),
+    }, index=rows.index)
+
+
+def contrasts_note(table: pd.DataFrame) -> str:
+    """The line under the contrasts: the family's size and what survives Holm's correction at 5 %."""
+    rows = table[~table["baseline"] & table["holm_p"].notna()]
+    survivors = [label for label, p in rows["holm_p"].items() if p < 0.05]
+    verdict = ("significant after it: " + ", ".join(survivors)) if survivors else "none is significant after it"
+    return (f"Holm's correction within this table's family of {len(rows)} contrasts against the baseline: "
+            f"{verdict}. % of baseline: ΔMAE over the baseline's mean MAE. r: correlation of the paired per-replicate "
+            "MAEs (negative r widens the paired interval); Welch: the same runs unpaired, the sensitivity check.")
+
+
+def factorial_table(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """`stats.factorial_2x2` on the per-replicate MAEs of a sweep over two overrides with two values each (low,
+    high: sorted); other overrides must not vary. One row per effect (both main effects, then the interaction):
+    estimate, 95 % interval, p, Holm's p over the three, n, and the estimate as % of the MAE with both factors high
+    (the reference model in the Δ/η ablation). A ValueError says what is missing."""
+    if len(keys) != 2 or set(keys) & set(REPLICATE_KEYS):
+        raise ValueError(f"--factorial takes two override keys other than the replicates {REPLICATE_KEYS}, e.g. "
+                         f"model.lambda_d,model.lambda_local; got {list(keys)}")
+    ok = frame[frame["status"] == "ok"]
+    overrides = pd.DataFrame(ok["overrides"].tolist(), index=ok.index)
+    missing = [key for key in keys if key not in overrides]
+    levels = {key: sorted(overrides[key].unique()) for key in keys if key not in missing}
+    if missing or any(len(values) != 2 for values in levels.values()):
+        raise ValueError(f"--factorial {','.join(keys)}: each key must take exactly two values in the finished runs; "
+                         f"found {levels}{f', missing {missing}' if missing else ''}")
+    others = overrides.drop(columns=[*keys, *REPLICATE_KEYS], errors="ignore")
+    if any(others[key].astype(str).nunique() > 1 for key in others):
+        raise ValueError(f"--factorial {','.join(keys)}: other overrides vary too ({list(others)}); a 2 × 2 needs "
+                         "the rest fixed")
+    cell = lambda key, row: levels[key].index(row[key])  # noqa: E731
+    reps = replicates(ok)
+    cells = {(a, b): {} for a in (0, 1) for b in (0, 1)}
+    for index, row in overrides.iterrows():
+        cells[cell(keys[0], row), cell(keys[1], row)][reps[index]] = ok.at[index, "mae"]
+    short = [key.rsplit(".", 1)[-1] for key in keys]
+    effects = stats.factorial_2x2(cells, names=tuple(short))
+    reference = float(np.mean(list(cells[1, 1].values()))) if cells[1, 1] else np.nan
+    labels = [f"{short[0]} {_value(levels[keys[0]][0])}→{_value(levels[keys[0]][1])} (main)",
+              f"{short[1]} {_value(levels[keys[1]][0])}→{_value(levels[keys[1]][1])} (main)",
+              f"{short[0]} × {short[1]} (interaction)"]
+    result = pd.DataFrame([{"estimate": e.estimate, "low": e.low, "high": e.high, "p": e.p, "holm_p": e.holm_p,
+                            "n": e.n, "pct": 100 * e.estimate / reference} for e in effects],
+                          index=pd.Index(labels, name="effect"))
+    result.attrs["reference"] = (", ".join(f"{name}={_value(levels[key][1])}" for name, key in zip(short, keys)),
+                                 reference)
+    return result
+
+
+def _factorial_display(table: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "ΔMAE": [f"{value:+.2f}" for value in table["estimate"]],
+        "95% CI": [_interval(low, high, n, "+") for low, high, n in zip(table["low"], table["high"], table["n"])],
+        "% of reference": [f"{value:+.1f} %" if pd.notna(value) else "–" for value in table["pct"]],
+        "p": table["p"].map(_p_value),
+        "p (Holm)": table["holm_p"].map(_p_value),
+        "n": table["n"].astype(str),
+    }, index=table.index)
+
+
+def factorial_note(table: pd.DataFrame) -> str:
+    label, mae = table.attrs["reference"]
+    return ("Each effect is computed per replicate (main: mean MAE at the second value minus at the first, averaged "
+            "over the other factor; interaction: the first factor's effect with the second at its second value minus "
+            "with it at its first), then a t interval over the replicates; Holm over the three. % of reference: of "
+            f"the MAE at {label} ({mae:.2f}).")
 
 
 def seeds_needed_line(table: pd.DataFrame) -> str | None:
@@ -344,9 +460,21 @@ def _pivot_display(pivot: pd.DataFrame) -> pd.DataFrame:
     return shown.rename_axis(f"{pivot.index.name} \\ {pivot.columns.name}").reset_index()
 
 
+def _emit_table(emit, name: str, shown: pd.DataFrame, note: str, formats: Sequence[str], numbers: pd.DataFrame):
+    """`name`.md (the table and its note), .tex (booktabs, the note as a comment) and .csv (full precision)."""
+    if "md" in formats:
+        emit(f"{name}.md", shown.to_markdown(disable_numparse=True) + f"\n\n{note}\n")
+    if "latex" in formats:
+        styler = shown.reset_index().style.hide(axis="index").format(escape="latex")
+        emit(f"{name}.tex", f"% {note}\n" + styler.format_index(escape="latex", axis=1).to_latex(hrules=True))
+    if "csv" in formats:
+        emit(f"{name}.csv", numbers.to_csv(float_format="%.6g"))
+
+
 def write_tables(sweep_dir, out_dir=None, *, formats: Sequence[str] = FORMATS, baseline: str | None = None,
-                 plot: bool = False, by_age: bool = False) -> dict[str, pathlib.Path]:
-    """Writes the report files; returns {name: path}."""
+                 plot: bool = False, by_age: bool = False,
+                 factorial: Sequence[str] | None = None) -> dict[str, pathlib.Path]:
+    """Writes the report files; returns {name: path}. `factorial`: two override keys (`factorial_table`)."""
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"--format: unknown {sorted(unknown)}; choose from {','.join(FORMATS)}")
@@ -356,6 +484,7 @@ def write_tables(sweep_dir, out_dir=None, *, formats: Sequence[str] = FORMATS, b
     if by_age and ages is None:
         raise ValueError(f"--by_age: no finished run in {sweep_dir} recorded MAE by age (runs trained before it "
                          "was recorded); drop --by_age, or train the sweep again in a new directory")
+    effects = factorial_table(frame, factorial) if factorial else None
     out = workdir_lib.prepare(out_dir or pathlib.Path(sweep_dir) / "report", flag="--out")
     written = {}
 
@@ -366,7 +495,8 @@ def write_tables(sweep_dir, out_dir=None, *, formats: Sequence[str] = FORMATS, b
     if "md" in formats:
         # The cells are already formatted strings: tabulate must not re-parse "+0.00" or "0.950 ± 0.000" as numbers.
         notes = ["ΔMAE marked *: its 95 % interval excludes 0 (t-based: paired by seed where both configs have the "
-                 "same seeds, else Welch).", seeds_needed_line(table)] if baseline is not None else []
+                 "same seeds, else Welch; not corrected for multiple contrasts: see contrasts.md).",
+                 seeds_needed_line(table)] if baseline is not None else []
         notes = [ONE_SEED_NOTE] if one_seed_only(table) else notes
         notes += [note] if (note := machine_note(frame)) else []
         emit("results.md", "\n\n".join([display_table(table).to_markdown(disable_numparse=True)] + notes) + "\n")
@@ -374,6 +504,12 @@ def write_tables(sweep_dir, out_dir=None, *, formats: Sequence[str] = FORMATS, b
         emit("results.tex", to_latex(table))
     if "csv" in formats:
         emit("results.csv", table.to_csv(float_format="%.6g"))
+    contrasts = contrasts_table(table)
+    if contrasts is not None:
+        _emit_table(emit, "contrasts", contrasts, contrasts_note(table), formats,
+                    table[~table["baseline"]].drop(columns=["baseline"]))
+    if effects is not None:
+        _emit_table(emit, "factorial", _factorial_display(effects), factorial_note(effects), formats, effects)
     pivot = numeric_pivot(frame)
     if pivot is not None:
         if "md" in formats:

@@ -1,8 +1,10 @@
-"""How sure a sweep's numbers are: t-based 95 % intervals over seeds, differences against a baseline, seeds needed.
+"""How sure a sweep's numbers are: t-based 95 % intervals over replicates, differences against a baseline (paired,
+with Welch beside it), Holm's correction over a family of contrasts, a 2 × 2 factorial's effects, seeds needed.
 
-Pure numpy + scipy (no JAX, nothing of the project). Intervals are Student-t, not bootstrap: a sweep has 2–5 seeds per
-config, where a bootstrap has only a handful of distinct resamples and its intervals come out too narrow, while the t
-interval is exact for normal errors and honest about small n (t₀.₉₇₅ = 12.7 at n = 2).
+Pure numpy + scipy (no JAX, nothing of the project). A replicate is what repeats a config: a seed on synthetic faces,
+a benchmark split on real ones (`record.REPLICATE_KEYS`). Intervals are Student-t, not bootstrap: a sweep has 2–5
+replicates per config, where a bootstrap has only a handful of distinct resamples and its intervals come out too
+narrow, while the t interval is exact for normal errors and honest about small n (t₀.₉₇₅ = 12.7 at n = 2).
 """
 from __future__ import annotations
 
@@ -43,19 +45,27 @@ class Comparison:
         return self.low > 0 or self.high < 0
 
 
-def compare(values: Mapping[int, float], baseline: Mapping[int, float], level: float = LEVEL) -> Comparison:
-    """A config's per-seed results ({seed: MAE}) against the baseline's.
+def compare(values: Mapping, baseline: Mapping, level: float = LEVEL) -> Comparison:
+    """A config's per-replicate results ({replicate: MAE}) against the baseline's.
 
-    Paired t-test on the per-seed differences when both have exactly the same seeds: a seed fixes the initialisation
-    and the data order for every config, so the seed-to-seed variation both share cancels in the difference and the
-    test is more sensitive. Otherwise (a seed diverged or failed on one side, or the seeds differ) there is no pairing,
-    and Welch's t-test compares the means without assuming equal variances (Welch–Satterthwaite degrees of freedom).
+    Paired t-test on the per-replicate differences when both have exactly the same replicates: a seed fixes the
+    initialisation and the data order for every config, a split the test faces, so the variation both share cancels
+    in the difference and the test is more sensitive. Otherwise (a run diverged or failed on one side, or the
+    replicates differ) there is no pairing, and `welch` compares the means.
     """
     if set(values) == set(baseline):
-        differences = np.array([values[seed] - baseline[seed] for seed in sorted(values)], dtype=float)
+        differences = np.array([values[key] - baseline[key] for key in sorted(values)], dtype=float)
         sd = float(differences.std(ddof=1)) if len(differences) > 1 else math.nan
         return dataclasses.replace(_t_test(float(differences.mean()), [(sd**2, len(differences))], level),
                                    test="paired", sds=(sd,))
+    return welch(values, baseline, level)
+
+
+def welch(values: Mapping, baseline: Mapping, level: float = LEVEL) -> Comparison:
+    """Welch's t-test of mean(values) − mean(baseline), replicates ignored: no equal variances assumed
+    (Welch–Satterthwaite degrees of freedom). Beside a paired result it is the sensitivity check: where per-replicate
+    results of two configs are negatively correlated (two heads that each favour other seeds), the pairing adds the
+    two spreads up instead of cancelling them, and Welch's interval is the narrower one."""
     x, b = np.array(list(values.values()), dtype=float), np.array(list(baseline.values()), dtype=float)
     sds = tuple(float(v.std(ddof=1)) if len(v) > 1 else math.nan for v in (x, b))
     terms = [(sd**2, len(v)) for sd, v in zip(sds, (x, b))]
@@ -92,3 +102,70 @@ def seeds_needed(comparison: Comparison, level: float = LEVEL, limit: int = 1000
         if scipy_stats.t.ppf((1 + level) / 2, df) * math.sqrt(sum(variances) / n) < abs(comparison.delta):
             return n
     return None
+
+
+def correlation(values: Mapping, baseline: Mapping) -> float:
+    """Pearson's r of the per-replicate results of a config and the baseline over their shared replicates (nan with
+    fewer than 3 or no spread): negative r is what makes a paired interval wider than Welch's, since
+    var(x − b) = var(x) + var(b) − 2 r sd(x) sd(b)."""
+    shared = sorted(set(values) & set(baseline))
+    x = np.array([values[key] for key in shared], dtype=float)
+    b = np.array([baseline[key] for key in shared], dtype=float)
+    if len(shared) < 3 or x.std() == 0 or b.std() == 0:
+        return math.nan
+    return float(np.corrcoef(x, b)[0, 1])
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the input order: sorted ascending p₍₁₎ ≤ … ≤ p₍ₘ₎, the adjusted
+    p̃₍ᵢ₎ = max_{j ≤ i} min(1, (m − j + 1) p₍ⱼ₎). A contrast is significant at level α after the correction when
+    p̃ < α; this controls the chance of any false positive in the family at α without assuming independence. nan
+    entries (contrasts without a test) stay nan and do not count in m."""
+    p = np.asarray(p_values, dtype=float)
+    tested = np.flatnonzero(~np.isnan(p))
+    adjusted = np.full(len(p), math.nan)
+    running = 0.0
+    for rank, index in enumerate(tested[np.argsort(p[tested], kind="stable")]):
+        running = max(running, min(1.0, (len(tested) - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted.tolist()
+
+
+@dataclasses.dataclass(frozen=True)
+class Effect:
+    """One effect of a 2 × 2 factorial: its mean over replicates, t interval [low, high], two-sided p, Holm-adjusted
+    p over the three effects, and n (replicates with all four cells)."""
+    name: str
+    estimate: float
+    low: float
+    high: float
+    p: float
+    holm_p: float
+    n: int
+
+
+def factorial_2x2(cells: Mapping[tuple[int, int], Mapping], names: tuple[str, str] = ("A", "B"),
+                  level: float = LEVEL) -> list[Effect]:
+    """Both main effects and the interaction of two two-level factors, from {(a, b): {replicate: y}} with a, b ∈
+    {0, 1} (low, high). Per replicate r holding all four cells:
+
+        main A = (y₁₀ + y₁₁)/2 − (y₀₀ + y₀₁)/2        (A low → high, averaged over B)
+        main B = (y₀₁ + y₁₁)/2 − (y₀₀ + y₁₀)/2
+        A × B  = (y₁₁ − y₀₁) − (y₁₀ − y₀₀)            (A's effect with B high minus with B low)
+
+    Each is then a one-sample t interval over the replicates (the contrasts, not the cells, are what is paired) and
+    its p-value; Holm over the three. Three contrasts of one 2 × 2, not three comparisons against one cell: the
+    interaction says whether the two switches add up."""
+    shared = sorted(set.intersection(*(set(cells[a, b]) for a in (0, 1) for b in (0, 1))))
+    y = {key: np.array([cells[key][r] for r in shared], dtype=float) for key in cells}
+    contrasts = {
+        names[0]: (y[1, 0] + y[1, 1]) / 2 - (y[0, 0] + y[0, 1]) / 2,
+        names[1]: (y[0, 1] + y[1, 1]) / 2 - (y[0, 0] + y[1, 0]) / 2,
+        f"{names[0]} × {names[1]}": (y[1, 1] - y[0, 1]) - (y[1, 0] - y[0, 0]),
+    }
+    tests = {name: _t_test(float(values.mean()) if len(values) else math.nan,
+                           [(float(values.var(ddof=1)) if len(values) > 1 else math.nan, len(values))], level)
+             for name, values in contrasts.items()}
+    adjusted = holm([test.p for test in tests.values()])
+    return [Effect(name, test.delta, test.low, test.high, test.p, holm_p, len(shared))
+            for (name, test), holm_p in zip(tests.items(), adjusted)]

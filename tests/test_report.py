@@ -260,3 +260,79 @@ def test_benchmark_splits_are_replicates_with_validation_columns_and_pooled_age_
     assert (cells["val MAE"], cells["epochs"]) == ("6.00 ± 1.58", "10, 11, 12, 13, 14")
     assert markdown_cells(written["by_age.md"].read_text()) == {
         "examples": {"0-9": "12", "10-19": "5"}, "base": {"0-9": "3.00", "10-19": "3.00"}}
+
+
+def split_rows(name: str, maes, seed: int = 0) -> list[dict]:
+    """One named config on the benchmark's splits 0, 1, … (one seed each), as `heads.py:data=…` records them."""
+    return [{"run_id": f"{name}{split}", "name": name, "overrides": {"data.split_index": split, "seed": seed},
+             "seed": seed, "status": "ok", **STATIC, "mae": mae, "ca3": 0.5, "ca5": 0.7, "wall_s": 1.0}
+            for split, mae in enumerate(maes)]
+
+
+def test_heads_on_the_benchmark_splits_pair_by_split_with_welch_holm_and_effect_sizes(tmp_path):
+    """Three heads on four splits: paired split by split (the same test faces), Holm over the two contrasts,
+    Welch beside each, ΔMAE as % of the baseline's MAE."""
+    base, dex, regression = [8.0, 7.0, 9.0, 8.0], [6.0, 6.5, 5.0, 6.5], [7.5, 7.0, 8.0, 7.5]
+    rows = split_rows("SSR", base) + split_rows("DEX", dex) + split_rows("regression", regression)
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    written = report.write_tables(tmp_path, formats=["md", "latex", "csv"], baseline="SSR")
+    table = pd.read_csv(written["contrasts.csv"], index_col="config")
+    assert list(table.index) == ["DEX", "regression"]
+    paired = {name: scipy_stats.ttest_rel(maes, base) for name, maes in (("DEX", dex), ("regression", regression))}
+    unpaired = {name: scipy_stats.ttest_ind(maes, base, equal_var=False)
+                for name, maes in (("DEX", dex), ("regression", regression))}
+    assert list(table["delta_test"]) == ["paired", "paired"]
+    # DEX − SSR per split: −2, −0.5, −4, −1.5 (mean −2); regression: −0.5, 0, −1, −0.5 (mean −0.5); base mean 8.
+    assert list(table["delta_mae"]) == [-2.0, -0.5] and list(table["delta_pct"]) == [-25.0, -6.25]
+    for name in ("DEX", "regression"):
+        assert table.loc[name, "delta_p"] == pytest.approx(paired[name].pvalue, rel=1e-5)
+        assert table.loc[name, "welch_p"] == pytest.approx(unpaired[name].pvalue, rel=1e-5)
+        assert table.loc[name, "welch_low"] == pytest.approx(unpaired[name].confidence_interval(0.95).low, rel=1e-5)
+    low, high = sorted(paired[name].pvalue for name in paired)
+    holm = {p: value for p, value in ((low, 2 * low), (high, max(2 * low, high)))}
+    assert table.loc["DEX", "holm_p"] == pytest.approx(holm[paired["DEX"].pvalue], rel=1e-5)
+    assert table.loc["regression", "holm_p"] == pytest.approx(holm[paired["regression"].pvalue], rel=1e-5)
+    r = scipy_stats.pearsonr(dex, base).statistic
+    assert table.loc["DEX", "correlation"] == pytest.approx(r, rel=1e-5)
+    cells = markdown_cells(written["contrasts.md"].read_text())
+    assert cells["DEX"]["% of baseline"] == "-25.0 %" and cells["regression"]["% of baseline"] == "-6.2 %"
+    assert cells["DEX"]["p (Holm)"] == f"{holm[paired['DEX'].pvalue]:.3f}" and cells["DEX"]["r"] == f"{r:+.2f}"
+    assert "family of 2 contrasts" in written["contrasts.md"].read_text()
+    assert "\\% of baseline" in written["contrasts.tex"].read_text()
+
+
+def test_split_replicates_unpaired_when_the_splits_differ(tmp_path):
+    rows = split_rows("SSR", [8.0, 7.0, 9.0]) + split_rows("DEX", [6.0, 6.5, 5.0])[:2]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = pd.read_csv(report.write_tables(tmp_path, formats=["csv"], baseline="SSR")["contrasts.csv"],
+                        index_col="config")
+    assert table.loc["DEX", "delta_test"] == "welch"
+
+
+def test_factorial_gives_both_main_effects_and_the_interaction(tmp_path, capsys):
+    """The 2 × 2 of λ_d and λ_local over two seeds; the numbers as in test_stats' factorial: replicate 0 has MAE
+    8 / 7 / 7.5 / 6 at (λ_d, λ_local) = (0, 0) / (0, 1) / (1, 0) / (1, 1), replicate 1 9 / 7 / 8 / 7."""
+    maes = {(0.0, 0.0): (8.0, 9.0), (0.0, 1.0): (7.0, 7.0), (1.0, 0.0): (7.5, 8.0), (1.0, 1.0): (6.0, 7.0)}
+    rows = [row(local, d, seed, mae=mae, ca3=0.5, ca5=0.5, wall_s=1.0)
+            for (d, local), pair in maes.items() for seed, mae in enumerate(pair)]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    written = report.write_tables(tmp_path, formats=["md", "latex", "csv"],
+                                  factorial=["model.lambda_d", "model.lambda_local"])
+    cells = markdown_cells(written["factorial.md"].read_text())
+    assert list(cells) == ["lambda_d 0.0→1.0 (main)", "lambda_local 0.0→1.0 (main)",
+                           "lambda_d × lambda_local (interaction)"]
+    # Reference cell (1, 1): mean MAE 6.5; −0.625 / 6.5 = −9.6 %.
+    assert [c["ΔMAE"] for c in cells.values()] == ["-0.62", "-1.38", "+0.25"]
+    assert [c["% of reference"] for c in cells.values()] == ["-9.6 %", "-21.2 %", "+3.8 %"]
+    test = scipy_stats.ttest_1samp([-0.5, 1.0], 0.0)
+    interaction = cells["lambda_d × lambda_local (interaction)"]
+    assert interaction["p"] == f"{test.pvalue:.3f}" and interaction["n"] == "2"
+    assert interaction["95% CI"] == "[{:+.2f}, {:+.2f}]".format(*test.confidence_interval(0.95))
+    effects = pd.read_csv(written["factorial.csv"], index_col="effect")
+    assert list(effects["estimate"]) == [-0.625, -1.375, 0.25]
+    with pytest.raises(ValueError, match="exactly two values.*missing \\['model.nope'\\]"):
+        report.write_tables(tmp_path, tmp_path / "other", factorial=["model.lambda_d", "model.nope"])
+    for keys in (["model.lambda_d"], ["model.lambda_d", "seed"]):
+        with pytest.raises(ValueError, match="two override keys other than the replicates"):
+            report.write_tables(tmp_path, tmp_path / "other", factorial=keys)
+    assert not (tmp_path / "other").exists()
