@@ -22,8 +22,17 @@ def _figure(**options) -> tuple[Figure, matplotlib.axes.Axes]:
     return figure, figure.subplots()
 
 
-def heatmap(pivot: pd.DataFrame, path: pathlib.Path) -> None:
-    """Mean MAE over a 2-D sweep (the λ grid), each cell annotated."""
+def replicates_said(counts) -> str:
+    """"n = 3 seeds" / "one seed (n = 1)" / "n = 2–3 seeds": how many runs each point or cell averages."""
+    low, high = int(min(counts)), int(max(counts))
+    if high == 1:
+        return "one run (n = 1)"
+    return f"n = {low} runs" if low == high else f"n = {low}–{high} runs"
+
+
+def heatmap(pivot: pd.DataFrame, path: pathlib.Path, counts: pd.DataFrame | None = None) -> None:
+    """Mean MAE over a 2-D sweep (the λ grid), each cell annotated; `counts` (the pivot's shape: runs per cell)
+    puts n in the colour bar's label."""
     figure, axes = _figure(figsize=(1.1 * len(pivot.columns) + 2, 0.8 * len(pivot.index) + 1.5))
     values = pivot.to_numpy(dtype=float)
     image = axes.imshow(values, cmap="viridis_r", aspect="auto")
@@ -40,7 +49,8 @@ def heatmap(pivot: pd.DataFrame, path: pathlib.Path) -> None:
                 dark_cell = high > low and (value - low) / (high - low) > 0.5
                 axes.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=8,
                           color="white" if dark_cell else "black")
-    figure.colorbar(image, label="MAE (mean over seeds)")
+    n = replicates_said(counts.to_numpy().ravel()) if counts is not None else "mean over runs"
+    figure.colorbar(image, label=f"test MAE (years), {n}" if n.startswith("one") else f"test MAE (years), mean, {n}")
     figure.tight_layout()
     figure.savefig(path, dpi=150)
 
@@ -68,9 +78,11 @@ def mae_vs_params(table: pd.DataFrame, path: pathlib.Path):
     if table["params"].max() > 2 * table["params"].min():
         axes.set_xscale("log")
     key = _shared_key(list(table.index))
-    axes.set_title(f"{key}: MAE against parameters" if key else "MAE against parameters", fontsize=9)
+    n = replicates_said(table["n"])
+    bars = "no bars" if n.startswith("one") else "mean ± SD (bars)"
+    axes.set_title(f"{key + ': ' if key else ''}test MAE against parameters, {n}, {bars}", fontsize=9)
     axes.set_xlabel("parameters (trainable + BatchNorm statistics)")
-    axes.set_ylabel("MAE (years)")
+    axes.set_ylabel("test MAE (years)")
     axes.margins(x=0.15, y=0.15)
     figure.tight_layout()
     renderer = figure.canvas.get_renderer()
@@ -119,32 +131,38 @@ def learning_curves(sweep_dir: pathlib.Path, frame: pd.DataFrame, path: pathlib.
     figure.savefig(path, dpi=150)
 
 
-def mae_by_age(ages: pd.DataFrame, path: pathlib.Path) -> None:
-    """MAE against decade of true age, one line per config (`report.by_age_table`: mean over seeds)."""
+def mae_by_age(ages: pd.DataFrame, path: pathlib.Path, counts: dict | None = None) -> None:
+    """MAE against decade of true age, one line per config (`report.by_age_table`: mean over its runs, n in the
+    legend when `counts` ({config: runs}) is given)."""
     figure, axes = _figure(figsize=(7, 4.5))
     for config, maes in ages.drop(index="examples").iterrows():
-        axes.plot(range(len(ages.columns)), maes.to_numpy(dtype=float), marker="o", label=config)
+        label = f"{config} (n = {counts[config]})" if counts and config in counts else config
+        axes.plot(range(len(ages.columns)), maes.to_numpy(dtype=float), marker="o", label=label)
     axes.set_xticks(range(len(ages.columns)),
                     [f"{group}\n({int(count):,})" for group, count in ages.loc["examples"].items()], fontsize=7)
     axes.set_xlabel("true age (examples in the test split)")
-    axes.set_ylabel("MAE (years), mean over seeds")
+    axes.set_ylabel("test MAE (years), mean over runs, no bars")
     axes.legend(fontsize=6)
     figure.tight_layout()
     figure.savefig(path, dpi=150)
 
 
 def write_figures(sweep_dir, frame: pd.DataFrame, table: pd.DataFrame, pivot, out: pathlib.Path,
-                  ages: pd.DataFrame | None = None) -> dict:
+                  ages: pd.DataFrame | None = None, counts: pd.DataFrame | None = None) -> dict:
+    """The figures the records allow; `counts`: runs per pivot cell. The learning curves only where the runs'
+    metrics.jsonl are there (a sweep's workdir, not a results.jsonl committed alone)."""
     written = {}
     if ages is not None:
-        mae_by_age(ages, out / "mae_by_age.png")
+        mae_by_age(ages, out / "mae_by_age.png", table["n"].to_dict())
         written["mae_by_age.png"] = out / "mae_by_age.png"
     if pivot is not None:
-        heatmap(pivot, out / "heatmap.png")
+        heatmap(pivot, out / "heatmap.png", counts)
         written["heatmap.png"] = out / "heatmap.png"
     if table["params"].nunique() > 1:
         mae_vs_params(table, out / "mae_vs_params.png")
         written["mae_vs_params.png"] = out / "mae_vs_params.png"
-    learning_curves(pathlib.Path(sweep_dir), frame, out / "learning_curves.png")
-    written["learning_curves.png"] = out / "learning_curves.png"
+    runs = pathlib.Path(sweep_dir) / "runs"
+    if all((runs / run_id / "metrics.jsonl").exists() for run_id in frame.loc[frame["status"] == "ok", "run_id"]):
+        learning_curves(pathlib.Path(sweep_dir), frame, out / "learning_curves.png")
+        written["learning_curves.png"] = out / "learning_curves.png"
     return written

@@ -408,8 +408,9 @@ def to_latex(table: pd.DataFrame) -> str:
     return f"% {ONE_SEED_NOTE}\n{latex}" if one_seed_only(table) else latex
 
 
-def numeric_pivot(frame: pd.DataFrame) -> pd.DataFrame | None:
-    """Mean MAE as rows × columns when exactly two override keys vary and both are numbers (the λ grid)."""
+def numeric_pivot(frame: pd.DataFrame, aggregate: str = "mean") -> pd.DataFrame | None:
+    """Mean MAE as rows × columns when exactly two override keys vary and both are numbers (the λ grid);
+    `aggregate="count"`: the runs behind each cell instead."""
     overrides = pd.DataFrame(frame["overrides"].tolist()).drop(columns=list(REPLICATE_KEYS), errors="ignore")
     # As text: an override may be a list (model.stages), which pandas cannot count as it is.
     varying = [key for key in overrides if overrides[key].astype(str).nunique() > 1]
@@ -417,7 +418,7 @@ def numeric_pivot(frame: pd.DataFrame) -> pd.DataFrame | None:
         return None
     rows, columns = varying if "lambda_local" in varying[0] or "lambda_d" not in varying[0] else varying[::-1]
     data = overrides[[rows, columns]].assign(mae=frame["mae"].where(frame["status"] == "ok"))
-    pivot = data.pivot_table(index=rows, columns=columns, values="mae", aggfunc="mean")
+    pivot = data.pivot_table(index=rows, columns=columns, values="mae", aggfunc=aggregate)
     pivot.index.name, pivot.columns.name = rows.rsplit(".", 1)[-1], columns.rsplit(".", 1)[-1]
     return pivot
 
@@ -527,5 +528,6 @@ def write_tables(sweep_dir, out_dir=None, *, formats: Sequence[str] = FORMATS, b
     if plot:
         from ssr_jax import plots
 
-        written.update(plots.write_figures(sweep_dir, frame, table, pivot, out, ages))
+        written.update(plots.write_figures(sweep_dir, frame, table, pivot, out, ages,
+                                           numeric_pivot(frame, "count")))
     return written

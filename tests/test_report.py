@@ -336,3 +336,9 @@ def test_factorial_gives_both_main_effects_and_the_interaction(tmp_path, capsys)
         with pytest.raises(ValueError, match="two override keys other than the replicates"):
             report.write_tables(tmp_path, tmp_path / "other", factorial=keys)
     assert not (tmp_path / "other").exists()
+
+
+def test_figures_say_how_many_runs_each_point_averages():
+    assert plots.replicates_said([1, 1, 1]) == "one run (n = 1)"  # the λ grid's colour bar
+    assert plots.replicates_said([3, 3]) == "n = 3 runs"
+    assert plots.replicates_said([2, 3, 3]) == "n = 2–3 runs"
