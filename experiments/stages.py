@@ -13,7 +13,7 @@ Result to expect at `:medium --seeds 1` (5,000 train / 2,500 test synthetic face
 runs on a 2-core Intel Xeon; RESULTS.md has the table and plot; every oneDNN call on both cores, which
 `OMP_NUM_THREADS=2` reproduces (RESULTS.md, "Machines")): MAE (3,3,3) 6.70, (3,3,3,3) 7.08, (101) 7.11, (5,5,5) 7.22,
 (4,4,4) 7.26, (9,9) 7.26, (27) 7.56, (2,2,2) 7.91 — differences within the seed-to-seed SD of (3,3,3) (0.63 over 3
-seeds) except (2,2,2)'s; one seed cannot rank the layouts.
+seeds) except (2,2,2)'s (1.92 SDs) and (27)'s (1.36 SDs); one seed cannot rank the layouts.
 
 Smoke result to expect (`:smoke --seeds 1`: 64 train / 40 test synthetic faces, 2 epochs, BatchNorm momentum 0.8;
 measured 2026-12-02; it shows that the sweep runs end to end, not a finding — the

@@ -20,10 +20,13 @@ Outputs (in `--out`, default `DIR/report/`):
   contrasts.md / .tex / .csv               with --baseline, where a config has two replicates: one row a contrast
   factorial.md / .tex / .csv               with --factorial: the 2 × 2's main effects and interaction
   by_age.md / by_age.csv                   with --by_age: mean MAE over seeds per config and decade of true age
+  learning_curves.jsonl                    where the runs' metrics.jsonl are there: per run and epoch, test and
+                                           validation MAE (`curve_rows`), to commit beside results.jsonl
   heatmap.png, mae_vs_params.png, learning_curves.png, mae_by_age.png    with --plot
 """
 from __future__ import annotations
 
+import json
 import pathlib
 from typing import Sequence
 
@@ -461,6 +464,19 @@ def _pivot_display(pivot: pd.DataFrame) -> pd.DataFrame:
     return shown.rename_axis(f"{pivot.index.name} \\ {pivot.columns.name}").reset_index()
 
 
+def curve_rows(sweep_dir, frame: pd.DataFrame) -> list[dict] | None:
+    """Per finished run and epoch, from the runs' metrics.jsonl: run_id, epoch, test `mae`, `val_mae` (None without a
+    validation part) and `learning_rate` — the small record (learning_curves.jsonl) that keeps a learning curve's
+    numbers checkable once the run directories are gone. None where a run's metrics.jsonl is missing."""
+    runs = pathlib.Path(sweep_dir) / "runs"
+    run_ids = frame.loc[frame["status"] == "ok", "run_id"]
+    if run_ids.empty or not all((runs / run_id / "metrics.jsonl").exists() for run_id in run_ids):
+        return None
+    return [{"run_id": run_id, "epoch": row["epoch"], "mae": row.get("mae"), "val_mae": row.get("val_mae"),
+             "learning_rate": row.get("learning_rate")}
+            for run_id in run_ids for row in workdir_lib.read_jsonl(runs / run_id / "metrics.jsonl")]
+
+
 def _emit_table(emit, name: str, shown: pd.DataFrame, note: str, formats: Sequence[str], numbers: pd.DataFrame):
     """`name`.md (the table and its note), .tex (booktabs, the note as a comment) and .csv (full precision)."""
     if "md" in formats:
@@ -511,6 +527,8 @@ def write_tables(sweep_dir, out_dir=None, *, formats: Sequence[str] = FORMATS, b
                     table[~table["baseline"]].drop(columns=["baseline"]))
     if effects is not None:
         _emit_table(emit, "factorial", _factorial_display(effects), factorial_note(effects), formats, effects)
+    if (curves := curve_rows(sweep_dir, frame)) is not None:
+        emit("learning_curves.jsonl", "".join(json.dumps(row) + "\n" for row in curves))
     pivot = numeric_pivot(frame)
     if pivot is not None:
         if "md" in formats:

@@ -1,0 +1,440 @@
+"""The numbers RESULTS.md's prose quotes, each recomputed from the committed records, section by section.
+
+`tests/test_results.py` checks every section of RESULTS.md (text under a `## ` heading; the text before the first one
+is the section ""): each claim's text must appear in it, and every number in it must lie inside a claim's text or a
+table the report regenerates (which the table test checks character for character). So a one-digit edit anywhere
+fails: a table cell stops matching its report, a claimed number its recomputation, and a number no claim accounts for
+is refused.
+
+A claim is a string as RESULTS.md writes it ("7.97 against 7.60", "--seeds 3"), built from
+- the records: `results/<experiment>/results.jsonl` and each run's fields there (`rows`, `by_config`, `contrast`),
+  and `results/<experiment>/learning_curves.jsonl` (per run and epoch, written by `ssr-jax report`);
+- the recipe and schedule the runs used (configs/base.py, configs/utkface.py; the records name the schedule's sizes);
+- git: a commit RESULTS.md cites must exist (the test checks every hash), a date is a cited commit's day;
+- named constants for what no record holds, each saying where it comes from: the literature (`PAPER`, `BENCHMARK`,
+  `DATASET`), the definitions the statistics rest on (`DEFINED`), and the few facts only the sessions' notes hold
+  (`SESSION`).
+
+A section's registered function returns the claims its text must contain; `names()` are names any section may
+use (the model's, the metrics', …) without having to.
+
+Adding a section (the real-face heads, say): write a function that returns its claims and register it with
+`@section("the heading's first words")`. Build each claim from the records with the helpers here (`rows`,
+`by_config`, `contrast`, `span`, `signed`, `commit_day`); quote a table with `ssr-jax report` and add its options to
+`tests/test_results.py`'s REPORTS. A section of RESULTS.md no registered function claims fails the test.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import pathlib
+import subprocess
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from configs import base, utkface
+from ssr_jax import report, stats
+from ssr_jax.record import finite
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+RESULTS = REPO / "results"
+
+# The literature: SSR-Net (Yang et al., IJCAI 2018), MORPH2 MAEs and model sizes of its Table 1, its stage-layout
+# figure, and its one numeric ablation ("without the soft dynamic range: 9.29").
+PAPER = {"ssr": "3.16", "densenet": "5.05", "mobilenet": "6.50", "sizes": "0.32 / 1.1 / 1.0 MB",
+         "without dynamic range": "9.29", "table": "Table 1", "figure": "Fig. 3", "lambda": "λ = 1",
+         "dex backbone": "VGG-16"}
+# Paplham & Franc's benchmark (CVPR 2024): its UTKFace is the full aligned set at 256² on an IMDB-pretrained
+# ResNet-50.
+BENCHMARK = {"venue": "CVPR 2024", "faces": "23,708 faces", "resolution": "256²", "backbone": "ResNet-50"}
+# The datasets: MORPH2's age range; UTKFace crop_part1's file count (prepared: the records count the faces kept).
+DATASET = {"morph2 ages": "MORPH2 (16–77)", "crop_part1 files": "9,780 files"}
+# What the statistics are defined as: the power at which `stats.seeds_needed`'s n makes a difference just
+# significant (its docstring); the difference every test's null hypothesis names.
+DEFINED = {"power": "about 50 % power", "null": ["excluding 0", "excludes 0", "past 0"]}
+# Facts only the sessions' notes hold (the runs predate the `environment` record); each checked where git can.
+SESSION = {
+    # The λ grid's shards ran single-threaded (its command says so); the sweeps before commit 5dc5c23 ran every
+    # oneDNN call on both cores, which OMP_NUM_THREADS=2 gives back (checked on `make demo` to the last digit).
+    "threads before": "OMP_NUM_THREADS=2", "threads shards": "OMP_NUM_THREADS=1", "thread commit": "5dc5c23",
+    # One λ-grid run took 425 s because a test shared its core (the session's note on that run).
+}
+
+# Names with a digit in them that are no quantity: the experiments (their results/ folders and experiments/*.py),
+# a dataset's name and folder, the reference's weight files.
+IDENTIFIERS = {path.name for path in RESULTS.iterdir()} | {"MORPH2", "crop_part1", "h5"}
+
+SECTIONS: dict[str, Callable[[], list[str]]] = {}
+
+
+def section(heading: str):
+    """Registers a function returning the claims of the RESULTS.md section whose heading starts with `heading`."""
+    def register(function):
+        SECTIONS[heading] = function
+        return function
+    return register
+
+
+# ------------------------------------------------------------------------------------------------ records
+
+@functools.cache
+def rows(experiment: str) -> tuple[dict, ...]:
+    return tuple(json.loads(line) for line in (RESULTS / experiment / "results.jsonl").read_text().splitlines())
+
+
+@functools.cache
+def frame(experiment: str) -> pd.DataFrame:
+    return report.load_results(RESULTS / experiment)
+
+
+def by_config(experiment: str) -> dict[str, dict]:
+    """{config label (as the report names it): {replicate: row}} of the "ok" runs."""
+    data = frame(experiment)
+    ok = data[data["status"] == "ok"]
+    keys = report.replicates(ok)
+    raw = rows(experiment)
+    return {config: {keys[index]: raw[index] for index in group.index}
+            for config, group in ok.groupby("config", sort=False)}
+
+
+def maes(experiment: str, config: str) -> dict:
+    return {key: row["mae"] for key, row in by_config(experiment)[config].items()}
+
+
+def mean_mae(experiment: str, config: str) -> float:
+    return float(np.mean(list(maes(experiment, config).values())))
+
+
+def contrast(experiment: str, config: str, baseline: str) -> pd.Series:
+    """The report's row for `config` against `baseline` (`report.with_baseline`'s columns)."""
+    data = frame(experiment)
+    return report.with_baseline(report.aggregate(data), data, baseline).loc[config]
+
+
+def curves(experiment: str) -> pd.DataFrame:
+    return pd.read_json(RESULTS / experiment / "learning_curves.jsonl", lines=True)
+
+
+def age_share(experiment: str, better: dict, worse: dict, group: str) -> tuple[float, float]:
+    """(the MAE difference mean(worse) − mean(better) over runs, the part of it from test faces in `group`): the
+    test MAE is Σ_g count_g · MAE_g / N, so a difference splits over the age groups by count_g / N."""
+    counts = pd.Series(next(iter(better.values()))["count_by_age"], dtype=float)
+    means = [pd.DataFrame([row["mae_by_age"] for row in runs.values()]).mean() for runs in (better, worse)]
+    parts = (means[1] - means[0]) * counts / counts.sum()
+    return float(parts.sum()), float(parts[group])
+
+
+# ------------------------------------------------------------------------------------------------ formats
+
+def signed(value: float, digits: int = 2) -> str:
+    """"+0.36", "−0.26" (the prose's minus sign)."""
+    return f"{value:+.{digits}f}".replace("-", "−")
+
+
+def span(values, digits: int = 0, thousands: bool = False) -> str:
+    """"148–175": the smallest and largest of `values`, rounded."""
+    form = f"{{:{',' if thousands else ''}.{digits}f}}"
+    return f"{form.format(min(values))}–{form.format(max(values))}"
+
+
+def interval(low: float, high: float) -> str:
+    return f"[{signed(low)}, {signed(high)}]"
+
+
+def percent(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.0f} %"
+
+
+def minutes(seconds) -> str:
+    return f"{sum(seconds) / 60:.0f}"
+
+
+def stage_name(stages) -> str:
+    return f"({','.join(map(str, stages))})"
+
+
+def commit_day(commit: str) -> str:
+    return subprocess.run(["git", "show", "-s", "--format=%ad", "--date=short", commit], cwd=REPO, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def first_recorded_day(experiment: str) -> str:
+    """The day the experiment's results.jsonl was first committed (the day its sweep ended)."""
+    days = subprocess.run(["git", "log", "--format=%ad", "--date=short", "--", f"results/{experiment}/results.jsonl"],
+                          cwd=REPO, check=True, capture_output=True, text=True).stdout.split()
+    return days[-1]
+
+
+# The names every section uses, each recomputed: SSR-Net's stage layout, the metric titles, the level.
+SSR = f"SSR-Net {stage_name(base.get_config().model.stages)}"
+LEVEL = f"{stats.LEVEL:.0%}".replace("%", " %")
+METRIC_TITLES = [title for _, title, _ in report.METRICS if title != "MAE"]
+BOTH_ON = "lambda_d=1.0, lambda_local=1.0"
+
+
+def names() -> list[str]:
+    """Names any section may use, each recomputed, none required: the model's, the metrics', the confidence level,
+    the synthetic schedule's length, MORPH2's ages, the youngest age group."""
+    return [SSR, *METRIC_TITLES, LEVEL, f"{rows('dex_vs_ssr')[0]['epochs']}-epoch", f"{steps():,} steps",
+            DATASET["morph2 ages"], "0–9", "AVX-512", PAPER["table"], *DEFINED["null"]]
+
+
+def steps() -> int:
+    row = rows("dex_vs_ssr")[0]
+    return row["num_train"] // base.get_config().train.batch_size * row["epochs"]
+
+
+def synthetic_ok(rows_) -> None:
+    """The claims below quote `:medium` runs: every synthetic row must be one (sizes and epochs as claimed)."""
+    assert {(row["num_train"], row["num_test"], row["epochs"]) for row in rows_} == {(5_000, 2_500, 20)}
+
+
+# ------------------------------------------------------------------------------------------------ sections
+
+@section("")
+def preamble() -> list[str]:
+    config, row = base.get_config(), rows("dex_vs_ssr")[0]
+    for experiment in ("dynamic_range", "dex_vs_ssr", "stages", "table1", "lambda_grid"):
+        synthetic_ok(rows(experiment))
+    fractions = [f"{round(f * 3)}/3" for f in config.optim.decay_fractions]
+    environment = rows("utkface_splits")[0]["environment"]
+    amd, intel = maes("dynamic_range", BOTH_ON), maes("dex_vs_ssr", "SSR-Net (3,3,3)")
+    others = [abs(amd[seed] - intel[seed]) for seed in amd if seed != 0]
+    dex_r = contrast("dex_vs_ssr", "DEX", "SSR-Net (3,3,3)")["correlation"]
+    status = {experiment: f"{len(by_config(experiment))} {noun} × {len(next(iter(by_config(experiment).values())))}"
+                          f" {'seeds' if experiment != 'utkface_splits' else 'splits'}"
+              for experiment, noun in (("dynamic_range", "configs"), ("dex_vs_ssr", "configs"),
+                                       ("stages", "layouts"), ("table1", "models"), ("lambda_grid", "configs"),
+                                       ("utkface_splits", "config"))}
+    status = {key: value.replace("× 1 seeds", "× 1 seed") for key, value in status.items()}
+    extensions = environment["cpu"]["extensions"]
+    assert any(name.startswith("avx512") for name in extensions)
+    return [*status.values(), f"r = {signed(dex_r)}", "2 × 2", "model.lambda_d,model.lambda_local",
+            f"{config.data.image_size}×{config.data.image_size}", f"ages {config.data.age_min}–{config.data.age_max}",
+            f"{row['num_train']:,} training and {row['num_test']:,} test",
+            f"{row['epochs']} epochs of batch {config.train.batch_size} ({steps():,} steps)",
+            f"Adam {config.optim.learning_rate:.0e}".replace("e-03", "e-3"),
+            f"×{config.optim.decay_factor} at {fractions[0]} and {fractions[1]} of training",
+            f"momentum {config.model.bn_momentum}", f"dropout {config.model.dropout_rate}",
+            f"MAE {row['mean_predictor_mae']:.2f}", "within 3 and 5 years", f"{environment['cpu']['cores']}-core",
+            "AVX-512", f"jax {environment['versions']['jax']}",
+            f"seed 0 ended at MAE {amd[0]:.2f} on the AMD machine and {intel[0]:.2f} on the Intel one",
+            f"seeds 1 and 2 agree within {max(others):.2f}", SESSION["threads before"], SESSION["threads shards"]]
+
+
+@section("Dynamic range")
+def dynamic_range() -> list[str]:
+    experiment, runs = "dynamic_range", rows("dynamic_range")
+    off = "lambda_d=0.0, lambda_local=0.0"
+    both = contrast(experiment, off, BOTH_ON)
+    differences = [maes(experiment, off)[seed] - maes(experiment, BOTH_ON)[seed] for seed in range(3)]
+    uninterrupted = [row["wall_s"] for row in runs if row["resumed_from_epoch"] == 0]
+    resumed = sorted(row["resumed_from_epoch"] for row in runs if row["resumed_from_epoch"])
+    effects = report.factorial_table(frame(experiment), ["model.lambda_d", "model.lambda_local"])
+    delta, eta, interaction = (effects.iloc[i] for i in range(3))
+    configs = by_config(experiment)
+    eta_on, eta_off = ({(key, config): row for config in configs if f"lambda_local={value}" in config
+                        for key, row in configs[config].items()} for value in ("1.0", "0.0"))
+    total, young = age_share(experiment, eta_on, eta_off, "0-9")
+    assert math.isclose(total, -eta["estimate"], abs_tol=1e-4)  # the by-age split adds up to the main effect
+    counts = runs[0]["count_by_age"]
+    ages = pd.DataFrame([row["mae_by_age"] for row in runs], index=frame(experiment)["config"]).groupby(level=0).mean()
+    seeds_needed = stats.seeds_needed(stats.compare(maes(experiment, off), maes(experiment, BOTH_ON)))
+    only = ["lambda_d=0.0, lambda_local=1.0", "lambda_d=1.0, lambda_local=0.0"]
+    return ["--seeds 3", SESSION["threads before"], commit_day("69b5f4c"), "2 × 2", f'--baseline "{BOTH_ON}"',
+            f"the both-on config's seed 0 ends at {maes(experiment, BOTH_ON)[0]:.2f} here and at "
+            f"{maes('dex_vs_ssr', 'SSR-Net (3,3,3)')[0]:.2f}",
+            f"{len(runs)} runs, {span(uninterrupted)} s each uninterrupted",
+            f"about {len(runs) * np.mean(uninterrupted) / 60:.0f} minutes",
+            f"from epochs {resumed[0]}, {resumed[1]} and {resumed[2]}",
+            f"{both['delta_mae']:.2f} years ({both['delta_pct']:.1f} %)",
+            f"({mean_mae(experiment, off):.2f} against {mean_mae(experiment, BOTH_ON):.2f})",
+            "by {:.2f}, {:.2f} and {:.2f}".format(*differences),
+            f"(interval {interval(both['delta_low'], both['delta_high'])}, p = {both['delta_p']:.2f}; "
+            f"{both['holm_p']:.2f} after Holm",
+            f"(SD {both['delta_spread']:.2f}) {seeds_needed} seeds per config", DEFINED["power"],
+            "λ_d = λ_local = 0", "(λ_d = 0)", "(λ_local = 0)",
+            "by {} and {}".format(*(signed(contrast(experiment, label, BOTH_ON)["delta_mae"]) for label in only)),
+            f"switching η on changes the MAE by {signed(eta['estimate'])} {interval(eta['low'], eta['high'])}",
+            f"switching Δ on by {signed(delta['estimate'])} {interval(delta['low'], delta['high'])}",
+            f"interaction is {signed(interaction['estimate'])} {interval(interaction['low'], interaction['high'])}",
+            f"Of η's {total:.2f} years, {young:.2f} ({percent(young, total)})",
+            f"({percent(counts['0-9'], sum(counts.values()))} of them)",
+            f"({span(ages['0-9'], 2)} against {span(ages.drop(columns='0-9').to_numpy().ravel(), 2)}",
+            f"{PAPER['without dynamic range']} against {PAPER['ssr']}",
+            f"+{both['delta_mae']:.2f} years with an interval reaching from {signed(both['delta_low'])} to "
+            f"{signed(both['delta_high'])}"]
+
+
+@section("DEX vs SSR-Net")
+def dex_vs_ssr() -> list[str]:
+    experiment, runs, baseline = "dex_vs_ssr", rows("dex_vs_ssr"), "SSR-Net (3,3,3)"
+    dex, regression = (contrast(experiment, name, baseline) for name in ("DEX", "regression"))
+    ahead = [maes(experiment, baseline)[seed] - maes(experiment, "DEX")[seed] for seed in range(3)]
+    wall = {name: np.mean([row["wall_s"] for row in runs if row["name"] == name]) for name in by_config(experiment)}
+    params = {row["name"]: row["params"] for row in runs}
+    configs = by_config(experiment)
+    gap, young = age_share(experiment, configs["DEX"], configs[baseline], "0-9")
+    ages = pd.DataFrame([row["mae_by_age"] for row in runs], index=[row["name"] for row in runs]).groupby(level=0).mean()
+    counts = runs[0]["count_by_age"]
+    return ["--seeds 3", SESSION["threads before"], commit_day("00aac99"),
+            f"{len(runs)} runs, {span([row['wall_s'] for row in runs])} s each",
+            f"(DEX ≈{wall['DEX']:.0f} s, the regression head ≈{wall['regression']:.0f} s, SSR-Net ≈{wall[baseline]:.0f} s)",
+            f"{minutes(row['wall_s'] for row in runs)} minutes of runs in all",
+            f"{configs['DEX'][0]['overrides']['model.stages'][0]}-way",
+            f"MAE {mean_mae(experiment, 'DEX'):.2f} and SSR-Net (3,3,3) {mean_mae(experiment, baseline):.2f}",
+            f"ahead by {-dex['delta_mae']:.2f} years ({-dex['delta_pct']:.1f} % of SSR-Net's MAE)",
+            "by {:.2f}, {:.2f} and {:.2f}".format(*ahead),
+            f"({interval(dex['delta_low'], dex['delta_high'])}, p = {dex['delta_p']:.2f}; {dex['holm_p']:.2f} after Holm",
+            f"(r = {signed(dex['correlation'])})",
+            f"gives {interval(dex['welch_low'], dex['welch_high'])}, p = {dex['welch_p']:.3f} "
+            f"({dex['welch_holm_p']:.3f} after Holm)",
+            f"between them ({mean_mae(experiment, 'regression'):.2f})",
+            f"{params[baseline] / params['DEX']:.2f}× DEX's parameters ({params[baseline]:,} against {params['DEX']:,})",
+            f"≈{100 * (wall[baseline] / wall['DEX'] - 1):.0f} % slower",
+            f"of the {gap:.2f} years, {young:.2f} ({percent(young, gap)})",
+            f"({percent(counts['0-9'], sum(counts.values()))} of them)",
+            f"errs by {ages.loc[baseline, '0-9']:.2f} years and DEX by {ages.loc['DEX', '0-9']:.2f}",
+            PAPER["dex backbone"], f"full {base.get_config().train.epochs}-epoch schedule"]
+
+
+@section("Stages")
+def stages() -> list[str]:
+    experiment, runs = "stages", rows("stages")
+    reference = runs[0]
+    assert reference["overrides"]["model.stages"] == [3, 3, 3]
+    worse = {stage_name(row["overrides"]["model.stages"]): row["mae"] - reference["mae"] for row in runs[1:]}
+    ssr_seeds = maes("dex_vs_ssr", "SSR-Net (3,3,3)")
+    sd = float(np.std(list(ssr_seeds.values()), ddof=1))
+    assert reference["mae"] == ssr_seeds[0] == min(ssr_seeds.values())  # the luckiest of the three seeds
+    in_sd = {name: value / sd for name, value in worse.items()}
+    within = [value for name, value in in_sd.items() if value < 1]
+    assert sorted(in_sd, key=in_sd.get)[-2:] == ["(27)", "(2,2,2)"]
+    params = {stage_name(row["overrides"]["model.stages"]): row["params"] for row in runs}
+    small = [value for name, value in params.items() if name not in ("(27)", "(101)")]
+    wall = [row["wall_s"] for row in runs]
+    return ["--seeds 1", SESSION["threads before"], first_recorded_day(experiment),
+            f"{len(runs)} runs of {span(wall)} s, {minutes(wall)} minutes of runs in all",
+            "λ_d = λ_local = {:g}".format(base.get_config().model.lambda_d), f"lowest MAE ({reference['mae']:.2f})",
+            f"{min(worse.values()):.2f} to {max(worse.values()):.2f} years worse", "is seed 0",
+            f'--baseline "{report.config_label(reference["overrides"])}"',
+            f"({span(small, thousands=True)})", f"((27): {params['(27)']:,}", f"(101): {params['(101)']:,}",
+            "({:.2f} against {:.2f} and {:.2f}; SD {:.2f})".format(ssr_seeds[0], ssr_seeds[1], ssr_seeds[2], sd),
+            f"(2,2,2) is {in_sd['(2,2,2)']:.2f} worse and (27) {in_sd['(27)']:.2f}",
+            f"({min(within):.2f} to {max(within):.2f})", "`--seeds 3`",
+            f"({len(runs)} × 3 runs, ≈{round(len(runs) * 3 * np.mean(wall) / 60, -1):.0f} minutes here)",
+            PAPER["figure"], "(3,3,3)"]
+
+
+@section("Table 1")
+def table1() -> list[str]:
+    experiment, runs = "table1", rows("table1")
+    named = {row["name"]: row for row in runs}
+    ssr, dense, mobile, dex = (named[name] for name in ("SSR-Net (3,3,3)", "DenseNet-19", "MobileNet-0.25", "DEX"))
+    others = [row["images_per_s"] for row in runs if row is not dense]
+    gaps = [dense["mae"] - ssr["mae"], dex["mae"] - ssr["mae"]]
+    sd = float(np.std(list(maes("dex_vs_ssr", "SSR-Net (3,3,3)").values()), ddof=1))
+    in_sd = max(abs(gap) / sd for gap in gaps)
+    config = base.get_config()
+    sizes = [row["model_bytes"] / 1024 for row in runs if row is not ssr]
+    assert ssr["mae"] == maes("dex_vs_ssr", "SSR-Net (3,3,3)")[ssr["seed"]]  # the same run, trained again
+    return ["--seeds 1", SESSION["threads before"], commit_day("f092995"),
+            f"{len(runs)} runs, {minutes(row['wall_s'] for row in runs)} minutes of runs in all, "
+            f"{dense['wall_s'] / 60:.0f} of them DenseNet-19's, which trained at {dense['images_per_s']:.0f} images/s "
+            f"against {round(min(others), -1):.0f}–{round(max(others), -1):.0f}",
+            f"{config.data.image_size}×{config.data.image_size}", "batch 1",
+            f"MobileNet α = {config.model.mobilenet_alpha}", f"DenseNet depth {config.model.densenet_depth}",
+            f"{mobile['params']:,} and {dense['params']:,} parameters",
+            "DenseNet-19", "MobileNet-0.25", PAPER["table"],
+            f"MAE {dense['mae']:.2f} and {dex['mae']:.2f}, SSR-Net (3,3,3) {ssr['mae']:.2f} and MobileNet-0.25 "
+            f"{mobile['mae']:.2f}", "ahead of SSR-Net by {:.2f} and {:.2f} years".format(*(-gap for gap in gaps)), f"MobileNet is {mobile['mae'] - ssr['mae']:.1f} behind",
+            f"({ssr['model_bytes'] / 1024:.0f} KB against {span(sizes)} KB)",
+            f"infers in {ssr['inference_ms_per_image']:.2f} ms against DenseNet's {dense['inference_ms_per_image']:.2f}",
+            f"(MobileNet {mobile['inference_ms_per_image']:.2f}, DEX {dex['inference_ms_per_image']:.2f})",
+            f"`dex_vs_ssr`'s seed {ssr['seed']} again (same config and seed: {ssr['mae']:.2f})",
+            f"SSR-Net averaged {mean_mae('dex_vs_ssr', 'SSR-Net (3,3,3)'):.2f}",
+            f"SSR-Net {PAPER['ssr']}, DenseNet {PAPER['densenet']}, MobileNet {PAPER['mobilenet']}; {PAPER['sizes']}",
+            f"at {ssr['epochs']} epochs", f"within {math.ceil(in_sd * 2) / 2} SDs"]
+
+
+@section("The λ grid")
+def lambda_grid() -> list[str]:
+    experiment, runs = "lambda_grid", rows("lambda_grid")
+    data = pd.DataFrame([{**row["overrides"], "mae": row["mae"]} for row in runs])
+    grid = data.pivot_table(index="model.lambda_local", columns="model.lambda_d", values="mae")
+    rows_mean, columns_mean = grid.mean(axis=1), grid.mean(axis=0)
+    beats = grid.loc[0.0] - grid.loc[1.0]
+    cost = grid.loc[0.0] - grid.loc[1.0, 1.0]
+    wall = sorted(row["wall_s"] for row in runs)
+    stages_reference = rows("stages")[0]["wall_s"]
+    eta_on, eta_off = ({index: row for index, row in enumerate(runs) if row["overrides"]["model.lambda_local"] == value}
+                       for value in (1.0, 0.0))
+    total, young = age_share(experiment, eta_on, eta_off, "0-9")
+    assert math.isclose(total, beats.mean(), abs_tol=1e-4)
+    best = data.loc[data["mae"].idxmin()]
+    dynamic = [contrast("dynamic_range", label, BOTH_ON)["delta_mae"] for label in
+               ("lambda_d=1.0, lambda_local=0.0", "lambda_d=0.0, lambda_local=1.0", "lambda_d=0.0, lambda_local=0.0")]
+    levels = [f"{value:g}" for value in grid.index]
+    return ["for i in 0 1; do", SESSION["threads shards"], "--seeds 1 --shard $i/2", "--seeds 1",
+            commit_day("03c87e0"), f'--baseline "{BOTH_ON}"', "is seed 0 of the config",
+            f"the {len(runs)} runs' own times add up to {minutes(wall)} minutes",
+            f"about {sum(wall) / 120:.0f} minutes a core", f"{span(wall[:-1])} s on its one core",
+            f"(one took {wall[-1]:.0f} s", f"at the {stages_reference:.0f} s of the stages' (3,3,3) run",
+            f"≈{len(runs) * stages_reference / 60:.0f} minutes", "(λ_d = λ_local = 1)",
+            f"ends at {grid.loc[1.0, 1.0]:.2f} here, not {rows('stages')[0]['mae']:.2f}",
+            "fall from {:.2f} at λ_local = 0 to {:.2f}, {:.2f}, {:.2f} and {:.2f}".format(*rows_mean),
+            f"at {levels[1]}, {levels[2]}, {levels[3]} and {levels[4]}", "λ_local = 1 beats λ_local = 0",
+            f"(by {beats.min():.2f} to {beats.max():.2f} years)",
+            "({:.2f}, {:.2f}, {:.2f}, {:.2f}, {:.2f})".format(*columns_mean),
+            f"within {columns_mean.max() - columns_mean.min():.2f} of one another",
+            f"by {total:.2f} years, and {young:.2f} of them ({percent(young, total)})",
+            "(removing η: {}, removing Δ: {}, both: {})".format(*(signed(value) for value in dynamic)),
+            f"(λ_local = 0 costs {cost.min():.2f} to {cost.max():.2f}",
+            f"(SD {np.std(list(maes('dex_vs_ssr', 'SSR-Net (3,3,3)').values()), ddof=1):.2f}",
+            f"(λ_d = {best['model.lambda_d']:g}, λ_local = {best['model.lambda_local']:g}: {best['mae']:.2f})",
+            f"the reference's ({grid.loc[1.0, 1.0]:.2f})", PAPER["lambda"]]
+
+
+@section("Real faces: SSR-Net (3,3,3) on UTKFace")
+def utkface_splits() -> list[str]:
+    experiment, runs = "utkface_splits", rows("utkface_splits")
+    parts = {part: [row[f"num_{part}"] for row in runs] for part in ("train", "val", "test")}
+    recipe = utkface.get_config("split=0")
+    decays = [round(fraction * runs[0]["epochs"]) for fraction in recipe.optim.decay_fractions]
+    recorded = [row["overrides"]["data.split_index"] for row in runs if "environment" in row]
+    unrecorded = [row["overrides"]["data.split_index"] for row in runs if "environment" not in row]
+    environment = next(row["environment"] for row in runs if "environment" in row)
+    assert environment["threads"]["omp_num_threads"] is None and environment["cpu"]["model"] == "AMD EPYC"
+    quiet = [row["wall_s"] for row in runs[:2]]
+    maes_ = [row["mae"] for row in runs]
+    low, high = stats.mean_interval(maes_)
+    ages = report.by_age_table(frame(experiment))
+    counts = ages.loc["examples"]
+    learning = curves(experiment)
+    last = learning[learning["epoch"] >= learning["epoch"].max() - 5].set_index("epoch")
+    moves = last.groupby("run_id")["val_mae"].agg(lambda values: values.max() - values.min())
+    split_of = {row["run_id"]: row["overrides"]["data.split_index"] for row in runs}
+    fastest = moves.idxmax()
+    improving = last[last["run_id"] == fastest]["val_mae"]
+    assert math.isclose(improving.iloc[0] - improving.iloc[-1], moves.max())  # that split still improving
+    return ["crop_part1", DATASET["crop_part1 files"], f"{runs[0]['num_train'] + runs[0]['num_val'] + runs[0]['num_test']:,} kept",
+            BENCHMARK["venue"], f"({span(parts['train'], thousands=True)} faces)",
+            f"on two ({span(parts['val'], thousands=True)})", f"other two ({span(parts['test'], thousands=True)})",
+            f"over {runs[0]['epochs']} epochs (Adam {recipe.optim.learning_rate:.0e}".replace("e-03", "e-3"),
+            f"×{recipe.optim.decay_factor} at epochs {decays[0]} and {decays[1]}, batch {recipe.train.batch_size}",
+            f"{recipe.data.image_size}×{recipe.data.image_size}", f"seed {runs[0]['seed']}",
+            f"the {environment['cpu']['cores']}-core AMD EPYC (AVX-512), {commit_day(environment['git']['commit'])}",
+            "Runs of splits {}, {} and {} record it".format(*recorded), "splits {} and {} ran before".format(*unrecorded),
+            "Splits 0 and 1 took {:.0f} and {:.0f} s".format(*quiet),
+            f"MAE {np.mean([row['mean_predictor_mae'] for row in runs]):.1f} on each test part",
+            f"averages the same {np.mean([row['last_mae'] for row in runs]):.2f}",
+            f"learning rate is {recipe.optim.learning_rate:.0e}".replace("e-03", "e-3"),
+            f"from epoch {last.index.min()} to {last.index.max()} the validation MAE moves by at most {moves.max():.2f}",
+            f"(split {split_of[fastest]} still improving",
+            f"reaches {np.mean(maes_):.2f} years [{low:.2f}, {high:.2f}]",
+            f"(0–9, {percent(counts['0-9'], counts.sum())} of crop_part1) at {ages.iloc[1]['0-9']:.1f}",
+            f"to {ages.iloc[1]['90-100']:.0f} years at 90–100", f"MORPH2 {PAPER['ssr']}",
+            BENCHMARK["faces"], BENCHMARK["resolution"], BENCHMARK["backbone"]]
