@@ -37,7 +37,6 @@ import pandas as pd
 
 from configs import base, utkface
 from ssr_jax import report, stats
-from ssr_jax.record import finite
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = REPO / "results"
@@ -55,13 +54,10 @@ DATASET = {"morph2 ages": "MORPH2 (16–77)", "crop_part1 files": "9,780 files"}
 # What the statistics are defined as: the power at which `stats.seeds_needed`'s n makes a difference just
 # significant (its docstring); the difference every test's null hypothesis names.
 DEFINED = {"power": "about 50 % power", "null": ["excluding 0", "excludes 0", "past 0"]}
-# Facts only the sessions' notes hold (the runs predate the `environment` record); each checked where git can.
-SESSION = {
-    # The λ grid's shards ran single-threaded (its command says so); the sweeps before commit 5dc5c23 ran every
-    # oneDNN call on both cores, which OMP_NUM_THREADS=2 gives back (checked on `make demo` to the last digit).
-    "threads before": "OMP_NUM_THREADS=2", "threads shards": "OMP_NUM_THREADS=1", "thread commit": "5dc5c23",
-    # One λ-grid run took 425 s because a test shared its core (the session's note on that run).
-}
+# Facts only the sessions' notes hold (the runs predate the `environment` record), checked where git can: the
+# sweeps before commit 5dc5c23 ran every oneDNN call on both cores, which OMP_NUM_THREADS=2 gives back (checked on
+# `make demo` to the last digit; `threads_at`); the λ grid's shards ran single-threaded.
+SESSION = {"two threads": "OMP_NUM_THREADS=2", "one thread": "OMP_NUM_THREADS=1", "one thread per call": "5dc5c23"}
 
 # Names with a digit in them that are no quantity: the experiments (their results/ folders and experiments/*.py),
 # a dataset's name and folder, the reference's weight files.
@@ -156,16 +152,24 @@ def stage_name(stages) -> str:
     return f"({','.join(map(str, stages))})"
 
 
+def threads_at(commit: str) -> str:
+    """The thread setting that gives back the order a sweep at `commit` summed in: OMP_NUM_THREADS=2 before commit
+    5dc5c23 (every oneDNN call on both cores then; one per training-step call since)."""
+    before = subprocess.run(["git", "merge-base", "--is-ancestor", commit, SESSION["one thread per call"]], cwd=REPO)
+    assert before.returncode == 0, f"{commit} is not before {SESSION['one thread per call']}: which setting then?"
+    return SESSION["two threads"]
+
+
 def commit_day(commit: str) -> str:
     return subprocess.run(["git", "show", "-s", "--format=%ad", "--date=short", commit], cwd=REPO, check=True,
                           capture_output=True, text=True).stdout.strip()
 
 
-def first_recorded_day(experiment: str) -> str:
-    """The day the experiment's results.jsonl was first committed (the day its sweep ended)."""
-    days = subprocess.run(["git", "log", "--format=%ad", "--date=short", "--", f"results/{experiment}/results.jsonl"],
-                          cwd=REPO, check=True, capture_output=True, text=True).stdout.split()
-    return days[-1]
+def first_recorded(experiment: str) -> str:
+    """The commit that first committed the experiment's results.jsonl (made after its sweep ended)."""
+    commits = subprocess.run(["git", "log", "--format=%h", "--", f"results/{experiment}/results.jsonl"], cwd=REPO,
+                             check=True, capture_output=True, text=True).stdout.split()
+    return commits[-1]
 
 
 # The names every section uses, each recomputed: SSR-Net's stage layout, the metric titles, the level.
@@ -188,8 +192,20 @@ def steps() -> int:
 
 
 def synthetic_ok(rows_) -> None:
-    """The claims below quote `:medium` runs: every synthetic row must be one (sizes and epochs as claimed)."""
-    assert {(row["num_train"], row["num_test"], row["epochs"]) for row in rows_} == {(5_000, 2_500, 20)}
+    """The claims quote one schedule for every synthetic sweep: every synthetic row must have the same sizes and
+    epochs."""
+    assert len({(row["num_train"], row["num_test"], row["epochs"]) for row in rows_}) == 1
+
+
+def count(number: int, word: str) -> str:
+    """"1 seed", "3 seeds"."""
+    return f"{number} {word}{'' if number == 1 else 's'}"
+
+
+def status(experiment: str, noun: str, replicate: str) -> str:
+    """"4 configs × 3 seeds": the experiment's configs and the replicates of its first."""
+    configs = by_config(experiment)
+    return f"{count(len(configs), noun)} × {count(len(next(iter(configs.values()))), replicate)}"
 
 
 # ------------------------------------------------------------------------------------------------ sections
@@ -197,32 +213,31 @@ def synthetic_ok(rows_) -> None:
 @section("")
 def preamble() -> list[str]:
     config, row = base.get_config(), rows("dex_vs_ssr")[0]
-    for experiment in ("dynamic_range", "dex_vs_ssr", "stages", "table1", "lambda_grid"):
-        synthetic_ok(rows(experiment))
+    synthetic_ok([row for experiment in ("dynamic_range", "dex_vs_ssr", "stages", "table1", "lambda_grid")
+                  for row in rows(experiment)])
     fractions = [f"{round(f * 3)}/3" for f in config.optim.decay_fractions]
     environment = rows("utkface_splits")[0]["environment"]
     amd, intel = maes("dynamic_range", BOTH_ON), maes("dex_vs_ssr", "SSR-Net (3,3,3)")
     others = [abs(amd[seed] - intel[seed]) for seed in amd if seed != 0]
     dex_r = contrast("dex_vs_ssr", "DEX", "SSR-Net (3,3,3)")["correlation"]
-    status = {experiment: f"{len(by_config(experiment))} {noun} × {len(next(iter(by_config(experiment).values())))}"
-                          f" {'seeds' if experiment != 'utkface_splits' else 'splits'}"
-              for experiment, noun in (("dynamic_range", "configs"), ("dex_vs_ssr", "configs"),
-                                       ("stages", "layouts"), ("table1", "models"), ("lambda_grid", "configs"),
-                                       ("utkface_splits", "config"))}
-    status = {key: value.replace("× 1 seeds", "× 1 seed") for key, value in status.items()}
+    statuses = [status("dynamic_range", "config", "seed"), status("dex_vs_ssr", "config", "seed"),
+                status("stages", "layout", "seed"), status("table1", "model", "seed"),
+                status("lambda_grid", "config", "seed"), status("utkface_splits", "config", "split")]
     extensions = environment["cpu"]["extensions"]
     assert any(name.startswith("avx512") for name in extensions)
-    return [*status.values(), f"r = {signed(dex_r)}", "2 × 2", "model.lambda_d,model.lambda_local",
+    return [*statuses, f"r = {signed(dex_r)}", "2 × 2", "model.lambda_d,model.lambda_local",
             f"{config.data.image_size}×{config.data.image_size}", f"ages {config.data.age_min}–{config.data.age_max}",
             f"{row['num_train']:,} training and {row['num_test']:,} test",
             f"{row['epochs']} epochs of batch {config.train.batch_size} ({steps():,} steps)",
             f"Adam {config.optim.learning_rate:.0e}".replace("e-03", "e-3"),
             f"×{config.optim.decay_factor} at {fractions[0]} and {fractions[1]} of training",
             f"momentum {config.model.bn_momentum}", f"dropout {config.model.dropout_rate}",
-            f"MAE {row['mean_predictor_mae']:.2f}", "within 3 and 5 years", f"{environment['cpu']['cores']}-core",
+            f"MAE {row['mean_predictor_mae']:.2f}",
+            "within {} and {} years".format(*(title[len("CA("):-1] for title in METRIC_TITLES)),
+            f"{environment['cpu']['cores']}-core",
             "AVX-512", f"jax {environment['versions']['jax']}",
             f"seed 0 ended at MAE {amd[0]:.2f} on the AMD machine and {intel[0]:.2f} on the Intel one",
-            f"seeds 1 and 2 agree within {max(others):.2f}", SESSION["threads before"], SESSION["threads shards"]]
+            f"seeds 1 and 2 agree within {max(others):.2f}", SESSION["two threads"], SESSION["one thread"]]
 
 
 @section("Dynamic range")
@@ -241,10 +256,11 @@ def dynamic_range() -> list[str]:
     total, young = age_share(experiment, eta_on, eta_off, "0-9")
     assert math.isclose(total, -eta["estimate"], abs_tol=1e-4)  # the by-age split adds up to the main effect
     counts = runs[0]["count_by_age"]
-    ages = pd.DataFrame([row["mae_by_age"] for row in runs], index=frame(experiment)["config"]).groupby(level=0).mean()
+    ages = pd.DataFrame([row["mae_by_age"] for row in runs], index=frame(experiment)["config"])
+    ages = ages.groupby(level=0).mean()
     seeds_needed = stats.seeds_needed(stats.compare(maes(experiment, off), maes(experiment, BOTH_ON)))
     only = ["lambda_d=0.0, lambda_local=1.0", "lambda_d=1.0, lambda_local=0.0"]
-    return ["--seeds 3", SESSION["threads before"], commit_day("69b5f4c"), "2 × 2", f'--baseline "{BOTH_ON}"',
+    return ["--seeds 3", threads_at("69b5f4c"), commit_day("69b5f4c"), "2 × 2", f'--baseline "{BOTH_ON}"',
             f"the both-on config's seed 0 ends at {maes(experiment, BOTH_ON)[0]:.2f} here and at "
             f"{maes('dex_vs_ssr', 'SSR-Net (3,3,3)')[0]:.2f}",
             f"{len(runs)} runs, {span(uninterrupted)} s each uninterrupted",
@@ -278,22 +294,26 @@ def dex_vs_ssr() -> list[str]:
     params = {row["name"]: row["params"] for row in runs}
     configs = by_config(experiment)
     gap, young = age_share(experiment, configs["DEX"], configs[baseline], "0-9")
-    ages = pd.DataFrame([row["mae_by_age"] for row in runs], index=[row["name"] for row in runs]).groupby(level=0).mean()
+    ages = pd.DataFrame([row["mae_by_age"] for row in runs], index=[row["name"] for row in runs])
+    ages = ages.groupby(level=0).mean()
     counts = runs[0]["count_by_age"]
-    return ["--seeds 3", SESSION["threads before"], commit_day("00aac99"),
+    return ["--seeds 3", threads_at("00aac99"), commit_day("00aac99"),
             f"{len(runs)} runs, {span([row['wall_s'] for row in runs])} s each",
-            f"(DEX ≈{wall['DEX']:.0f} s, the regression head ≈{wall['regression']:.0f} s, SSR-Net ≈{wall[baseline]:.0f} s)",
+            f"(DEX ≈{wall['DEX']:.0f} s, the regression head ≈{wall['regression']:.0f} s, "
+            f"SSR-Net ≈{wall[baseline]:.0f} s)",
             f"{minutes(row['wall_s'] for row in runs)} minutes of runs in all",
             f"{configs['DEX'][0]['overrides']['model.stages'][0]}-way",
             f"MAE {mean_mae(experiment, 'DEX'):.2f} and SSR-Net (3,3,3) {mean_mae(experiment, baseline):.2f}",
             f"ahead by {-dex['delta_mae']:.2f} years ({-dex['delta_pct']:.1f} % of SSR-Net's MAE)",
             "by {:.2f}, {:.2f} and {:.2f}".format(*ahead),
-            f"({interval(dex['delta_low'], dex['delta_high'])}, p = {dex['delta_p']:.2f}; {dex['holm_p']:.2f} after Holm",
+            f"({interval(dex['delta_low'], dex['delta_high'])}, p = {dex['delta_p']:.2f}; "
+            f"{dex['holm_p']:.2f} after Holm",
             f"(r = {signed(dex['correlation'])})",
             f"gives {interval(dex['welch_low'], dex['welch_high'])}, p = {dex['welch_p']:.3f} "
             f"({dex['welch_holm_p']:.3f} after Holm)",
             f"between them ({mean_mae(experiment, 'regression'):.2f})",
-            f"{params[baseline] / params['DEX']:.2f}× DEX's parameters ({params[baseline]:,} against {params['DEX']:,})",
+            f"{params[baseline] / params['DEX']:.2f}× DEX's parameters "
+            f"({params[baseline]:,} against {params['DEX']:,})",
             f"≈{100 * (wall[baseline] / wall['DEX'] - 1):.0f} % slower",
             f"of the {gap:.2f} years, {young:.2f} ({percent(young, gap)})",
             f"({percent(counts['0-9'], sum(counts.values()))} of them)",
@@ -316,7 +336,8 @@ def stages() -> list[str]:
     params = {stage_name(row["overrides"]["model.stages"]): row["params"] for row in runs}
     small = [value for name, value in params.items() if name not in ("(27)", "(101)")]
     wall = [row["wall_s"] for row in runs]
-    return ["--seeds 1", SESSION["threads before"], first_recorded_day(experiment),
+    recorded = first_recorded(experiment)  # the run's own commit is not recorded
+    return ["--seeds 1", threads_at(recorded), commit_day(recorded),
             f"{len(runs)} runs of {span(wall)} s, {minutes(wall)} minutes of runs in all",
             "λ_d = λ_local = {:g}".format(base.get_config().model.lambda_d), f"lowest MAE ({reference['mae']:.2f})",
             f"{min(worse.values()):.2f} to {max(worse.values()):.2f} years worse", "is seed 0",
@@ -341,7 +362,7 @@ def table1() -> list[str]:
     config = base.get_config()
     sizes = [row["model_bytes"] / 1024 for row in runs if row is not ssr]
     assert ssr["mae"] == maes("dex_vs_ssr", "SSR-Net (3,3,3)")[ssr["seed"]]  # the same run, trained again
-    return ["--seeds 1", SESSION["threads before"], commit_day("f092995"),
+    return ["--seeds 1", threads_at("f092995"), commit_day("f092995"),
             f"{len(runs)} runs, {minutes(row['wall_s'] for row in runs)} minutes of runs in all, "
             f"{dense['wall_s'] / 60:.0f} of them DenseNet-19's, which trained at {dense['images_per_s']:.0f} images/s "
             f"against {round(min(others), -1):.0f}–{round(max(others), -1):.0f}",
@@ -350,9 +371,11 @@ def table1() -> list[str]:
             f"{mobile['params']:,} and {dense['params']:,} parameters",
             "DenseNet-19", "MobileNet-0.25", PAPER["table"],
             f"MAE {dense['mae']:.2f} and {dex['mae']:.2f}, SSR-Net (3,3,3) {ssr['mae']:.2f} and MobileNet-0.25 "
-            f"{mobile['mae']:.2f}", "ahead of SSR-Net by {:.2f} and {:.2f} years".format(*(-gap for gap in gaps)), f"MobileNet is {mobile['mae'] - ssr['mae']:.1f} behind",
+            f"{mobile['mae']:.2f}", "ahead of SSR-Net by {:.2f} and {:.2f} years".format(*(-gap for gap in gaps)),
+            f"MobileNet is {mobile['mae'] - ssr['mae']:.1f} behind",
             f"({ssr['model_bytes'] / 1024:.0f} KB against {span(sizes)} KB)",
-            f"infers in {ssr['inference_ms_per_image']:.2f} ms against DenseNet's {dense['inference_ms_per_image']:.2f}",
+            f"infers in {ssr['inference_ms_per_image']:.2f} ms against "
+            f"DenseNet's {dense['inference_ms_per_image']:.2f}",
             f"(MobileNet {mobile['inference_ms_per_image']:.2f}, DEX {dex['inference_ms_per_image']:.2f})",
             f"`dex_vs_ssr`'s seed {ssr['seed']} again (same config and seed: {ssr['mae']:.2f})",
             f"SSR-Net averaged {mean_mae('dex_vs_ssr', 'SSR-Net (3,3,3)'):.2f}",
@@ -378,7 +401,7 @@ def lambda_grid() -> list[str]:
     dynamic = [contrast("dynamic_range", label, BOTH_ON)["delta_mae"] for label in
                ("lambda_d=1.0, lambda_local=0.0", "lambda_d=0.0, lambda_local=1.0", "lambda_d=0.0, lambda_local=0.0")]
     levels = [f"{value:g}" for value in grid.index]
-    return ["for i in 0 1; do", SESSION["threads shards"], "--seeds 1 --shard $i/2", "--seeds 1",
+    return ["for i in 0 1; do", SESSION["one thread"], "--seeds 1 --shard $i/2", "--seeds 1",
             commit_day("03c87e0"), f'--baseline "{BOTH_ON}"', "is seed 0 of the config",
             f"the {len(runs)} runs' own times add up to {minutes(wall)} minutes",
             f"about {sum(wall) / 120:.0f} minutes a core", f"{span(wall[:-1])} s on its one core",
@@ -420,19 +443,23 @@ def utkface_splits() -> list[str]:
     fastest = moves.idxmax()
     improving = last[last["run_id"] == fastest]["val_mae"]
     assert math.isclose(improving.iloc[0] - improving.iloc[-1], moves.max())  # that split still improving
-    return ["crop_part1", DATASET["crop_part1 files"], f"{runs[0]['num_train'] + runs[0]['num_val'] + runs[0]['num_test']:,} kept",
+    kept = {row["num_train"] + row["num_val"] + row["num_test"] for row in runs}
+    assert len(kept) == 1  # every split partitions the same prepared faces
+    return ["crop_part1", DATASET["crop_part1 files"], f"{kept.pop():,} kept",
             BENCHMARK["venue"], f"({span(parts['train'], thousands=True)} faces)",
             f"on two ({span(parts['val'], thousands=True)})", f"other two ({span(parts['test'], thousands=True)})",
             f"over {runs[0]['epochs']} epochs (Adam {recipe.optim.learning_rate:.0e}".replace("e-03", "e-3"),
             f"×{recipe.optim.decay_factor} at epochs {decays[0]} and {decays[1]}, batch {recipe.train.batch_size}",
             f"{recipe.data.image_size}×{recipe.data.image_size}", f"seed {runs[0]['seed']}",
             f"the {environment['cpu']['cores']}-core AMD EPYC (AVX-512), {commit_day(environment['git']['commit'])}",
-            "Runs of splits {}, {} and {} record it".format(*recorded), "splits {} and {} ran before".format(*unrecorded),
+            "Runs of splits {}, {} and {} record it".format(*recorded),
+            "splits {} and {} ran before".format(*unrecorded),
             "Splits 0 and 1 took {:.0f} and {:.0f} s".format(*quiet),
             f"MAE {np.mean([row['mean_predictor_mae'] for row in runs]):.1f} on each test part",
             f"averages the same {np.mean([row['last_mae'] for row in runs]):.2f}",
             f"learning rate is {recipe.optim.learning_rate:.0e}".replace("e-03", "e-3"),
-            f"from epoch {last.index.min()} to {last.index.max()} the validation MAE moves by at most {moves.max():.2f}",
+            f"from epoch {last.index.min()} to {last.index.max()} the validation MAE moves by at most "
+            f"{moves.max():.2f}",
             f"(split {split_of[fastest]} still improving",
             f"reaches {np.mean(maes_):.2f} years [{low:.2f}, {high:.2f}]",
             f"(0–9, {percent(counts['0-9'], counts.sum())} of crop_part1) at {ages.iloc[1]['0-9']:.1f}",
