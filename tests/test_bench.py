@@ -181,7 +181,8 @@ def test_importing_and_plotting_leave_matplotlibs_backend_alone(tmp_path):
     script = "\n".join([
         "import matplotlib, pathlib, sys", "matplotlib.use('pdf')", _IMPORT_ALL,
         "import pandas as pd", "from ssr_jax import plots",
-        "table = pd.DataFrame({'params': [10, 40], 'mae_mean': [5.0, 4.0], 'mae_std': [0.1, 0.2]}, index=['a', 'b'])",
+        "table = pd.DataFrame({'params': [10, 40], 'mae_mean': [5.0, 4.0], 'mae_std': [0.1, 0.2], 'n': [3, 3]},"
+        " index=['a', 'b'])",
         "plots.mae_vs_params(table, pathlib.Path(sys.argv[1]))", "print(matplotlib.get_backend())"])
     result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "figure.png")], capture_output=True,
                             text=True, timeout=120, check=True, cwd=REPO)
