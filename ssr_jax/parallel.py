@@ -24,6 +24,7 @@ import os
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -85,30 +86,47 @@ def place(leaf: Any, sharding: NamedSharding) -> jax.Array:
     `device_put` refuses devices this process cannot address, so: an array that is already global is resharded by
     an identity program, and a host value (the same on every process, as each process computes it) becomes a global
     array from the pieces this process's devices hold."""
+    return place_all([leaf], sharding)[0]
+
+
+def place_all(leaves: list[Any], sharding: NamedSharding) -> list[jax.Array]:
+    """`place` for each of `leaves`, with the global arrays among them resharded by one identity program together
+    rather than one program (a lowering, a compilation-cache lookup and a collective) per leaf: a restored training
+    state has hundreds of leaves."""
     if sharding.is_fully_addressable:
-        return jax.device_put(leaf, sharding)
-    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
-        return jax.jit(lambda x: x, out_shardings=sharding)(leaf)
-    if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-        return jax.random.wrap_key_data(place(jax.random.key_data(leaf), sharding), impl=jax.random.key_impl(leaf))
-    host = np.asarray(leaf)
-    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+        return [jax.device_put(leaf, sharding) for leaf in leaves]
+    placed: list[Any] = [None] * len(leaves)
+    spread = [index for index, leaf in enumerate(leaves) if isinstance(leaf, jax.Array) and not
+              leaf.is_fully_addressable and not jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)]
+    resharded = jax.jit(_identity, out_shardings=[sharding] * len(spread))([leaves[index] for index in spread])
+    for index, array in zip(spread, resharded):
+        placed[index] = array
+    for index, leaf in enumerate(leaves):
+        if placed[index] is not None:
+            continue
+        if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            data = place_all([jax.random.key_data(leaf)], sharding)[0]
+            placed[index] = jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+        else:
+            host = np.asarray(leaf)
+            placed[index] = jax.make_array_from_callback(host.shape, sharding, lambda where, host=host: host[where])
+    return placed
 
 
 def shard_members(tree: Any, mesh: Mesh | None) -> Any:
     """Places every leaf's leading (member) axis across the mesh's member axis."""
     if mesh is None:
         return tree
-    sharding = NamedSharding(mesh, PartitionSpec(MEMBER_AXIS))
-    return jax.tree.map(lambda leaf: place(leaf, sharding), tree)
+    leaves, structure = jax.tree.flatten(tree)
+    return jax.tree.unflatten(structure, place_all(leaves, NamedSharding(mesh, PartitionSpec(MEMBER_AXIS))))
 
 
 def replicate(tree: Any, mesh: Mesh | None) -> Any:
     """Places a copy of every leaf on every device of the mesh (or on the default device without one)."""
     if mesh is None:
         return jax.device_put(tree)
-    sharding = NamedSharding(mesh, PartitionSpec())
-    return jax.tree.map(lambda leaf: place(leaf, sharding), tree)
+    leaves, structure = jax.tree.flatten(tree)
+    return jax.tree.unflatten(structure, place_all(leaves, NamedSharding(mesh, PartitionSpec())))
 
 
 def place_dataset(host: dict, mesh: Mesh | None, *, shard: bool) -> dict:
@@ -128,18 +146,51 @@ def place_dataset(host: dict, mesh: Mesh | None, *, shard: bool) -> dict:
 
 def fetch(tree: Any) -> Any:
     """Host NumPy copies of device arrays. Arrays spread over several hosts' devices (a member-sharded group on a
-    multi-host mesh) are not addressable from one process; they are all-gathered first, so every process sees them
-    whole — all of the tree's together, in one program (one per leaf would compile and synchronise once per
-    parameter and optimizer moment)."""
+    multi-host mesh) are not addressable from one process; they are all-gathered first (`gather`), so every process
+    sees them whole."""
     leaves, structure = jax.tree.flatten(tree)
     spread = [index for index, leaf in enumerate(leaves)
               if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable]
-    if spread:
-        replicated = [NamedSharding(leaves[index].sharding.mesh, PartitionSpec()) for index in spread]
-        gathered = jax.jit(_identity, out_shardings=replicated)([leaves[index] for index in spread])
-        for index, whole in zip(spread, gathered):
-            leaves[index] = whole.addressable_data(0)
+    for index, whole in zip(spread, gather([leaves[index] for index in spread])):
+        leaves[index] = whole
     return jax.tree.unflatten(structure, [np.asarray(jax.device_get(leaf)) for leaf in leaves])
+
+
+def gather(arrays: list[jax.Array]) -> list[Any]:
+    """Whole copies of `arrays` (global arrays, possibly spread over hosts) on this process, each as an array of
+    this process's devices (NumPy where they were gathered).
+
+    One all-gather per (dtype, row count, layout), not one per array: the arrays are laid side by side as
+    [rows, columns] — their leading axis (members, or data rows) is the one sharded — and gathered in one program.
+    Over gloo on CPU hosts each collective costs milliseconds, and a training state has hundreds of leaves (every
+    parameter, BatchNorm statistic and Adam moment), which a checkpoint save gathered one by one. Replicated arrays
+    are already whole on every device and gather nothing; PRNG keys keep an identity program of their own."""
+    whole: list[Any] = [None] * len(arrays)
+    together: dict[tuple, list[int]] = {}
+    for index, array in enumerate(arrays):
+        if array.sharding.is_fully_replicated:
+            whole[index] = array.addressable_data(0)
+        elif array.ndim == 0 or jax.dtypes.issubdtype(array.dtype, jax.dtypes.prng_key):
+            replicated = NamedSharding(array.sharding.mesh, PartitionSpec())
+            whole[index] = jax.jit(_identity, out_shardings=replicated)(array).addressable_data(0)
+        else:
+            together.setdefault((array.dtype, array.shape[0], array.sharding), []).append(index)
+    for (_, _, sharding), indices in together.items():
+        replicated = NamedSharding(sharding.mesh, PartitionSpec())
+        side_by_side = jax.jit(_side_by_side, out_shardings=replicated)([arrays[index] for index in indices])
+        host = np.asarray(side_by_side.addressable_data(0))
+        start = 0
+        for index in indices:
+            width = int(np.prod(arrays[index].shape[1:], dtype=np.int64))
+            whole[index] = host[:, start:start + width].reshape(arrays[index].shape)
+            start += width
+    return whole
+
+
+def _side_by_side(arrays: list[jax.Array]) -> jax.Array:
+    """[rows, Σ columns]: each array's trailing axes flattened, then concatenated (module-level, like `_identity`,
+    so that `jax.jit` reuses its program for lists of the same shapes and shardings)."""
+    return jnp.concatenate([array.reshape(array.shape[0], -1) for array in arrays], axis=1)
 
 
 def _identity(tree: Any) -> Any:

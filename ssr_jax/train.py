@@ -71,6 +71,11 @@ def over_members(alone: Callable, together: Callable, in_axes=0, spmd_axis_name:
 
 # `init` runs once per run: its program is compiled for compile speed (DebugOptions of XLA, any backend).
 INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+# So are a short run's training and evaluation programs: up to this many training images in all (epochs × images
+# per epoch × members), XLA's seconds of optimisation cost more than the slower code they save. On a 2-core CPU
+# the two cross at about this size for one member and for a vmapped group alike (benchmarks/README.md, "Short
+# runs"): pipeline checks (`:smoke`), one-step comparisons and tiny sweeps compile this way, real runs never.
+SHORT_RUN_IMAGES = 500
 
 
 class ExecutableCache:
@@ -132,8 +137,9 @@ class Trainer:
     def __init__(self, pure: dict[str, Callable], data: dict | HostChunks, *, kernels: dict[str, Kernels],
                  steps_per_epoch: int, images_per_epoch: int, mesh: jax.sharding.Mesh | None = None,
                  eval_members_at_once: int | None = None, validation: bool = False,
-                 pure_together: dict[str, Callable] | None = None):
+                 pure_together: dict[str, Callable] | None = None, epochs: int | None = None):
         self.pure, self.data, self.mesh, self.kernels = pure, data, mesh, kernels
+        self.epochs = epochs  # the run's length, for `compiler_options` (None: unknown, compiled as a long run)
         together = pure_together or pure
         self.validation = validation  # the data has a validation split, padded as the test split (one program)
         self.steps_per_epoch, self.images_per_epoch = steps_per_epoch, images_per_epoch
@@ -171,10 +177,21 @@ class Trainer:
         signature = (structure, tuple((leaf.shape, leaf.dtype, getattr(leaf, "weak_type", False)) for leaf in leaves))
         programs = self.programs[name]
         if signature not in programs:
-            options = INIT_COMPILER_OPTIONS if name == "init" else xla_options.compiler_options()
-            programs[signature] = EXECUTABLES.compile(self._jitted[name].lower(*args), signature, options,
-                                                      self.mesh)
+            hparams = args[1 if name in ("init", "evaluate") else 2]
+            members = jax.tree.leaves(hparams)[0].shape[0]
+            programs[signature] = EXECUTABLES.compile(self._jitted[name].lower(*args), signature,
+                                                      self.compiler_options(name, members), self.mesh)
         return programs[signature]
+
+    def compiler_options(self, name: str, members: int) -> dict:
+        """XLA's options for program `name` of a group of `members`: `init`, and every program of a short run
+        (`SHORT_RUN_IMAGES`), compiled for compile speed; the others as `xla_options` says for the backend."""
+        if name == "init":
+            return INIT_COMPILER_OPTIONS
+        options = xla_options.compiler_options()
+        if self.epochs is not None and self.epochs * self.images_per_epoch * members <= SHORT_RUN_IMAGES:
+            return {**options, **INIT_COMPILER_OPTIONS}
+        return options
 
     def kernels_of(self, members: int) -> Kernels:
         """The convolutions a group of `members` trains and evaluates with."""
@@ -398,6 +415,7 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
         eval_members_at_once=max(1, config.train.eval_images_at_once // config.train.eval_batch_size),
         validation=bool(val_split),
         pure_together=pure_together,
+        epochs=epochs,
     )
 
 

@@ -56,9 +56,22 @@ SCRIPT = textwrap.dedent("""
         state = parallel.shard_members(trainer.init(keys, hparams), mesh)
         kernel = state.params["stage1"]["p"]["kernel"]
         images = trainer.data["train"]["image"]
-        return {"kernel_devices": len(kernel.sharding.device_set),
+        return {**(gather_check(state, mesh) if members > 1 else {}),
+                "kernel_devices": len(kernel.sharding.device_set),
                 "images_per_device": [shard.data.shape[0] for shard in images.addressable_shards],
                 "devices": jax.device_count()}
+
+    def gather_check(state, mesh):
+        # parallel.gather, as fetch uses it across hosts: every leaf whole, one all-gather per dtype and layout.
+        leaves = [leaf for leaf in jax.tree.leaves(state) if not leaf.sharding.is_fully_replicated]
+        float_leaves = [leaf for leaf in leaves if leaf.dtype == np.float32]
+        gathered = parallel.gather(leaves)
+        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        program = jax.jit(parallel._side_by_side, out_shardings=replicated).lower(float_leaves).compile()
+        return {"gathered_whole": all(np.array_equal(np.asarray(whole), np.asarray(leaf))
+                                      for whole, leaf in zip(gathered, leaves)),
+                "spread_leaves": len(leaves), "float_leaves": len(float_leaves),
+                "float_all_gathers": program.as_text().count(" all-gather(")}
 
     def engine(members, count):
         # The training engine's own path: train_members pads and shards the group itself. Its first epoch's loss
@@ -251,6 +264,16 @@ def test_a_dataset_split_over_the_data_devices_trains_like_one_device(outcomes):
 def test_member_parallel_equals_one_device_and_spreads_the_members(outcomes):
     assert_same(outcomes["member"], outcomes["single"])  # 6 members padded to 8, two per device
     assert outcomes["member"]["kernel_devices"] == 4 and outcomes["single"]["kernel_devices"] == 1
+
+
+def test_a_member_sharded_state_is_gathered_whole_in_one_collective_per_dtype(outcomes):
+    """parallel.gather (what fetch does to arrays spread over hosts, for checkpoints and summaries): every leaf
+    of the member-sharded state comes back whole, and the float32 leaves — every parameter, statistic and Adam
+    moment — take one all-gather, not one each."""
+    member = outcomes["member"]
+    assert member["gathered_whole"] and member["float_leaves"] > 100 and member["spread_leaves"] > member[
+        "float_leaves"] - 1
+    assert member["float_all_gathers"] == 1
 
 
 def test_a_group_with_more_members_than_devices_still_runs(outcomes):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from configs import ssrnet
-from ssr_jax import bench, config_lib, environment, tensorboard_log
+from ssr_jax import bench, config_lib, environment, tensorboard_log, train, xla_options
 from ssr_jax.data import load_splits
 from ssr_jax.models import onednn
 from ssr_jax.models.conv import resolve
@@ -51,6 +51,32 @@ def test_loss_falls_and_the_epoch_compiles_once():
     # A new λ is a new value, not a new program.
     state, _ = trainer.train_epoch(state, keys, {**hparams, "lambda_d": jnp.full((1,), 0.5, jnp.float32)}, 5)
     assert trainer.compiles("train_epoch") == 1
+
+
+def test_a_short_run_compiles_for_compile_speed_and_a_long_one_for_run_speed(monkeypatch):
+    """train.SHORT_RUN_IMAGES: a run's training images over all its epochs and members decide XLA's optimisation
+    level for its training and evaluation programs (init is always compiled for compile speed)."""
+    compiled = []
+    compile_program = train.EXECUTABLES.compile
+    monkeypatch.setattr(train.EXECUTABLES, "compile", lambda lowered, signature, options, mesh: compiled.append(
+        options) or compile_program(lowered, signature, options, mesh))
+    smoke = ssrnet.get_config("smoke")  # 2 epochs of 64 images
+    run_images = smoke.train.epochs * smoke.data.num_train
+    trainer = make_train(smoke)
+    keys, hparams = stack_members([smoke])
+    state = trainer.init(keys, hparams)
+    trainer.compile(state, keys, hparams)
+    fast_compile = train.INIT_COMPILER_OPTIONS
+    assert compiled[-3:] == [fast_compile, {**xla_options.compiler_options(), **fast_compile},
+                             {**xla_options.compiler_options(), **fast_compile}]
+    # The same run as a group just past the bound, and one member of a run just past it: optimised as always.
+    members = train.SHORT_RUN_IMAGES // run_images + 1
+    assert trainer.compiler_options("train_epoch", members) == xla_options.compiler_options()
+    assert trainer.compiler_options("evaluate", members - 1)["xla_backend_optimization_level"] == 0
+    longer = make_train(config_lib.apply_overrides(smoke, {
+        "train.epochs": train.SHORT_RUN_IMAGES // smoke.data.num_train + 1}))
+    assert longer.compiler_options("train_epoch", 1) == longer.compiler_options("evaluate", 1) == \
+        xla_options.compiler_options()
 
 
 def test_bench_and_train_give_the_same_per_epoch_metrics(tmp_path, smoke):
