@@ -232,7 +232,7 @@ def _report(args, values):
         if name in written:
             print(written[name].read_text())
     if "by_age.md" in written:
-        print("MAE by true age (mean over seeds):\n" + written["by_age.md"].read_text())
+        print("MAE by true age (mean over seeds and splits):\n" + written["by_age.md"].read_text())
     print("written: " + ", ".join(str(path) for path in written.values()))
     for line in report.failures(args[0]):
         print(line, file=sys.stderr)
