@@ -12,19 +12,22 @@ MobileNet-0.25 baseline as well; the SSR head needs the SSR-Net trunk's stages),
 and `epochs=N` (its schedule, default 30). On a prepared dataset the runs follow the benchmark protocol
 (`data.protocol="benchmark"`) with configs/utkface.py's recipe and sweep its five splits (`data.split_index` 0–4,
 each its own group; the report takes the split, like the seed, as a replicate: use --seeds 1); the synthetic faces
-have no splits, so there the seeds replicate. RESULTS.md gives the real-face runs' results and commands. The heads other than SSR have one stage of 101 bins
-(the ages 0–100) on the fusion block DEX uses; each is read by its own decision rule (`model.decode` = "": the
-report's "decode" column names it) and trained with its paper's loss (DEX: L1 on the expectation, as SSR-Net).
+have no splits, so there the seeds replicate. The real-face runs train two at a time, one single-threaded shard
+per core (README, "Sweeps"), untimed; the heads' CPU time is benchmarks/inference_by_head.py's. The heads other than
+SSR have one stage of 101 bins (the ages 0–100) on the fusion block DEX uses; each is read by its own decision
+rule (`model.decode` = "": the report's "decode" column names it) and trained with its paper's loss (DEX: L1 on the
+expectation, as SSR-Net).
 One group per head (the head is structural).
 
 Columns: head and decision rule, MAE, CA(3), CA(5), parameters, size, CPU ms per image at batch 1.
 
 Smoke result to expect (`:smoke --seeds 1`: 64 train / 40 test synthetic faces, 2 epochs, BatchNorm momentum 0.8; it
 shows that every head trains and reports end to end, not a finding — predicting the mean scores 19.07 on those 40
-faces): MAE SSR-Net 33.75, DEX 18.63, regression 24.67 (all three as before the heads existed), CORAL 38.05, CORN
-53.38, OR-CNN 18.38, mean-variance 18.38, DLDL 19.06, DLDL-v2 18.73, SORD 19.06; with `mobilenet`, MobileNet-0.25's
-rows: DEX 19.18, regression 54.02 (as configs/mobilenet.py), CORAL 45.58, CORN 54.42, OR-CNN 18.98, mean-variance
-19.20, DLDL, DLDL-v2 and SORD 19.17. Longer schedules: not measured yet.
+faces; measured 2026-12-06 on a 2-core AMD EPYC): MAE SSR-Net 33.77, DEX 18.63, regression 24.65 (the three as
+their own configs give them), CORAL 38.05, CORN 53.38, OR-CNN 18.38, mean-variance 18.38, DLDL 19.06, DLDL-v2 18.73,
+SORD 19.06; with `mobilenet`, MobileNet-0.25's rows: DEX 19.18, regression 54.02 (as configs/mobilenet.py), CORAL
+45.58, CORN 54.42, OR-CNN 18.98, mean-variance 19.20, DLDL and SORD 19.17, DLDL-v2 19.16. Longer schedules: not
+measured yet.
 """
 from configs import dex, ssrnet, utkface
 from ssr_jax import config_lib
