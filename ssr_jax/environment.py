@@ -75,6 +75,19 @@ def git(repo: str | os.PathLike = REPO) -> dict[str, Any]:
         return {"commit": None, "dirty": None}
 
 
+_LOADED_CODE: dict[str, Any] = {}
+
+
+def loaded_code() -> dict[str, Any]:
+    """`git()` of this package's checkout as it was when the process first asked — before its first run trains, so
+    the code its modules were loaded from — and the same answer for the rest of the process. What a run records:
+    a sweep runs for hours, and reading the checkout when each run ends would credit a commit made meanwhile (or
+    an untracked file) with runs that never executed it."""
+    if not _LOADED_CODE:
+        _LOADED_CODE.update(git())
+    return dict(_LOADED_CODE)
+
+
 def dataset_fingerprint(splits: Iterable[Mapping[str, np.ndarray]]) -> str:
     """"sha256:<16 hex digits>" of the splits' arrays — each array's name, dtype, shape and bytes, in order — so
     that two runs trained on the same prepared data (or the same synthetic generation) share it, and any change of
@@ -99,7 +112,7 @@ def gather(*, conv: Mapping[str, str] | None = None, dataset: str | None = None,
         kind = getattr(device, "device_kind", str(device))
         kinds[kind] = kinds.get(kind, 0) + 1
     return {"cpu": cpu(), "threads": {**threads(), "onednn_training_threads": onednn_training_threads},
-            "versions": versions(), "git": git(),
+            "versions": versions(), "git": loaded_code(),
             "devices": kinds or None, "conv": dict(conv) if conv is not None else None, "dataset": dataset}
 
 

@@ -562,6 +562,7 @@ def train_members(
         raise ValueError("train_members needs configs that differ only in " + ", ".join(VALUE_FIELDS))
     config, members, epochs = configs[0], len(configs), configs[0].train.epochs
     name = name or run_dirs[0].name
+    environment.loaded_code()  # the code this process trains with, read now rather than when the run ends
     writer = parallel.is_writer()  # on several hosts only process 0 writes run files (and checkpoints)
     ckpt_dir = state_dir / "checkpoint"
     resuming = resume_point(ckpt_dir)

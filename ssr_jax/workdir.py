@@ -204,8 +204,9 @@ def holder(directory: str | os.PathLike) -> str | None:
 
 
 def provenance() -> dict[str, Any]:
-    """Git commit of the checkout (if any), package versions, Python and platform."""
-    code = environment.git()
+    """Git commit of the checkout the process loaded its code from (if any), package versions, Python and
+    platform."""
+    code = environment.loaded_code()
     return {
         "git_commit": code["commit"],
         "git_dirty": code["dirty"],

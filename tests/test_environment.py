@@ -57,6 +57,17 @@ def test_git_commit_and_dirty_flag_in_a_scratch_repository(tmp_path):
     assert environment.git(tmp_path) == {"commit": head, "dirty": True}
 
 
+def test_runs_record_the_code_their_process_loaded_not_what_the_checkout_holds_later(tmp_path, monkeypatch):
+    """A commit made while a sweep runs is not credited with the sweep's later runs: the record is the checkout as
+    the process first read it (before its first run trained)."""
+    answers = iter([{"commit": "a" * 40, "dirty": False}, {"commit": "b" * 40, "dirty": True}])
+    monkeypatch.setattr(environment, "git", lambda repo=environment.REPO: next(answers))
+    monkeypatch.setattr(environment, "_LOADED_CODE", {})
+    first = environment.gather()["git"]
+    assert first == environment.gather()["git"] == environment.loaded_code() == {"commit": "a" * 40, "dirty": False}
+    assert environment.git() == {"commit": "b" * 40, "dirty": True}  # the checkout itself has moved on
+
+
 def test_git_absent_gives_nulls(monkeypatch):
     monkeypatch.setenv("PATH", "")
     assert environment.git() == {"commit": None, "dirty": None}
