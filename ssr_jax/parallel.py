@@ -98,9 +98,10 @@ def place_all(leaves: list[Any], sharding: NamedSharding) -> list[jax.Array]:
     placed: list[Any] = [None] * len(leaves)
     spread = [index for index, leaf in enumerate(leaves) if isinstance(leaf, jax.Array) and not
               leaf.is_fully_addressable and not jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)]
-    resharded = jax.jit(_identity, out_shardings=[sharding] * len(spread))([leaves[index] for index in spread])
-    for index, array in zip(spread, resharded):
-        placed[index] = array
+    if spread:  # host values only (a dataset, a restored state): no program at all
+        resharded = jax.jit(_identity, out_shardings=[sharding] * len(spread))([leaves[index] for index in spread])
+        for index, array in zip(spread, resharded):
+            placed[index] = array
     for index, leaf in enumerate(leaves):
         if placed[index] is not None:
             continue
@@ -170,7 +171,7 @@ def gather(arrays: list[jax.Array]) -> list[Any]:
     for index, array in enumerate(arrays):
         if array.sharding.is_fully_replicated:
             whole[index] = array.addressable_data(0)
-        elif array.ndim == 0 or jax.dtypes.issubdtype(array.dtype, jax.dtypes.prng_key):
+        elif jax.dtypes.issubdtype(array.dtype, jax.dtypes.prng_key):
             replicated = NamedSharding(array.sharding.mesh, PartitionSpec())
             whole[index] = jax.jit(_identity, out_shardings=replicated)(array).addressable_data(0)
         else:
