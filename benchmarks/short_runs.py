@@ -1,16 +1,17 @@
-"""Where a short run should stop paying for XLA's optimisation: the compile seconds that backend optimisation level 0
-saves against the slower training and evaluation code it gives, for one member and for a vmapped group
-(`ssr_jax.train.SHORT_RUN_IMAGES` is set from these figures).
+"""Where a short run should stop paying for XLA's optimisation: the compile seconds that the compile-speed options
+(`ssr_jax.train.COMPILE_SPEED_OPTIONS`: backend optimisation level 0, and on a CPU the loop emitters instead of the
+fusion emitters) save against the slower training and evaluation code they give, for one member and for a vmapped
+group (`ssr_jax.train.SHORT_RUN_IMAGES` is set from these figures). Level 0 alone is measured beside them.
 
-  python benchmarks/short_runs.py                     # the three shapes below, both levels; prints a table
+  python benchmarks/short_runs.py                     # the three shapes below, all three option sets; a table
   python benchmarks/short_runs.py --json --out benchmarks/records/short_runs.json
 
-Each (shape, level) runs in a fresh process with an empty compilation cache, so every compile is a cold one:
+Each (shape, options) runs in a fresh process with an empty compilation cache, so every compile is a cold one:
   one       one member of `configs/ssrnet.py:smoke` (64 examples, batch 16: 4 steps an epoch)
   one_long  one member, 400 examples at batch 20 (20 steps), the SIGKILL tests' shape
   group8    eight members of `:smoke`, vmapped (the sweep of an accelerator; patches convolutions)
-The crossing point is the training images (epochs × images per epoch × members) at which the level-0 run's extra
-time has eaten its compile saving: saving / (extra seconds of an epoch and its evaluation, per training image).
+The crossing point is the training images (epochs × images per epoch × members) at which the compile-speed run's
+extra time has eaten its compile saving: saving / (extra seconds of an epoch and its evaluation, per training image).
 """
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ import sys
 import tempfile
 
 SHAPES = {"one": ({}, 1), "one_long": ({"data.num_train": 400, "train.batch_size": 20}, 1), "group8": ({}, 8)}
-LEVELS = ("0", "default")
+# The options added to `xla_options.compiler_options()`, by name; "compile_speed" is filled in by the script (it
+# imports `ssr_jax.train`, which this parent process does not need).
+OPTION_SETS = ("default", "level_0", "compile_speed")
 
 MEASURE = r"""
 import json, os, sys, time
@@ -32,12 +35,12 @@ from ssr_jax import config_lib, host_memory, train, xla_options
 from ssr_jax.state import stack_members
 
 host_memory.reuse_freed_memory()  # as the ssr-jax program runs
-overrides, members, level = json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-if level != "default":
-    default = xla_options.compiler_options
-    train.xla_options.compiler_options = lambda *a, **k: {**default(*a, **k),
-                                                          "xla_backend_optimization_level": int(level)}
-train.SHORT_RUN_IMAGES = -1  # the level asked for, whatever the run's length
+overrides, members, option_set = json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+extra = {"default": {}, "level_0": {"xla_backend_optimization_level": 0},
+         "compile_speed": train.COMPILE_SPEED_OPTIONS}[option_set]
+default = xla_options.compiler_options
+train.xla_options.compiler_options = lambda *a, **k: {**default(*a, **k), **extra}
+train.SHORT_RUN_IMAGES = -1  # the options asked for, whatever the run's length
 config = config_lib.apply_overrides(ssrnet.get_config("smoke"), overrides)
 keys, hparams = stack_members([config_lib.apply_overrides(config, {"seed": s}) for s in range(members)])
 trainer = train.make_train(config)
@@ -69,11 +72,11 @@ print(json.dumps({"compile_s": compile_s, "epoch_s": epoch_s, "evaluate_s": eval
 """
 
 
-def measure(shape: str, level: str) -> dict:
+def measure(shape: str, option_set: str) -> dict:
     overrides, members = SHAPES[shape]
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": cache}
-        result = subprocess.run([sys.executable, "-c", MEASURE, json.dumps(overrides), str(members), level],
+        result = subprocess.run([sys.executable, "-c", MEASURE, json.dumps(overrides), str(members), option_set],
                                 capture_output=True, text=True, check=True, env=env,
                                 cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -87,12 +90,12 @@ def main() -> None:
     args = parser.parse_args()
     results = {}
     for shape in args.shapes.split(","):
-        by_level = {level: measure(shape, level) for level in LEVELS}
-        fast, slow = by_level["default"], by_level["0"]
+        by_set = {option_set: measure(shape, option_set) for option_set in OPTION_SETS}
+        fast, slow = by_set["default"], by_set["compile_speed"]
         saving_s = fast["compile_s"] - slow["compile_s"]
         extra_per_image_s = (slow["epoch_s"] + slow["evaluate_s"] - fast["epoch_s"] - fast["evaluate_s"]) / fast[
             "train_images_per_epoch"]
-        results[shape] = {**{f"level_{level}": values for level, values in by_level.items()},
+        results[shape] = {**by_set,
                           "compile_saving_s": saving_s, "extra_ms_per_train_image_with_evaluation": 1e3 * extra_per_image_s,
                           "crossing_train_images": saving_s / extra_per_image_s if extra_per_image_s > 0 else None}
     text = json.dumps(results, indent=2)
@@ -102,15 +105,16 @@ def main() -> None:
     if args.json:
         print(text)
         return
-    print(f"{'shape':9} {'compile s (default → 0)':>24} {'epoch ms (default → 0)':>23} {'eval ms (default → 0)':>22}"
-          f" {'crossing images':>16}")
+    print("default → level 0 → compile-speed options; crossing: compile-speed against default")
+    print(f"{'shape':9} {'compile s':>20} {'epoch ms':>22} {'eval ms':>20} {'crossing images':>16}")
     for shape, row in results.items():
-        fast, slow = row["level_default"], row["level_0"]
+        sets = [row[option_set] for option_set in OPTION_SETS]
         crossing = row["crossing_train_images"]
-        crossing_text = f"{crossing:14.0f}" if crossing else f"{'0 always wins':>14}"  # level 0 no slower
-        print(f"{shape:9} {fast['compile_s']:10.1f} → {slow['compile_s']:5.1f}      "
-              f"{1e3 * fast['epoch_s']:8.0f} → {1e3 * slow['epoch_s']:6.0f}     "
-              f"{1e3 * fast['evaluate_s']:8.0f} → {1e3 * slow['evaluate_s']:6.0f}   {crossing_text}")
+        crossing_text = f"{crossing:14.0f}" if crossing else f"{'always wins':>14}"  # compile speed no slower
+        print(f"{shape:9} " + "   ".join(" → ".join(f"{scale * values[name]:{width}.{digits}f}" for values in sets)
+                                       for name, scale, width, digits in (("compile_s", 1, 5, 1), ("epoch_s", 1e3, 5, 0),
+                                                                          ("evaluate_s", 1e3, 4, 0)))
+              + f"   {crossing_text}")
 
 
 if __name__ == "__main__":

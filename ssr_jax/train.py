@@ -69,8 +69,11 @@ def over_members(alone: Callable, together: Callable, in_axes=0, spmd_axis_name:
     return call
 
 
-# `init` runs once per run: its program is compiled for compile speed (DebugOptions of XLA, any backend).
-INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+# XLA DebugOptions (accepted by every backend; the xla_cpu_ one is read by the CPU compiler only) that trade run
+# speed for compile speed: no LLVM optimisation of the generated code, and on a CPU the loop emitters instead of the
+# MLIR fusion emitters, which take about twice as long to compile a training step (benchmarks/README.md, "Short
+# runs"). `init` runs once per run and is always compiled this way.
+COMPILE_SPEED_OPTIONS = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 # So are a short run's training and evaluation programs: up to this many training images in all (epochs × images
 # per epoch × members), XLA's seconds of optimisation cost more than the slower code they save. On a 2-core CPU
 # the two cross at about this size for one member and for a vmapped group alike (benchmarks/README.md, "Short
@@ -187,10 +190,10 @@ class Trainer:
         """XLA's options for program `name` of a group of `members`: `init`, and every program of a short run
         (`SHORT_RUN_IMAGES`), compiled for compile speed; the others as `xla_options` says for the backend."""
         if name == "init":
-            return INIT_COMPILER_OPTIONS
+            return COMPILE_SPEED_OPTIONS
         options = xla_options.compiler_options()
         if self.epochs is not None and self.epochs * self.images_per_epoch * members <= SHORT_RUN_IMAGES:
-            return {**options, **INIT_COMPILER_OPTIONS}
+            return {**options, **COMPILE_SPEED_OPTIONS}
         return options
 
     def kernels_of(self, members: int) -> Kernels:
@@ -211,7 +214,7 @@ class Trainer:
 
     def init(self, keys, hparams) -> TrainState:
         """The members' initial state. It runs once per run, so it is compiled for compile speed rather than run
-        speed (XLA backend optimisation level 0)."""
+        speed (`COMPILE_SPEED_OPTIONS`)."""
         return self.program("init", keys, hparams)(keys, hparams)
 
     def compile(self, state: TrainState, keys: jax.Array, hparams: dict) -> float:

@@ -15,6 +15,7 @@ import optax
 import pytest
 
 from ssr_jax.models import count_parameters
+from ssr_jax.train import COMPILE_SPEED_OPTIONS
 from ssr_jax.models.baselines_keras import first_difference, flax_layers, read_keras_layers
 from ssr_jax.models.densenet import WEIGHT_DECAY, DenseNet, regularised_convs, weight_decay_penalty
 from ssr_jax.models.mobilenet import MobileNet
@@ -198,9 +199,9 @@ def test_training_steps_use_dropout_and_batch_statistics_and_reduce_the_mae(name
 
     params, batch_stats = variables["params"], variables["batch_stats"]
     opt_state, key = optimizer.init(params), jax.random.key(2)
-    # Compiled for compile speed (XLA backend level 0): eleven small steps run in a fraction of the compile time.
-    step = jax.jit(train_step).lower(params, batch_stats, opt_state, key).compile(
-        {"xla_backend_optimization_level": 0})
+    # Compiled for compile speed (COMPILE_SPEED_OPTIONS): eleven small steps run in a fraction of the compile
+    # time.
+    step = jax.jit(train_step).lower(params, batch_stats, opt_state, key).compile(COMPILE_SPEED_OPTIONS)
     loss_with = lambda key: float(step(params, batch_stats, opt_state, key)[3])  # noqa: E731
     assert loss_with(key) == loss_with(key)
     assert loss_with(key) != loss_with(jax.random.key(3))  # the head's dropout follows the 'dropout' rng

@@ -20,6 +20,7 @@ from ssr_jax.models import onednn
 from ssr_jax.models.conv import resolve
 from ssr_jax.state import stack_members
 from ssr_jax.train import make_train, run_epochs, train_and_evaluate
+from one_step import LOSS_RTOL, assert_same_step, one_step
 from tensorboard_events import assert_run_matches_its_files, scalars
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,13 +67,13 @@ def test_a_short_run_compiles_for_compile_speed_and_a_long_one_for_run_speed(mon
     keys, hparams = stack_members([smoke])
     state = trainer.init(keys, hparams)
     trainer.compile(state, keys, hparams)
-    fast_compile = train.INIT_COMPILER_OPTIONS
+    fast_compile = train.COMPILE_SPEED_OPTIONS
     assert compiled[-3:] == [fast_compile, {**xla_options.compiler_options(), **fast_compile},
                              {**xla_options.compiler_options(), **fast_compile}]
     # The same run as a group just past the bound, and one member of a run just past it: optimised as always.
     members = train.SHORT_RUN_IMAGES // run_images + 1
     assert trainer.compiler_options("train_epoch", members) == xla_options.compiler_options()
-    assert trainer.compiler_options("evaluate", members - 1)["xla_backend_optimization_level"] == 0
+    assert trainer.compiler_options("evaluate", members - 1) == {**xla_options.compiler_options(), **fast_compile}
     longer = make_train(config_lib.apply_overrides(smoke, {
         "train.epochs": train.SHORT_RUN_IMAGES // smoke.data.num_train + 1}))
     assert longer.compiler_options("train_epoch", 1) == longer.compiler_options("evaluate", 1) == \
@@ -216,26 +217,27 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path):
 
 
 def test_augmentation_runs_inside_the_training_step_and_not_at_evaluation(smoke):
-    """Identity ranges reproduce the un-augmented epoch exactly; the reference's ranges change what is trained on;
-    evaluation of one state is the same whatever the augmentation settings."""
+    """Identity ranges take the un-augmented step (the two programs differ only by the identity transform, so up to
+    float32 rounding: tests/one_step.py); the reference's ranges change what is trained on; evaluation of one state
+    is the same whatever the augmentation settings."""
     config, splits = smoke
-    off = config_lib.apply_overrides(config, {"data.augment.enabled": False})
-    identity = config_lib.apply_overrides(config, {
+    one_step_config = config_lib.apply_overrides(config, {"data.num_train": config.train.batch_size})
+    one_step_splits = (jax.tree.map(lambda rows: rows[: config.train.batch_size], splits[0]), *splits[1:])
+    off = config_lib.apply_overrides(one_step_config, {"data.augment.enabled": False})
+    identity = config_lib.apply_overrides(one_step_config, {
         "data.augment.flip": False, "data.augment.rotation_deg": 0.0, "data.augment.shear": 0.0,
         "data.augment.shift": 0.0, "data.augment.zoom": (1.0, 1.0)})
     keys, hparams = stack_members([config])
     outcomes = {}
-    for name, variant in (("off", off), ("identity", identity), ("reference", config)):
-        trainer = make_train(variant, splits)
-        state, metrics = trainer.train_epoch(trainer.init(keys, hparams), keys, hparams, 1)
-        outcomes[name] = (state, float(metrics["train_loss"][0]), trainer)
-    assert outcomes["identity"][1] == outcomes["off"][1]
-    np.testing.assert_array_equal(jax.tree.leaves(outcomes["identity"][0].params)[0],
-                                  jax.tree.leaves(outcomes["off"][0].params)[0])
-    assert outcomes["reference"][1] != outcomes["off"][1]
-    state = outcomes["off"][0]
-    scores = [float(outcomes[name][2].evaluate(state, hparams)["mae"][0]) for name in ("off", "reference")]
-    assert scores[0] == scores[1]
+    for name, variant in (("off", off), ("identity", identity), ("reference", one_step_config)):
+        trainer = make_train(variant, one_step_splits)
+        outcomes[name] = (one_step(trainer, keys, hparams, b1=config.optim.b1), trainer)
+    assert_same_step(outcomes["identity"][0], outcomes["off"][0], members=1,
+                     learning_rate=config.optim.learning_rate)
+    assert abs(outcomes["reference"][0]["loss"][0] / outcomes["off"][0]["loss"][0] - 1) > 100 * LOSS_RTOL
+    state, _ = outcomes["off"][1].train_epoch(outcomes["off"][1].init(keys, hparams), keys, hparams, 1)
+    scores = [float(outcomes[name][1].evaluate(state, hparams)["mae"][0]) for name in ("off", "reference")]
+    assert scores[0] == scores[1]  # the same evaluation program: exact
 
 
 def test_init_from_starts_a_run_from_another_runs_weights(tmp_path):
