@@ -1,9 +1,9 @@
 """Where a short run should stop paying for XLA's optimisation: the compile seconds that the compile-speed options
 (`ssr_jax.train.COMPILE_SPEED_OPTIONS`: backend optimisation level 0, and on a CPU the loop emitters instead of the
 fusion emitters) save against the slower training and evaluation code they give, for one member and for a vmapped
-group (`ssr_jax.train.SHORT_RUN_IMAGES` is set from these figures). Level 0 alone is measured beside them.
+group (`ssr_jax.train.SHORT_RUN_IMAGES` is set from these figures). Each of the two alone is measured beside them.
 
-  python benchmarks/short_runs.py                     # the three shapes below, all three option sets; a table
+  python benchmarks/short_runs.py                     # the three shapes below, all four option sets; a table
   python benchmarks/short_runs.py --json --out benchmarks/records/short_runs.json
 
 Each (shape, options) runs in a fresh process with an empty compilation cache, so every compile is a cold one:
@@ -25,7 +25,7 @@ import tempfile
 SHAPES = {"one": ({}, 1), "one_long": ({"data.num_train": 400, "train.batch_size": 20}, 1), "group8": ({}, 8)}
 # The options added to `xla_options.compiler_options()`, by name; "compile_speed" is filled in by the script (it
 # imports `ssr_jax.train`, which this parent process does not need).
-OPTION_SETS = ("default", "level_0", "compile_speed")
+OPTION_SETS = ("default", "loop_emitters", "level_0", "compile_speed")
 
 MEASURE = r"""
 import json, os, sys, time
@@ -36,7 +36,8 @@ from ssr_jax.state import stack_members
 
 host_memory.reuse_freed_memory()  # as the ssr-jax program runs
 overrides, members, option_set = json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-extra = {"default": {}, "level_0": {"xla_backend_optimization_level": 0},
+extra = {"default": {}, "loop_emitters": {"xla_cpu_use_fusion_emitters": False},
+         "level_0": {"xla_backend_optimization_level": 0},
          "compile_speed": train.COMPILE_SPEED_OPTIONS}[option_set]
 default = xla_options.compiler_options
 train.xla_options.compiler_options = lambda *a, **k: {**default(*a, **k), **extra}
@@ -105,8 +106,8 @@ def main() -> None:
     if args.json:
         print(text)
         return
-    print("default → level 0 → compile-speed options; crossing: compile-speed against default")
-    print(f"{'shape':9} {'compile s':>20} {'epoch ms':>22} {'eval ms':>20} {'crossing images':>16}")
+    print("default → loop emitters → level 0 → compile-speed options (both); crossing: compile-speed against default")
+    print(f"{'shape':9} {'compile s':>28} {'epoch ms':>30} {'eval ms':>26} {'crossing images':>16}")
     for shape, row in results.items():
         sets = [row[option_set] for option_set in OPTION_SETS]
         crossing = row["crossing_train_images"]

@@ -11,7 +11,7 @@ import math
 import pathlib
 import sys
 
-from ssr_jax import config_lib, saved_model, tensorboard_log, workdir as workdir_lib
+from ssr_jax import config_lib, tensorboard_log, workdir as workdir_lib
 
 # A run directory holding any of these has trained: without its config.json, what it was trained with is unknown.
 RUN_FILES = ("checkpoint", "metrics.jsonl", "summary.json")
@@ -37,7 +37,10 @@ def record_config(run_dir: pathlib.Path, config, overrides: dict | None, *, name
         except (ValueError, KeyError, TypeError):
             raise config_lib.ConfigError(f"{path} is unreadable, so what {run_dir} was trained with cannot be told; "
                                          f"restore it, or delete {run_dir} to start over") from None
-        # A config.json written before keys were added to the configs is read with their defaults.
+        # A config.json written before keys were added to the configs is read with their defaults. (Imported here:
+        # saved_model brings JAX, Flax and Orbax, which reading and reporting results never need.)
+        from ssr_jax import saved_model
+
         current = recorded if recorded == resolved else config_lib.to_json(saved_model.as_current(recorded)[0])
         if current != resolved:
             difference = first_difference(current, resolved, recorded)

@@ -76,9 +76,9 @@ def over_members(alone: Callable, together: Callable, in_axes=0, spmd_axis_name:
 COMPILE_SPEED_OPTIONS = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 # So are a short run's training and evaluation programs: up to this many training images in all (epochs × images
 # per epoch × members), XLA's seconds of optimisation cost more than the slower code they save. On a 2-core CPU
-# the two cross at about this size for one member and for a vmapped group alike (benchmarks/README.md, "Short
-# runs"): pipeline checks (`:smoke`), one-step comparisons and tiny sweeps compile this way, real runs never.
-SHORT_RUN_IMAGES = 500
+# the two cross above this size for one member and for a vmapped group alike (benchmarks/README.md, "Short runs"):
+# pipeline checks (`:smoke`), one-step comparisons and tiny sweeps compile this way, real runs never.
+SHORT_RUN_IMAGES = 1_000
 
 
 class ExecutableCache:
