@@ -16,7 +16,7 @@ ahead of SSR-Net by 1.9 years on every seed (p = 0.07 at 3 seeds).
 Smoke result to expect (`:smoke --seeds 1`: 64 train / 40 test synthetic faces, 2 epochs, BatchNorm momentum 0.8;
 measured 2026-12-06 on a 2-core AMD EPYC; it shows that the sweep runs end to end, not a finding — the
 predict-the-mean MAE on those 40 faces is 19.07):
-  MAE DEX 18.63, regression 24.65, SSR-Net 33.77.
+  MAE DEX 18.63, regression 24.67, SSR-Net 33.78.
 """
 from configs import dex, regression, ssrnet
 from configs.ssrnet import get_config  # noqa: F401 — the experiment's base config (arg: smoke)

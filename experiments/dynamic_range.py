@@ -24,7 +24,7 @@ The paper's MORPH2 gap (9.29 against 3.16) does not appear on synthetic faces.
 Smoke result to expect (`:smoke --seeds 1`: 64 train / 40 test synthetic faces, 2 epochs, BatchNorm momentum 0.8;
 measured 2026-12-06 on a 2-core AMD EPYC; it shows that the sweep runs end to end, not a finding — the
 predict-the-mean MAE on those 40 faces is 19.07):
-  MAE 46.46 with both off, 35.39 η only (λ_local = 1), 34.33 Δ only (λ_d = 1), 33.77 both on.
+  MAE 46.48 with both off, 35.37 η only (λ_local = 1), 34.32 Δ only (λ_d = 1), 33.78 both on.
 """
 from configs import ssrnet, utkface
 from ssr_jax.config_lib import parse_arg

@@ -19,7 +19,7 @@ the lowest (λ_d = 1, λ_local = 0.75) 6.64 — within one seed's spread (SD ≈
 Smoke result to expect (`:smoke --seeds 1`: 64 train / 40 test synthetic faces, 2 epochs, BatchNorm momentum 0.8;
 measured 2026-12-06 on a 2-core AMD EPYC; it shows that the sweep runs end to end, not a finding — the
 predict-the-mean MAE on those 40 faces is 19.07):
-  MAE 46.46 at λ_local = λ_d = 0 (the worst), 30.35 at λ_local = λ_d = 0.75 (the best), 33.77 at λ = 1 (the
+  MAE 46.48 at λ_local = λ_d = 0 (the worst), 30.38 at λ_local = λ_d = 0.75 (the best), 33.78 at λ = 1 (the
   reference's); 25 runs ok.
 """
 from configs.ssrnet import get_config  # noqa: F401 — the experiment's base config (arg: smoke)

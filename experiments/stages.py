@@ -18,8 +18,8 @@ seeds) except (2,2,2)'s (1.92 SDs) and (27)'s (1.36 SDs); one seed cannot rank t
 Smoke result to expect (`:smoke --seeds 1`: 64 train / 40 test synthetic faces, 2 epochs, BatchNorm momentum 0.8;
 measured 2026-12-06 on a 2-core AMD EPYC; it shows that the sweep runs end to end, not a finding — the
 predict-the-mean MAE on those 40 faces is 19.07):
-  MAE (3,3,3) 33.77, (101,) 36.37, (3,3,3,3) 37.97, (27,) 38.71, (9,9) 44.45, (5,5,5) 49.14, (4,4,4) 51.14,
-  (2,2,2) 51.56.
+  MAE (3,3,3) 33.78, (101,) 36.36, (3,3,3,3) 37.96, (27,) 38.74, (9,9) 44.47, (5,5,5) 49.12, (4,4,4) 51.15,
+  (2,2,2) 51.57.
 """
 from configs.ssrnet import get_config  # noqa: F401 — the experiment's base config (arg: smoke)
 from ssr_jax.sweep import sweep

@@ -20,7 +20,7 @@ DenseNet-19 5.85, SSR-Net 6.70, MobileNet-0.25 9.41; CPU ms/image at batch 1: 1.
 Smoke result to expect (`:smoke --seeds 1`: 64 train / 40 test synthetic faces, 2 epochs, BatchNorm momentum 0.8;
 measured 2026-12-06 on a 2-core AMD EPYC; it shows that the sweep runs end to end, not a finding — the
 predict-the-mean MAE on those 40 faces is 19.07):
-  MAE DEX 18.63, SSR-Net 33.77, DenseNet 52.40, MobileNet 54.02 (two epochs leave the deep baselines untrained);
+  MAE DEX 18.63, SSR-Net 33.78, DenseNet 52.40, MobileNet 54.01 (two epochs leave the deep baselines untrained);
   sizes 159.8 / 433.4 / 945.3 / 884.0 KB.
 """
 from configs import base, densenet, dex, mobilenet, ssrnet
