@@ -282,8 +282,12 @@ def test_every_head_on_every_backbone_trains_with_a_falling_loss(backbone):
     """Twenty Adam steps on one batch of 40×40 synthetic faces that includes the ages 0 and 100, dropout off so
     that the steps see the same batch alike; every head's loss falls. (The regression head on MobileNet first rises
     for a few steps: after ten it sat within a year of its start and on one side or the other of it depending on
-    the CPU's rounding; after twenty it is ≥ 7 years below on every compiler setting tried.) The SSR head, which needs the ssrnet
-    backbone's stages, is the reference model every training test trains."""
+    the CPU's rounding; after twenty it is ≥ 7 years below on every compiler setting tried.) On the SSR-Net trunk the
+    step is 3e-3: at 1e-2 its regression head swings between 15 and 78 years of loss, so that whether the twentieth
+    step ends below the first was a matter of rounding (it did at XLA's level 0, not with the loop emitters); at 3e-3
+    every head there ends at ≤ 0.7 of its start with either. The deep trunks keep 1e-2, at which their regression
+    heads fall and at 3e-3 do not yet. The SSR head, which needs the ssrnet backbone's stages, is the reference
+    model every training test trains."""
     config = dex.get_config("smoke")
     config.model.update(backbone=backbone, densenet_depth=7, dropout_rate=0.0, conv="xla")
     members = tuple((name, heads.create(with_head(config.model, name))) for name in ONE_STAGE_HEADS)
@@ -296,7 +300,7 @@ def test_every_head_on_every_backbone_trains_with_a_falling_loss(backbone):
     compile_fast = {"xla_backend_optimization_level": 0}
     key = jax.random.key(0)
     variables = jax.jit(lambda key: model.init(key, images[:1], train=False)).lower(key).compile(compile_fast)(key)
-    optimizer = optax.adam(1e-2)
+    optimizer = optax.adam(3e-3 if backbone == "ssrnet" else 1e-2)
 
     def losses(params, batch_stats):
         out, updates = model.apply({"params": params, "batch_stats": batch_stats}, images, train=True,
