@@ -11,13 +11,6 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(_CACHE))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-# The suite is compile-bound, so every program it compiles (here and in its subprocesses) uses XLA:CPU's loop
-# emitters, the choice short runs make anyway (train.COMPILE_SPEED_OPTIONS): long-run programs compile 10-30 % faster
-# with them and run within ±10 % (benchmarks/README.md, "Short runs"), which took a fifth off test_models' and
-# test_baselines' CPU time. The tests check this project's code, whose results the emitters change by rounding only.
-# XLA_FLAGS that already choose the emitters are left as they are.
-if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_use_fusion_emitters=false".strip()
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
