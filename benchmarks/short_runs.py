@@ -23,8 +23,8 @@ import sys
 import tempfile
 
 SHAPES = {"one": ({}, 1), "one_long": ({"data.num_train": 400, "train.batch_size": 20}, 1), "group8": ({}, 8)}
-# The options added to `xla_options.compiler_options()`, by name; "compile_speed" is filled in by the script (it
-# imports `ssr_jax.train`, which this parent process does not need).
+# The names of the option sets MEASURE adds to `xla_options.compiler_options()`; their options are spelled out there,
+# in the measuring process, which imports `ssr_jax.train` for "compile_speed" (this parent process imports no JAX).
 OPTION_SETS = ("default", "loop_emitters", "level_0", "compile_speed")
 
 MEASURE = r"""

@@ -21,7 +21,7 @@ from ssr_jax.models import (abstract_variables, architecture, count_parameters, 
                             with_head)
 from ssr_jax.models.heads import base, corn
 from ssr_jax.ssr import ssr_age
-from ssr_jax.train import train_and_evaluate
+from ssr_jax.train import COMPILE_SPEED_OPTIONS, train_and_evaluate
 
 LN3 = math.log(3.0)
 
@@ -297,7 +297,7 @@ def test_every_head_on_every_backbone_trains_with_a_falling_loss(backbone):
     images = model_input(jnp.asarray(data["image"]), config.data)
     ages = jnp.asarray(data["age"], jnp.float32).at[:2].set(jnp.array([0.0, 100.0]))
     # One program each, compiled for compile speed: twenty small steps run in a fraction of their compile time.
-    compile_fast = {"xla_backend_optimization_level": 0}
+    compile_fast = COMPILE_SPEED_OPTIONS
     key = jax.random.key(0)
     variables = jax.jit(lambda key: model.init(key, images[:1], train=False)).lower(key).compile(compile_fast)(key)
     optimizer = optax.adam(3e-3 if backbone == "ssrnet" else 1e-2)
