@@ -36,14 +36,15 @@ def one_step(trainer, keys, hparams, *, b1: float, place=lambda state: state) ->
     assert trainer.steps_per_epoch == 1, "one step per epoch: set data.num_train to train.batch_size"
     state = place(trainer.init(keys, hparams))
     state, metrics = trainer.train_epoch(state, keys, hparams, 1)
-    first_moment = optax.tree_utils.tree_get(state.opt_state, "mu")
-    trees = {"gradient": jax.tree.map(lambda mu: mu / (1 - b1), first_moment), "params": state.params,
+    trees = {"gradient": optax.tree_utils.tree_get(state.opt_state, "mu"), "params": state.params,
              "batch_stats": state.batch_stats}
     flat = {"loss": metrics["train_loss"]}
     for kind, tree in trees.items():
         for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
             flat[f"{kind}{jax.tree_util.keystr(path)}"] = leaf
-    return parallel.fetch(flat)
+    flat = parallel.fetch(flat)
+    # μ / (1 − β1) on the host: on the device each leaf's shape and layout would compile a division of its own.
+    return {name: value / np.float32(1 - b1) if name.startswith("gradient") else value for name, value in flat.items()}
 
 
 def assert_same_step(got: dict, want: dict, *, members: int, learning_rate: float) -> None:
