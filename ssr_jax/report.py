@@ -466,14 +466,17 @@ def _pivot_display(pivot: pd.DataFrame) -> pd.DataFrame:
 
 def curve_rows(sweep_dir, frame: pd.DataFrame) -> list[dict] | None:
     """Per finished run and epoch, from the runs' metrics.jsonl: run_id, epoch, test `mae`, `val_mae` (None without a
-    validation part) and `learning_rate` — the small record (learning_curves.jsonl) that keeps a learning curve's
-    numbers checkable once the run directories are gone. None where a run's metrics.jsonl is missing."""
+    validation part), `learning_rate`, `train_loss` and `epoch_s` (the epoch's training seconds: unlike a run's
+    `wall_s`, it leaves out time the process spent stopped or compiling) — the small record (learning_curves.jsonl)
+    that keeps a learning curve's numbers checkable once the run directories are gone. None where a run's
+    metrics.jsonl is missing."""
     runs = pathlib.Path(sweep_dir) / "runs"
     run_ids = frame.loc[frame["status"] == "ok", "run_id"]
     if run_ids.empty or not all((runs / run_id / "metrics.jsonl").exists() for run_id in run_ids):
         return None
     return [{"run_id": run_id, "epoch": row["epoch"], "mae": row.get("mae"), "val_mae": row.get("val_mae"),
-             "learning_rate": row.get("learning_rate")}
+             "learning_rate": row.get("learning_rate"), "train_loss": row.get("train_loss"),
+             "epoch_s": row.get("epoch_s")}
             for run_id in run_ids for row in workdir_lib.read_jsonl(runs / run_id / "metrics.jsonl")]
 
 

@@ -87,9 +87,9 @@ class ExecutableCache:
 
     A CPU sweep trains its runs one after another (`sweep.default_max_members`), each with its own `Trainer`; runs
     that differ only in values (seed, λ, learning rate: arguments, never constants) lower to the same text, so the
-    second and later runs skip XLA's compilation (seconds per program) and pay only the tracing. The text is the
-    key, not the config, so two programs share an executable only when the compiler would be given the same input.
-    The least recently used programs beyond `capacity` are dropped.
+    second and later runs skip XLA's compilation (seconds per program; `TRACED` spares them the tracing too). The
+    text is the key, not the config, so two programs share an executable only when the compiler would be given the
+    same input. The least recently used programs beyond `capacity` are dropped.
     """
 
     def __init__(self, capacity: int = 24):
@@ -117,6 +117,69 @@ class ExecutableCache:
 EXECUTABLES = ExecutableCache()
 
 
+def jit_members(pure: dict[str, Callable], together: dict[str, Callable], mesh: jax.sharding.Mesh | None,
+                eval_members_at_once: int | None) -> dict[str, Callable]:
+    """The jitted `init`, `train_epoch` and `evaluate` of a group: `pure` vmapped over members (`over_members`;
+    `together` the same functions of the model that vmaps, see `Trainer`)."""
+    # On a mesh, the vmapped member axis is the mesh's member axis (see ssr_jax.parallel).
+    spmd_axis_name = parallel.MEMBER_AXIS if mesh is not None else None
+
+    def vmap(name, in_axes=0):
+        return over_members(pure[name], together[name], in_axes, spmd_axis_name)
+
+    evaluate_together = vmap("evaluate", in_axes=(0, 0, None))
+
+    def evaluate_members(state, hparams, data):
+        # Without a mesh, a group larger than `eval_members_at_once` is evaluated in member chunks (lax.map over
+        # vmapped chunks): the same numbers with a bounded footprint. On a mesh each device holds only its
+        # members already.
+        members = jax.tree.leaves(hparams)[0].shape[0]
+        if mesh is not None or eval_members_at_once is None or members <= eval_members_at_once:
+            return evaluate_together(state, hparams, data)
+        # lax.map vmaps each chunk of members
+        return jax.lax.map(lambda member: together["evaluate"](*member, data), (state, hparams),
+                           batch_size=eval_members_at_once)
+
+    return {
+        "init": jax.jit(vmap("init")),
+        "train_epoch": jax.jit(vmap("train_epoch", in_axes=(0, 0, 0, None)), donate_argnums=(0,)),
+        "evaluate": jax.jit(evaluate_members),
+    }
+
+
+class TracedPrograms:
+    """The jitted programs (`jit_members`) of this process's trainers, keyed by everything their pure functions are
+    a function of: the config without its value fields (`state.program_signature`, as a sweep groups runs), the
+    training split's size, image shape and dtype, the convolutions and the mesh.
+
+    jax.jit keeps each function's traces, keyed by its arguments' shapes, but a new trainer's functions are new
+    closures: every trainer traced its programs again (seconds per trainer on a CPU), though a CPU sweep trains its
+    runs one after another, each with its own trainer, and runs that differ only in values trace to the same
+    programs. A trainer whose key was seen takes the same jitted functions, so JAX's trace cache answers. The key is
+    the one a vmapped group already relies on: one program serves every config of equal signature, the values
+    entering as arguments (`hparams`, `keys`), never as constants. The least recently used beyond `capacity` are
+    dropped.
+    """
+
+    def __init__(self, capacity: int = 16):
+        self.capacity = capacity
+        self._jitted: collections.OrderedDict[tuple, dict[str, Callable]] = collections.OrderedDict()
+        self.traced = 0  # program sets built (the others were reused)
+
+    def get(self, key: tuple, build: Callable[[], dict[str, Callable]]) -> dict[str, Callable]:
+        if key in self._jitted:
+            self._jitted.move_to_end(key)
+            return self._jitted[key]
+        jitted = self._jitted[key] = build()
+        self.traced += 1
+        if len(self._jitted) > self.capacity:
+            self._jitted.popitem(last=False)
+        return jitted
+
+
+TRACED = TracedPrograms()
+
+
 class Trainer:
     """The single-member pure functions, vmapped over members once, compiled per input signature, and bound to
     device-resident data (or to `HostChunks` fed to the device chunk by chunk).
@@ -130,46 +193,21 @@ class Trainer:
                                    "age_abs_error", "age_count"}            # [M, 10] (evaluate.AGE_GROUPS)
                                                                             # (or the validation split: "val")
 
-    `pure` holds the single-member functions with the data as an explicit last argument (purejaxrl's `train`), of a
-    model convolving with `kernels["alone"]`; `pure_together` the same functions of a model convolving with
-    `kernels["together"]`, which the vmapped programs of groups (more than one member, or any on a mesh) trace
-    (`over_members`). Programs are compiled on the host, once per input signature (tree structure, shapes, dtypes),
-    and kept in `programs`; `compiles(name)` counts them, with nothing counted inside traced code.
+    `jitted` (`jit_members`) holds them jitted: the single-member functions with the data as an explicit last
+    argument (purejaxrl's `train`), of a model convolving with `kernels["alone"]`, and the same functions of a model
+    convolving with `kernels["together"]`, which the vmapped programs of groups (more than one member, or any on a
+    mesh) trace (`over_members`). Programs are compiled on the host, once per input signature (tree structure,
+    shapes, dtypes), and kept in `programs`; `compiles(name)` counts them, with nothing counted inside traced code.
     """
 
-    def __init__(self, pure: dict[str, Callable], data: dict | HostChunks, *, kernels: dict[str, Kernels],
+    def __init__(self, jitted: dict[str, Callable], data: dict | HostChunks, *, kernels: dict[str, Kernels],
                  steps_per_epoch: int, images_per_epoch: int, mesh: jax.sharding.Mesh | None = None,
-                 eval_members_at_once: int | None = None, validation: bool = False,
-                 pure_together: dict[str, Callable] | None = None, epochs: int | None = None):
-        self.pure, self.data, self.mesh, self.kernels = pure, data, mesh, kernels
+                 validation: bool = False, epochs: int | None = None):
+        self.data, self.mesh, self.kernels = data, mesh, kernels
         self.epochs = epochs  # the run's length, for `compiler_options` (None: unknown, compiled as a long run)
-        together = pure_together or pure
         self.validation = validation  # the data has a validation split, padded as the test split (one program)
         self.steps_per_epoch, self.images_per_epoch = steps_per_epoch, images_per_epoch
-        # On a mesh, the vmapped member axis is the mesh's member axis (see ssr_jax.parallel).
-        spmd_axis_name = parallel.MEMBER_AXIS if mesh is not None else None
-
-        def vmap(name, in_axes=0):
-            return over_members(pure[name], together[name], in_axes, spmd_axis_name)
-
-        evaluate_together = vmap("evaluate", in_axes=(0, 0, None))
-
-        def evaluate_members(state, hparams, data):
-            # Without a mesh, a group larger than `eval_members_at_once` is evaluated in member chunks (lax.map over
-            # vmapped chunks): the same numbers with a bounded footprint. On a mesh each device holds only its
-            # members already.
-            members = jax.tree.leaves(hparams)[0].shape[0]
-            if mesh is not None or eval_members_at_once is None or members <= eval_members_at_once:
-                return evaluate_together(state, hparams, data)
-            # lax.map vmaps each chunk of members
-            return jax.lax.map(lambda member: together["evaluate"](*member, data), (state, hparams),
-                               batch_size=eval_members_at_once)
-
-        self._jitted = {
-            "init": jax.jit(vmap("init")),
-            "train_epoch": jax.jit(vmap("train_epoch", in_axes=(0, 0, 0, None)), donate_argnums=(0,)),
-            "evaluate": jax.jit(evaluate_members),
-        }
+        self._jitted = jitted  # `jit_members`: shared by every trainer of the same traced programs (`TRACED`)
         self.programs: dict[str, dict] = {name: {} for name in self._jitted}
         self._feed = data if isinstance(data, HostChunks) else Resident(data)
 
@@ -391,9 +429,19 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
     together = resolve_kernels(config.model.conv, platform=platform, vmapped=True)
     kernels = {"alone": together if mesh is not None else resolve_kernels(config.model.conv, platform=platform),
                "together": together}
-    pure = pure_functions(create_model(config.model, kernels["alone"]))
-    pure_together = pure if kernels["together"] == kernels["alone"] else \
-        pure_functions(create_model(config.model, kernels["together"]))
+    eval_members_at_once = max(1, config.train.eval_images_at_once // config.train.eval_batch_size)
+
+    def build() -> dict[str, Callable]:
+        pure = pure_functions(create_model(config.model, kernels["alone"]))
+        pure_together = pure if kernels["together"] == kernels["alone"] else \
+            pure_functions(create_model(config.model, kernels["together"]))
+        return jit_members(pure, pure_together, mesh, eval_members_at_once)
+
+    # What the pure functions close over beyond the signature's fields: the training split's shape (its size sets
+    # the permutation and the steps of a call), the platform and its convolutions, the mesh.
+    traced_key = (repr(program_signature(config)), num_train, image_shape, str(train_split["image"].dtype),
+                  platform, tuple(sorted(kernels.items())), mesh)
+    jitted = TRACED.get(traced_key, build)
 
     eval_batch_size = config.train.eval_batch_size
     # Test and validation padded to the same batches: one evaluation program serves both.
@@ -409,15 +457,13 @@ def make_train(config: ml_collections.ConfigDict, splits: Splits | None = None,
     else:
         data = parallel.place_dataset(host, mesh, shard=shard_data)
     return Trainer(
-        pure,
+        jitted,
         data,
         kernels=kernels,
         steps_per_epoch=steps_per_epoch,
         images_per_epoch=steps_per_epoch * batch_size,
         mesh=mesh,
-        eval_members_at_once=max(1, config.train.eval_images_at_once // config.train.eval_batch_size),
         validation=bool(val_split),
-        pure_together=pure_together,
         epochs=epochs,
     )
 

@@ -345,17 +345,21 @@ def test_figures_say_how_many_runs_each_point_averages():
 
 
 def test_learning_curves_record_is_written_where_the_runs_metrics_are(sweep_dir):
-    """learning_curves.jsonl: per finished run and epoch, test and validation MAE and the learning rate, read from
-    the runs' metrics.jsonl — the record that keeps a learning curve's numbers checkable in results/."""
+    """learning_curves.jsonl: per finished run and epoch, test and validation MAE, the learning rate, the training
+    loss and the epoch's training seconds, read from the runs' metrics.jsonl — the record that keeps a learning
+    curve's numbers checkable in results/."""
     assert "learning_curves.jsonl" not in report.write_tables(sweep_dir, formats=["md"])  # no run directories
     ok = [r["run_id"] for r in ROWS if r["status"] == "ok"]
     for number, run_id in enumerate(ok):
         (sweep_dir / "runs" / run_id).mkdir(parents=True)
         (sweep_dir / "runs" / run_id / "metrics.jsonl").write_text("".join(
             json.dumps({"epoch": epoch, "mae": 10.0 - epoch, "val_mae": 9.0 - epoch + number,
-                        "learning_rate": 1e-3, "train_loss": 1.0}) + "\n" for epoch in (1, 2)))
+                        "learning_rate": 1e-3, "train_loss": 1.0 / epoch, "epoch_s": 20.0 + number,
+                        "images_per_s": 100.0}) + "\n" for epoch in (1, 2)))
     written = report.write_tables(sweep_dir, tmp := sweep_dir / "out", formats=["md"])
     rows = [json.loads(line) for line in written["learning_curves.jsonl"].read_text().splitlines()]
     assert written["learning_curves.jsonl"].parent == tmp and len(rows) == 2 * len(ok)
-    assert rows[0] == {"run_id": ok[0], "epoch": 1, "mae": 9.0, "val_mae": 8.0, "learning_rate": 1e-3}
-    assert rows[-1] == {"run_id": ok[-1], "epoch": 2, "mae": 8.0, "val_mae": 7.0 + len(ok) - 1, "learning_rate": 1e-3}
+    assert rows[0] == {"run_id": ok[0], "epoch": 1, "mae": 9.0, "val_mae": 8.0, "learning_rate": 1e-3,
+                       "train_loss": 1.0, "epoch_s": 20.0}
+    assert rows[-1] == {"run_id": ok[-1], "epoch": 2, "mae": 8.0, "val_mae": 7.0 + len(ok) - 1, "learning_rate": 1e-3,
+                        "train_loss": 0.5, "epoch_s": 20.0 + len(ok) - 1}

@@ -165,11 +165,12 @@ def test_a_group_compiles_once_and_its_members_step_as_they_would_alone(tmp_path
     assert len(sweep.run_sweep(spec, tmp_path / "sweep", seeds=2)) == 8 and not trainers
 
 
-def test_a_cpu_sweep_trains_one_run_at_a_time_and_compiles_each_program_once(tmp_path, monkeypatch):
+def test_a_cpu_sweep_trains_one_run_at_a_time_and_traces_and_compiles_each_program_once(tmp_path, monkeypatch):
     trainers = []
     make_train = train.make_train
     monkeypatch.setattr(train, "make_train", lambda *a, **k: trainers.append(make_train(*a, **k)) or trainers[-1])
     monkeypatch.setattr(train, "EXECUTABLES", train.ExecutableCache())  # count this sweep's compilations only
+    monkeypatch.setattr(train, "TRACED", train.TracedPrograms())  # and its traces
     spec = experiment(tmp_path, 'sweep("model.lambda_d", [0.0, 0.5, 1.0])')
     rows = sweep.run_sweep(spec, tmp_path / "sweep", progress=False)
     assert len(rows) == 3 and {row["status"] for row in rows} == {"ok"} and len({row["group"] for row in rows}) == 3
@@ -177,8 +178,9 @@ def test_a_cpu_sweep_trains_one_run_at_a_time_and_compiles_each_program_once(tmp
     alone = {"train": resolve("auto", train=True), "evaluate": resolve("auto", train=False)}
     assert all(row["environment"]["conv"] == alone and row["environment"]["dataset"] == rows[0]["environment"][
         "dataset"] for row in rows)  # one run at a time: each with the run's own convolutions, all on the same data
-    # The runs differ only in λ_d, an argument of the programs: init, train_epoch and evaluate compile once.
-    assert train.EXECUTABLES.compiled == 3
+    # The runs differ only in λ_d, an argument of the programs: init, train_epoch and evaluate are traced and
+    # compiled once, for the first run's trainer.
+    assert train.EXECUTABLES.compiled == 3 and train.TRACED.traced == 1
     assert len({row["mae"] for row in rows}) == 3  # yet each run trained its own λ_d
 
 

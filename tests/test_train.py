@@ -54,6 +54,31 @@ def test_loss_falls_and_the_epoch_compiles_once():
     assert trainer.compiles("train_epoch") == 1
 
 
+def test_trainers_of_one_program_share_its_traces_and_train_as_a_fresh_trace_does(monkeypatch, smoke):
+    """train.TRACED: a trainer of a config that differs only in values (seed, λ, learning rate) takes the traced
+    programs of the trainer before it, and trains to the numbers of a trainer traced afresh for that config, bit for
+    bit (a value baked into the shared trace as a constant would give the first config's numbers); another structure
+    or another training split traces its own."""
+    config, splits = smoke
+    other = config_lib.apply_overrides(config, {"seed": 5, "model.lambda_d": 0.25, "model.lambda_local": 0.5,
+                                                "optim.learning_rate": 3e-3})
+
+    def history(trainer, config):
+        keys, hparams = stack_members([config])
+        epochs = run_epochs(trainer, trainer.init(keys, hparams), keys, hparams, first=1, last=config.train.epochs)
+        return np.stack([[epoch.train_loss[0], epoch.metrics["mae"][0]] for epoch in epochs])
+
+    monkeypatch.setattr(train, "TRACED", train.TracedPrograms())
+    history(make_train(config, splits), config)
+    shared = history(make_train(other, splits), other)
+    assert train.TRACED.traced == 1
+    monkeypatch.setattr(train, "TRACED", train.TracedPrograms())
+    np.testing.assert_array_equal(shared, history(make_train(other, splits), other))
+    make_train(config_lib.apply_overrides(other, {"train.batch_size": 8}), splits)
+    make_train(other, ({name: values[:32] for name, values in splits[0].items()}, *splits[1:]))
+    assert train.TRACED.traced == 3
+
+
 def test_a_short_run_compiles_for_compile_speed_and_a_long_one_for_run_speed(monkeypatch):
     """train.SHORT_RUN_IMAGES: a run's training images over all its epochs and members decide XLA's optimisation
     level for its training and evaluation programs (init is always compiled for compile speed)."""
