@@ -61,7 +61,9 @@ def _manager(directory, *, keep: int | None = None) -> ocp.CheckpointManager:
         preservation_policy=ocp.checkpoint_managers.LatestN(n=keep) if writer else None,
         multiprocessing_options=_this_process_only(),
     )
-    return ocp.CheckpointManager(os.fspath(directory), options=options, handler_registry=registry)
+    # Absolute: Orbax refuses to restore from a relative path ("Checkpoint path should be absolute"), which a
+    # command given `runs/x` would otherwise report as a damaged checkpoint.
+    return ocp.CheckpointManager(os.path.abspath(directory), options=options, handler_registry=registry)
 
 
 def _this_process_only() -> ocp.options.MultiprocessingOptions:

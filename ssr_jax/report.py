@@ -22,6 +22,8 @@ Outputs (in `--out`, default `DIR/report/`):
   by_age.md / by_age.csv                   with --by_age: mean MAE over seeds per config and decade of true age
   learning_curves.jsonl                    where the runs' metrics.jsonl are there: per run and epoch, test and
                                            validation MAE (`curve_rows`), to commit beside results.jsonl
+  rereads.md / .tex / .csv, rereads.jsonl  where runs were re-read by another decision rule (`ssr-jax evaluate
+                                           --decode`): MAE by rule, paired against the runs' own (`ssr_jax.rereads`)
   heatmap.png, mae_vs_params.png, learning_curves.png, mae_by_age.png    with --plot
 """
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ssr_jax import environment, stats
+from ssr_jax import environment, rereads, stats
 from ssr_jax.record import REPLICATE_KEYS, finite
 from ssr_jax import workdir as workdir_lib
 
@@ -532,6 +534,10 @@ def write_tables(sweep_dir, out_dir=None, *, formats: Sequence[str] = FORMATS, b
         _emit_table(emit, "factorial", _factorial_display(effects), factorial_note(effects), formats, effects)
     if (curves := curve_rows(sweep_dir, frame)) is not None:
         emit("learning_curves.jsonl", "".join(json.dumps(row) + "\n" for row in curves))
+    if (reread := rereads.reread_rows(sweep_dir, frame)) is not None:
+        emit(rereads.RECORD, "".join(json.dumps(row) + "\n" for row in reread))
+        table_of_rereads = rereads.rereads_table(frame, reread, replicates(frame))
+        _emit_table(emit, "rereads", rereads.display(table_of_rereads), rereads.NOTE, formats, table_of_rereads)
     pivot = numeric_pivot(frame)
     if pivot is not None:
         if "md" in formats:

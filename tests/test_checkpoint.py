@@ -88,6 +88,15 @@ def test_restore_specific_step(tmp_path):
     assert_same(checkpoint.restore(tmp_path, target), make_state(seed=2))
 
 
+def test_a_relative_directory_saves_and_restores(tmp_path, monkeypatch):
+    """`ssr-jax evaluate runs/x` names its run relative to the working directory: Orbax restores only absolute paths,
+    and its refusal must not read as a damaged checkpoint (whose message says to delete it)."""
+    monkeypatch.chdir(tmp_path)
+    checkpoint.save("run/checkpoint", 2, make_state(seed=2))
+    assert checkpoint.stored_shapes("run/checkpoint")["params/stage_1/delta/kernel"] == (2, 161, 1)
+    assert_same(checkpoint.restore("run/checkpoint", jax.eval_shape(make_state)), make_state(seed=2))
+
+
 def test_unfinished_tmp_dir_is_ignored_and_cleaned(tmp_path):
     for step in (1, 2, 3):
         checkpoint.save(tmp_path, step, make_state(seed=step))

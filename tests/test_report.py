@@ -363,3 +363,39 @@ def test_learning_curves_record_is_written_where_the_runs_metrics_are(sweep_dir)
                        "train_loss": 1.0, "epoch_s": 20.0}
     assert rows[-1] == {"run_id": ok[-1], "epoch": 2, "mae": 8.0, "val_mae": 7.0 + len(ok) - 1, "learning_rate": 1e-3,
                         "train_loss": 0.5, "epoch_s": 20.0 + len(ok) - 1}
+
+
+def test_runs_re_read_by_another_rule_are_tabulated_against_their_own_and_kept_in_a_record(tmp_path):
+    """`ssr-jax evaluate --decode RULE RUN` leaves RUN/evaluations/<data>_test_<RULE>.json; the report pairs each
+    rule's MAE with the runs' own (`ssr_jax.rereads`), and keeps the re-reads in rereads.jsonl, from which a copy of
+    results/ without the run directories gives the same table."""
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    (sweep_dir / "results.jsonl").write_text("".join(json.dumps({**r, "decode": "expectation"}) + "\n" for r in ROWS))
+    medians = {"r0.00.00": 4.5, "r0.00.01": 6.0}  # A's two seeds (own MAEs 5 and 7)
+    for run_id, mae in medians.items():
+        evaluations = sweep_dir / "runs" / run_id / "evaluations"
+        evaluations.mkdir(parents=True)
+        summary = {"split": "test", "cap": 0, "decode": "median", "mae": mae, "ca3": 0.25, "ca5": 0.5}
+        (evaluations / "utkface_test_median.json").write_text(json.dumps(summary))
+        # Not re-reads of the run's test faces by another rule: ignored.
+        (evaluations / "utkface_test_cap10_median.json").write_text(json.dumps({**summary, "cap": 10, "mae": 0.0}))
+        (evaluations / "utkface_val_median.json").write_text(json.dumps({**summary, "split": "val", "mae": 0.0}))
+        (evaluations / "utkface_test_expectation.json").write_text(json.dumps({**summary, "decode": "expectation"}))
+    written = report.write_tables(sweep_dir, tmp_path / "out", formats=["md"])
+    lines = [[cell.strip() for cell in line.strip("|").split("|")]
+             for line in written["rereads.md"].read_text().splitlines() if line.startswith("| lambda")]
+    # Paired by seed: differences −0.5 and −1.0, mean −0.75, SE 0.25, t(0.975, 1) = 12.706, p = 1 − 2·atan(3)/π.
+    assert lines == [[A, "expectation", "6.00 ± 1.41", "0.300", "0.600", "own rule", "–", "–", "2"],
+                     [A, "median", "5.25 ± 1.06", "0.250", "0.500", "-0.75", "[-3.93, +2.43]", "0.205", "2"]]
+    record = [json.loads(line) for line in written["rereads.jsonl"].read_text().splitlines()]
+    assert record == [{"run_id": run_id, "decode": "median", "mae": mae, "ca3": 0.25, "ca5": 0.5}
+                      for run_id, mae in medians.items()]
+    copy = tmp_path / "results"
+    copy.mkdir()
+    for name in ("results.jsonl", "rereads.jsonl"):
+        (copy / name).write_text((sweep_dir / name if name == "results.jsonl" else written[name]).read_text())
+    again = report.write_tables(copy, tmp_path / "again", formats=["md"])
+    assert again["rereads.md"].read_text() == written["rereads.md"].read_text()
+    (copy / "rereads.jsonl").unlink()  # no re-reads anywhere: no table, no record
+    assert not {"rereads.md", "rereads.jsonl"} & set(report.write_tables(copy, tmp_path / "none", formats=["md"]))
