@@ -260,6 +260,15 @@ def test_benchmark_splits_are_replicates_with_validation_columns_and_pooled_age_
     assert (cells["val MAE"], cells["epochs"]) == ("6.00 ± 1.58", "10, 11, 12, 13, 14")
     assert markdown_cells(written["by_age.md"].read_text()) == {
         "examples": {"0-9": "12", "10-19": "5"}, "base": {"0-9": "3.00", "10-19": "3.00"}}
+    # A sweep still running: a second config has run on two of the splits so far. Its tables are written; by age,
+    # where the two configs' test faces differ, is refused only when asked for, saying why.
+    second = [{**row, "run_id": f"t{index}", "name": "other"} for index, row in enumerate(rows[:2])]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows + second))
+    written = report.write_tables(tmp_path, tmp_path / "running", formats=["md"], plot=True)
+    assert set(markdown_cells(written["results.md"].read_text())) == {"base", "other"}
+    assert "by_age.md" not in written and "mae_by_age.png" not in written
+    with pytest.raises(ValueError, match="tested on different faces .* a sweep still running"):
+        report.write_tables(tmp_path, tmp_path / "refused", formats=["md"], by_age=True)
 
 
 def split_rows(name: str, maes, seed: int = 0) -> list[dict]:
