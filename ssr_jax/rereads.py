@@ -75,16 +75,17 @@ def _line(config: str, rule: str, runs: dict, own: dict | None) -> dict:
             "mae_std": float(np.std(values, ddof=1)) if len(values) > 1 else float("nan"),
             **{name: float(np.mean([run[name] for run in runs.values()])) for name in ("ca3", "ca5")}}
     if own is None:
-        return {**line, "delta_mae": 0.0, "delta_low": float("nan"), "delta_high": float("nan"), "delta_p": float("nan")}
+        return {**line, "own": True, "delta_mae": 0.0, "delta_low": float("nan"), "delta_high": float("nan"),
+                "delta_p": float("nan")}
     paired = {key: own[key]["mae"] for key in maes if key in own}
     comparison = stats.compare({key: maes[key] for key in paired}, paired)
-    return {**line, "delta_mae": comparison.delta, "delta_low": comparison.low, "delta_high": comparison.high,
-            "delta_p": comparison.p}
+    return {**line, "own": False, "delta_mae": comparison.delta, "delta_low": comparison.low,
+            "delta_high": comparison.high, "delta_p": comparison.p}
 
 
 def display(table: pd.DataFrame) -> pd.DataFrame:
     """The table's cells as text: MAE ± SD, CA(3), CA(5), ΔMAE against the own rule with its interval and p."""
-    own = table["delta_low"].isna()
+    own = table["own"].astype(bool)
     return pd.DataFrame({
         "decode": table.index.get_level_values("decode"),
         "MAE": [f"{mean:.2f} ± {std:.2f}" if np.isfinite(std) else f"{mean:.2f}"
@@ -92,9 +93,10 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
         "CA(3)": [f"{value:.3f}" for value in table["ca3"]],
         "CA(5)": [f"{value:.3f}" for value in table["ca5"]],
         "ΔMAE": ["own rule" if mine else f"{delta:+.2f}" for mine, delta in zip(own, table["delta_mae"])],
-        "95% CI": ["–" if mine else f"[{low:+.2f}, {high:+.2f}]"
+        "95% CI": ["–" if mine or not np.isfinite(low) else f"[{low:+.2f}, {high:+.2f}]"
                    for mine, low, high in zip(own, table["delta_low"], table["delta_high"])],
-        "p": ["–" if mine else (f"{p:.3f}" if p >= 0.001 else "<0.001") for mine, p in zip(own, table["delta_p"])],
+        "p": ["–" if mine or not np.isfinite(p) else (f"{p:.3f}" if p >= 0.001 else "<0.001")
+              for mine, p in zip(own, table["delta_p"])],
         "n": table["n"].astype(str).to_numpy(),
     }, index=pd.Index(table.index.get_level_values("config"), name="config"))
 
