@@ -26,9 +26,7 @@ shows that every head trains and reports end to end, not a finding — predictin
 faces; measured 2026-12-06 on a 2-core AMD EPYC): MAE SSR-Net 33.78, DEX 18.63, regression 24.67 (the three as
 their own configs give them), DLDL 19.06, DLDL-v2 18.74; CORAL 38.05, CORN 53.38, OR-CNN 18.38, mean-variance
 18.38, SORD 19.06; with `mobilenet`, MobileNet-0.25's rows: DEX 19.18, regression 54.01 (as configs/mobilenet.py),
-CORAL 45.58, CORN 54.42, OR-CNN 18.98, mean-variance 19.20, DLDL and SORD 19.17, DLDL-v2 19.16 (CORAL to SORD and
-the MobileNet rows except regression were measured before short runs compiled with XLA's loop emitters, which moved
-the others by at most 0.03).
+CORAL 45.58, CORN 54.42, OR-CNN 18.98, mean-variance 19.20, DLDL, DLDL-v2 and SORD 19.17.
 Longer schedules: not measured yet.
 """
 from configs import dex, ssrnet, utkface
