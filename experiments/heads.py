@@ -23,7 +23,7 @@ Columns: head and decision rule, MAE, CA(3), CA(5), parameters, size, CPU ms per
 
 Smoke result to expect (`:smoke --seeds 1`: 64 train / 40 test synthetic faces, 2 epochs, BatchNorm momentum 0.8; it
 shows that every head trains and reports end to end, not a finding — predicting the mean scores 19.07 on those 40
-faces; measured 2026-12-06 on a 2-core AMD EPYC): MAE SSR-Net 33.78, DEX 18.63, regression 24.67 (the three as
+faces; measured 2026-12-07 on a 2-core AMD EPYC): MAE SSR-Net 33.78, DEX 18.63, regression 24.67 (the three as
 their own configs give them), DLDL 19.06, DLDL-v2 18.74; CORAL 38.05, CORN 53.38, OR-CNN 18.38, mean-variance
 18.38, SORD 19.06; with `mobilenet`, MobileNet-0.25's rows: DEX 19.18, regression 54.01 (as configs/mobilenet.py),
 CORAL 45.58, CORN 54.42, OR-CNN 18.98, mean-variance 19.20, DLDL, DLDL-v2 and SORD 19.17.

@@ -49,6 +49,11 @@ PAPER = {"ssr": "3.16", "densenet": "5.05", "mobilenet": "6.50", "sizes": "0.32 
 # Paplham & Franc's benchmark (CVPR 2024): its UTKFace is the full aligned set at 256² on an IMDB-pretrained
 # ResNet-50.
 BENCHMARK = {"venue": "CVPR 2024", "faces": "23,708 faces", "resolution": "256²", "backbone": "ResNet-50"}
+# Its UTKFace MAEs (the heads on that ResNet-50, and its best model, FaRL features with an MLP on top),
+# each beside the head here that trains with the same loss ("" where none does: the DEX here is L1-trained).
+BENCHMARK_MAE = {"cross-entropy": ("4.38", ""), "regression": ("4.72", "regression"), "OR-CNN": ("4.40", "OR-CNN"),
+                 "DLDL": ("4.39", "DLDL"), "mean-variance": ("4.42", "mean-variance"), "SORD": ("4.36", "SORD"),
+                 "DLDL-v2": ("4.42", "DLDL-v2"), "unimodal": ("4.47", ""), "FaRL + MLP": ("3.87", "")}
 # The datasets: MORPH2's age range; UTKFace crop_part1's file count (prepared: the records count the faces kept).
 DATASET = {"morph2 ages": "MORPH2 (16–77)", "crop_part1 files": "9,780 files"}
 # What the statistics are defined as: the power at which `stats.seeds_needed`'s n makes a difference just
@@ -465,3 +470,115 @@ def utkface_splits() -> list[str]:
             f"(0–9, {percent(counts['0-9'], counts.sum())} of crop_part1) at {ages.iloc[1]['0-9']:.1f}",
             f"to {ages.iloc[1]['90-100']:.0f} years at 90–100", f"MORPH2 {PAPER['ssr']}",
             BENCHMARK["faces"], BENCHMARK["resolution"], BENCHMARK["backbone"]]
+
+
+# ------------------------------------------------------------------------------------------------ real-face heads
+
+HEADS_BASELINE = "SSR-Net (3,3,3)"
+# The commit that made runs record the code their process loaded (environment.loaded_code); rows recorded before
+# it name the checkout's HEAD when they ended, not the code they ran, which was the shards' start (`SHARDS_START`).
+LOADED_CODE_FIX, SHARDS_START = "34aae19", "1ba372f"
+
+
+def is_before(commit: str, later: str) -> bool:
+    return subprocess.run(["git", "merge-base", "--is-ancestor", commit, later], cwd=REPO).returncode == 0 and \
+        not subprocess.run(["git", "merge-base", "--is-ancestor", later, commit], cwd=REPO).returncode == 0
+
+
+def inference_ms() -> dict:
+    return json.loads((RESULTS / "heads_utkface" / "inference_ms.json").read_text())
+
+
+def inference_table() -> str:
+    """The CPU milliseconds per image of each head (benchmarks/inference_by_head.py's medians), as RESULTS.md shows
+    them: one row per head, in the heads table's order."""
+    heads = inference_ms()["heads"]
+    lines = ["| head | params | CPU ms/image (median of 5 rounds) | rounds |", "|:--|--:|--:|:--|"]
+    lines += [f"| {name} | {head['params']:,} | {head['ms_per_image']:.2f} | "
+              f"{span(head['ms_per_image_rounds'], 2)} |" for name, head in heads.items()]
+    return "\n".join(lines)
+
+
+def benchmark_table(experiment: str) -> str:
+    """The benchmark's UTKFace MAEs beside this sweep's head of the same loss (mean over the splits)."""
+    lines = ["| head | benchmark's UTKFace MAE | here (crop_part1, 64², from scratch) |", "|:--|--:|--:|"]
+    for name, (theirs, ours) in BENCHMARK_MAE.items():
+        mine = f"{mean_mae(experiment, ours):.2f}" if ours else "–"
+        lines.append(f"| {name} | {theirs} | {mine} |")
+    return "\n".join(lines)
+
+
+def epoch_seconds(experiment: str) -> pd.Series:
+    """Each run's median epoch (its own training seconds per epoch, robust to the epochs a pause fell into)."""
+    return curves(experiment).groupby("run_id")["epoch_s"].median()
+
+
+@section("Heads on real faces")
+def heads_utkface() -> list[str]:
+    experiment, runs = "heads_utkface", rows("heads_utkface")
+    configs = by_config(experiment)
+    assert len(runs) == sum(len(replicates) for replicates in configs.values())  # every run finished
+    recipe, epochs = utkface.get_config("split=0"), runs[0]["epochs"]
+    decays = [round(fraction * epochs) for fraction in recipe.optim.decay_fractions]
+    environments = [row["environment"] for row in runs]
+    assert {(e["cpu"]["model"], e["threads"]["omp_num_threads"], e["threads"]["usable_cpus"], e["conv"]["train"])
+            for e in environments} == {("AMD EPYC", "1", 1, "onednn")}
+    # Every head trained and was tested on the same faces of each split (the fingerprint of the run's parts).
+    assert len({(row["overrides"]["data.split_index"], row["environment"]["dataset"]) for row in runs}) == len(
+        {row["overrides"]["data.split_index"] for row in runs})
+    before_fix = sorted({e["git"]["commit"][:7] for e in environments if is_before(e["git"]["commit"], LOADED_CODE_FIX)})
+    after_fix = sorted({e["git"]["commit"][:7] for e in environments} - set(before_fix))
+    mislabelled = sum(e["git"]["commit"][:7] in before_fix for e in environments)
+    # The schedule, from the 30-epoch learning curves of utkface_splits (decays at 10 and 20).
+    thirty = curves("utkface_splits").groupby("epoch")["val_mae"].mean()
+    second_decay = round(recipe.optim.decay_fractions[1] * thirty.index.max())
+    settled = (thirty.loc[second_decay + 2:] - thirty.iloc[-1]).abs().max()
+    seconds = epoch_seconds(experiment)
+    per_run = seconds * epochs
+    planned = (len(runs) + 4 * len(next(iter(configs.values())))) * seconds.median()
+    maes_ = {config: mean_mae(experiment, config) for config in configs}
+    best = min(maes_, key=maes_.get)
+    table = report.with_baseline(report.aggregate(frame(experiment)), frame(experiment), HEADS_BASELINE)
+    others = table[~table["baseline"]]
+    better = [config for config in others.index if others.loc[config, "holm_p"] < 0.05
+              and others.loc[config, "delta_mae"] < 0]
+    worse = [config for config in others.index if others.loc[config, "holm_p"] < 0.05
+             and others.loc[config, "delta_mae"] > 0]
+    low, high = stats.mean_interval(list(maes(experiment, best).values()))
+    return [f"data=utkface,epochs={epochs}", "for i in 0 1; do", SESSION["one thread"], "--seeds 1 --shard $i/2",
+            f"{epochs} epochs", f"×{recipe.optim.decay_factor} at epochs {decays[0]} and {decays[1]}",
+            f"{thirty.index.max()}-epoch", f"{thirty.loc[second_decay + 1]:.2f} one epoch after the second decay",
+            f"within {settled:.2f} of its final {thirty.iloc[-1]:.2f}",
+            f"{len(configs)} heads × {len(next(iter(configs.values())))} splits = {len(runs)} runs",
+            f"median epoch {span(seconds, 1)} s", f"{per_run.sum() / 3600:.1f} hours of training",
+            f"≈{planned * thirty.index.max() / 2 / 3600:.1f} hours", f"≈{planned * epochs / 2 / 3600:.1f} hours",
+            f"{mislabelled} rows record {' or '.join(before_fix)}", SHARDS_START, LOADED_CODE_FIX,
+            *after_fix, f"best is {best} at {maes_[best]:.2f} [{low:.2f}, {high:.2f}]",
+            f"SSR-Net (3,3,3) {maes_[HEADS_BASELINE]:.2f}",
+            f"better than SSR-Net after Holm: {', '.join(better) or 'none'}",
+            f"worse: {', '.join(worse) or 'none'}",
+            inference_table(), benchmark_table(experiment),
+            BENCHMARK["faces"], BENCHMARK["resolution"], BENCHMARK["backbone"], BENCHMARK["venue"]]
+
+
+@section("Real faces by age")
+def heads_by_age() -> list[str]:
+    experiment = "heads_utkface"
+    configs = by_config(experiment)
+    ages = report.by_age_table(frame(experiment))
+    counts = ages.loc["examples"]
+    share = {}
+    for head in ("DEX", "regression"):
+        gap, young = age_share(experiment, configs[head], configs[HEADS_BASELINE], "0-9")
+        old = sum(age_share(experiment, configs[head], configs[HEADS_BASELINE], group)[1]
+                  for group in ("60-69", "70-79", "80-89", "90-100"))
+        share[head] = (gap, young, old)
+    ssr, dex, regression = (ages.loc[name] for name in (HEADS_BASELINE, "DEX", "regression"))
+    return [f"{percent(counts['0-9'], counts.sum())} of the faces",
+            "of SSR-Net's {:.2f} years behind DEX, {:.2f} ({}) come from ages 0–9 and {:.2f} ({}) from 60 and "
+            "over".format(share["DEX"][0], share["DEX"][1], percent(share["DEX"][1], share["DEX"][0]),
+                          share["DEX"][2], percent(share["DEX"][2], share["DEX"][0])),
+            f"SSR-Net errs by {ssr['0-9']:.2f} there, DEX by {dex['0-9']:.2f} and the regression head by "
+            f"{regression['0-9']:.2f}",
+            f"at 90–100: {ssr['90-100']:.1f}, {dex['90-100']:.1f} and {regression['90-100']:.1f}",
+            DATASET["morph2 ages"]]
