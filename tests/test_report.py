@@ -5,6 +5,7 @@ import json
 
 import pandas as pd
 import pytest
+from PIL import Image
 from scipy import stats as scipy_stats
 
 from ssr_jax import plots, report
@@ -130,6 +131,8 @@ def test_mae_vs_params_labels_cover_no_point_and_no_other_label(tmp_path):
         assert not any(box.overlaps(other) for other in placed[index + 1:])
         assert not any(box.contains(x, y) for x, y in centres)
     assert (tmp_path / "plot.png").stat().st_size > 10_000
+    with Image.open(tmp_path / "plot.png") as image:  # a palette PNG (plots._save): the committed figures stay small
+        assert image.mode == "P" and image.size == (975, 630)  # 6.5 × 4.2 inches at 150 dpi
 
 
 def test_csv_keeps_full_precision_numbers(sweep_dir):
