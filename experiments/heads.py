@@ -27,7 +27,7 @@ faces; measured 2026-12-07 on a 2-core AMD EPYC): MAE SSR-Net 33.78, DEX 18.63, 
 their own configs give them), DLDL 19.06, DLDL-v2 18.74; CORAL 38.05, CORN 53.38, OR-CNN 18.38, mean-variance
 18.38, SORD 19.06; with `mobilenet`, MobileNet-0.25's rows: DEX 19.18, regression 54.01 (as configs/mobilenet.py),
 CORAL 45.58, CORN 54.42, OR-CNN 18.98, mean-variance 19.20, DLDL, DLDL-v2 and SORD 19.17.
-Longer schedules: not measured yet.
+On real faces (`data=utkface,epochs=24`, the five splits): RESULTS.md, "Heads on real faces".
 """
 from configs import dex, ssrnet, utkface
 from ssr_jax import config_lib

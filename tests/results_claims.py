@@ -35,8 +35,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from configs import base, utkface
-from ssr_jax import report, stats
+from configs import base, dex, utkface
+from ssr_jax import report, rereads, stats
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = REPO / "results"
@@ -62,7 +62,9 @@ DEFINED = {"power": "about 50 % power", "null": ["excluding 0", "excludes 0", "p
 # Facts only the sessions' notes hold (the runs predate the `environment` record), checked where git can: the
 # sweeps before commit 5dc5c23 ran every oneDNN call on both cores, which OMP_NUM_THREADS=2 gives back (checked on
 # `make demo` to the last digit; `threads_at`); the λ grid's shards ran single-threaded.
-SESSION = {"two threads": "OMP_NUM_THREADS=2", "one thread": "OMP_NUM_THREADS=1", "one thread per call": "5dc5c23"}
+SESSION = {"two threads": "OMP_NUM_THREADS=2", "one thread": "OMP_NUM_THREADS=1", "one thread per call": "5dc5c23",
+           # CORAL's 100 trained biases, read from split 2's checkpoint (runs/heads_utkface, not committed).
+           "coral biases": "span −0.91 to +0.96 (split 2)"}
 
 # Names with a digit in them that are no quantity: the experiments (their results/ folders and experiments/*.py),
 # a dataset's name and folder, the reference's weight files.
@@ -227,7 +229,8 @@ def preamble() -> list[str]:
     dex_r = contrast("dex_vs_ssr", "DEX", "SSR-Net (3,3,3)")["correlation"]
     statuses = [status("dynamic_range", "config", "seed"), status("dex_vs_ssr", "config", "seed"),
                 status("stages", "layout", "seed"), status("table1", "model", "seed"),
-                status("lambda_grid", "config", "seed"), status("utkface_splits", "config", "split")]
+                status("lambda_grid", "config", "seed"), status("utkface_splits", "config", "split"),
+                status("heads_utkface", "head", "split")]
     extensions = environment["cpu"]["extensions"]
     assert any(name.startswith("avx512") for name in extensions)
     return [*statuses, f"r = {signed(dex_r)}", "2 × 2", "model.lambda_d,model.lambda_local",
@@ -517,47 +520,83 @@ def epoch_seconds(experiment: str) -> pd.Series:
 def heads_utkface() -> list[str]:
     experiment, runs = "heads_utkface", rows("heads_utkface")
     configs = by_config(experiment)
-    assert len(runs) == sum(len(replicates) for replicates in configs.values())  # every run finished
+    splits = len(next(iter(configs.values())))
+    assert len(runs) == len(configs) * splits  # every run finished
     recipe, epochs = utkface.get_config("split=0"), runs[0]["epochs"]
     decays = [round(fraction * epochs) for fraction in recipe.optim.decay_fractions]
     environments = [row["environment"] for row in runs]
     assert {(e["cpu"]["model"], e["threads"]["omp_num_threads"], e["threads"]["usable_cpus"], e["conv"]["train"])
             for e in environments} == {("AMD EPYC", "1", 1, "onednn")}
     # Every head trained and was tested on the same faces of each split (the fingerprint of the run's parts).
-    assert len({(row["overrides"]["data.split_index"], row["environment"]["dataset"]) for row in runs}) == len(
-        {row["overrides"]["data.split_index"] for row in runs})
-    before_fix = sorted({e["git"]["commit"][:7] for e in environments if is_before(e["git"]["commit"], LOADED_CODE_FIX)})
-    after_fix = sorted({e["git"]["commit"][:7] for e in environments} - set(before_fix))
-    mislabelled = sum(e["git"]["commit"][:7] in before_fix for e in environments)
+    assert len({(row["overrides"]["data.split_index"], row["environment"]["dataset"]) for row in runs}) == splits
+    recorded = [e["git"]["commit"][:7] for e in environments]
+    before_fix = sorted({commit for commit in recorded if is_before(commit, LOADED_CODE_FIX)})
+    after_fix = sorted(set(recorded) - set(before_fix))
     # The schedule, from the 30-epoch learning curves of utkface_splits (decays at 10 and 20).
     thirty = curves("utkface_splits").groupby("epoch")["val_mae"].mean()
     second_decay = round(recipe.optim.decay_fractions[1] * thirty.index.max())
     settled = (thirty.loc[second_decay + 2:] - thirty.iloc[-1]).abs().max()
     seconds = epoch_seconds(experiment)
-    per_run = seconds * epochs
-    planned = (len(runs) + 4 * len(next(iter(configs.values())))) * seconds.median()
+    ablation = 4 * splits  # the dynamic-range 2 × 2 on the same splits
+    budget = [(len(runs) + ablation) * seconds.median() * length / 2 / 3600 for length in (thirty.index.max(), epochs)]
     maes_ = {config: mean_mae(experiment, config) for config in configs}
     best = min(maes_, key=maes_.get)
     table = report.with_baseline(report.aggregate(frame(experiment)), frame(experiment), HEADS_BASELINE)
     others = table[~table["baseline"]]
-    better = [config for config in others.index if others.loc[config, "holm_p"] < 0.05
-              and others.loc[config, "delta_mae"] < 0]
-    worse = [config for config in others.index if others.loc[config, "holm_p"] < 0.05
-             and others.loc[config, "delta_mae"] > 0]
+    better = others[(others["holm_p"] < 0.05) & (others["delta_mae"] < 0)]
     low, high = stats.mean_interval(list(maes(experiment, best).values()))
-    return [f"data=utkface,epochs={epochs}", "for i in 0 1; do", SESSION["one thread"], "--seeds 1 --shard $i/2",
-            f"{epochs} epochs", f"×{recipe.optim.decay_factor} at epochs {decays[0]} and {decays[1]}",
-            f"{thirty.index.max()}-epoch", f"{thirty.loc[second_decay + 1]:.2f} one epoch after the second decay",
+    regression = others.loc["regression"]
+    coral = others.loc["CORAL"]
+    reread = rereads.rereads_table(frame(experiment), rereads.reread_rows(RESULTS / experiment, frame(experiment)),
+                                   report.replicates(frame(experiment)))
+    coral_expectation = reread.loc[("CORAL", "expectation")]
+    median_moves = sorted(reread.loc[(name, "median"), "delta_mae"] for name in ("mean-variance", "DLDL", "DLDL-v2",
+                                                                                 "SORD"))
+    dex_median = reread.loc[("DEX", "median")]
+    steps = min(row["num_train"] for row in runs) // recipe.train.batch_size
+    phases = [decays[0], decays[1] - decays[0], epochs - decays[1]]
+    bias_bound = sum(steps * length * recipe.optim.learning_rate * recipe.optim.decay_factor ** phase
+                     for phase, length in enumerate(phases))
+    thirty_epochs = maes("utkface_splits", "base")
+    schedule = stats.compare(maes(experiment, HEADS_BASELINE), thirty_epochs)
+    ms = {name: head["ms_per_image"] for name, head in inference_ms()["heads"].items()}
+    params = {row["name"]: row["params"] for row in runs}
+    behind = [mean_mae(experiment, ours) - float(theirs) for theirs, ours in BENCHMARK_MAE.values() if ours]
+    dex_recipe = dex.get_config()
+    assert dex_recipe.model.dex_loss == "l1"
+    timing = inference_ms()
+    return [f"{recipe.data.image_size}×{recipe.data.image_size}", "crop_part1", *configs,
+            f"batch {recipe.train.batch_size}", "with L1 on the expectation", f"at batch {timing['batch']}",
+            f"{len(next(iter(timing['heads'].values()))['ms_per_image_rounds'])} rounds of {timing['repeats']} calls",
+            f"its {dex_recipe.model.stages[0] - 1} biases",
+            f"data=utkface,epochs={epochs}", "for i in 0 1; do", SESSION["one thread"], "--seeds 1 --shard $i/2",
+            f"**Schedule: {epochs} epochs**, ×{recipe.optim.decay_factor} at epochs {decays[0]} and {decays[1]}",
+            "1/3 and 2/3", f"{thirty.index.max()}-epoch",
+            f"{thirty.loc[second_decay + 1]:.2f} one epoch after the second decay",
             f"within {settled:.2f} of its final {thirty.iloc[-1]:.2f}",
-            f"{len(configs)} heads × {len(next(iter(configs.values())))} splits = {len(runs)} runs",
-            f"median epoch {span(seconds, 1)} s", f"{per_run.sum() / 3600:.1f} hours of training",
-            f"≈{planned * thirty.index.max() / 2 / 3600:.1f} hours", f"≈{planned * epochs / 2 / 3600:.1f} hours",
-            f"{mislabelled} rows record {' or '.join(before_fix)}", SHARDS_START, LOADED_CODE_FIX,
-            *after_fix, f"best is {best} at {maes_[best]:.2f} [{low:.2f}, {high:.2f}]",
-            f"SSR-Net (3,3,3) {maes_[HEADS_BASELINE]:.2f}",
-            f"better than SSR-Net after Holm: {', '.join(better) or 'none'}",
-            f"worse: {', '.join(worse) or 'none'}",
-            inference_table(), benchmark_table(experiment),
+            f"median epoch of {seconds.median():.1f} s", f"the {len(runs)} runs here and the {ablation} of the",
+            f"≈{budget[0]:.1f} hours of the two cores at {thirty.index.max()} epochs and ≈{budget[1]:.1f} at {epochs}",
+            f"{len(configs)} heads × {splits} splits", f"median epoch {span(seconds, 1)} s",
+            f"{seconds.mul(epochs).sum() / 3600:.1f} core-hours of training",
+            f"started at {SHARDS_START} on {commit_day(SHARDS_START)}",
+            f"{sum(commit in before_fix for commit in recorded)} rows record {', '.join(before_fix[:-1])} or "
+            f"{before_fix[-1]}", LOADED_CODE_FIX, SHARDS_START, " or ".join(after_fix),
+            f"{len(better)} of the {len(others)} other heads beat {HEADS_BASELINE} ({maes_[HEADS_BASELINE]:.2f})",
+            f"by {span(-better['delta_mae'], 2)} years ({percent(-better['delta_mae'].max(), maes_[HEADS_BASELINE])}"
+            f" to {percent(-better['delta_mae'].min(), maes_[HEADS_BASELINE])} of its MAE)",
+            f"{best} at {maes_[best]:.2f} [{low:.2f}, {high:.2f}]",
+            f"regression head ({maes_['regression']:.2f}, {signed(regression['delta_mae'])}, p = "
+            f"{regression['delta_p']:.2f})",
+            f"CORAL is {coral['delta_mae']:.2f} years behind", f"read by the expectation it scores "
+            f"{coral_expectation['mae']:.2f}", f"at most ≈{bias_bound:.2f}", SESSION["coral biases"],
+            f"DEX read by the median loses {dex_median['delta_mae']:.2f}",
+            f"CORN read by the expectation loses {reread.loc[('CORN', 'expectation'), 'delta_mae']:.2f}",
+            "read by the median move by {} to {}".format(*map(signed, median_moves[::len(median_moves) - 1])),
+            f"{span(ms.values(), 2)} ms per image", f"{params[HEADS_BASELINE]:,} parameters",
+            f"{params[HEADS_BASELINE] / params['DEX']:.2f}× DEX's",
+            f"{maes_[HEADS_BASELINE]:.2f} at {epochs} epochs against {mean_mae('utkface_splits', 'base'):.2f} at "
+            f"{thirty.index.max()}", f"{signed(schedule.delta)} {interval(schedule.low, schedule.high)}",
+            f"{span(behind, 1)} years behind", inference_table(), benchmark_table(experiment),
             BENCHMARK["faces"], BENCHMARK["resolution"], BENCHMARK["backbone"], BENCHMARK["venue"]]
 
 
@@ -567,18 +606,27 @@ def heads_by_age() -> list[str]:
     configs = by_config(experiment)
     ages = report.by_age_table(frame(experiment))
     counts = ages.loc["examples"]
-    share = {}
-    for head in ("DEX", "regression"):
-        gap, young = age_share(experiment, configs[head], configs[HEADS_BASELINE], "0-9")
-        old = sum(age_share(experiment, configs[head], configs[HEADS_BASELINE], group)[1]
-                  for group in ("60-69", "70-79", "80-89", "90-100"))
-        share[head] = (gap, young, old)
+    old = ("60-69", "70-79", "80-89", "90-100")
+
+    def parts(head: str) -> tuple[float, dict]:
+        """SSR-Net's MAE minus `head`'s, and its parts from the age groups (`age_share`)."""
+        gap = age_share(experiment, configs[head], configs[HEADS_BASELINE], "0-9")[0]
+        return gap, {group: age_share(experiment, configs[head], configs[HEADS_BASELINE], group)[1]
+                     for group in counts.index}
+
+    gap, share = parts("DEX")
+    from_old = sum(share[group] for group in old)
     ssr, dex, regression = (ages.loc[name] for name in (HEADS_BASELINE, "DEX", "regression"))
-    return [f"{percent(counts['0-9'], counts.sum())} of the faces",
-            "of SSR-Net's {:.2f} years behind DEX, {:.2f} ({}) come from ages 0–9 and {:.2f} ({}) from 60 and "
-            "over".format(share["DEX"][0], share["DEX"][1], percent(share["DEX"][1], share["DEX"][0]),
-                          share["DEX"][2], percent(share["DEX"][2], share["DEX"][0])),
+    best_old = ages.drop(index="examples")[list(old)].mean(axis=1)
+    return [f"{percent(counts['0-9'], counts.sum())} of the test faces",
+            f"of SSR-Net's {gap:.2f} years behind DEX, {from_old:.2f} ({percent(from_old, gap)}) come from the "
+            f"faces aged 60 and over ({percent(sum(counts[group] for group in old), counts.sum())} of them) and "
+            f"{share['10-19']:.2f} ({percent(share['10-19'], gap)}) from those aged 10–19, only {share['0-9']:.2f} "
+            f"from ages 0–9",
             f"SSR-Net errs by {ssr['0-9']:.2f} there, DEX by {dex['0-9']:.2f} and the regression head by "
             f"{regression['0-9']:.2f}",
-            f"at 90–100: {ssr['90-100']:.1f}, {dex['90-100']:.1f} and {regression['90-100']:.1f}",
-            DATASET["morph2 ages"]]
+            f"at 90–100 ({int(counts['90-100'])} faces): {ssr['90-100']:.1f}, {dex['90-100']:.1f} and "
+            f"{regression['90-100']:.1f}",
+            f"{best_old.idxmin()} ({best_old.min():.1f} averaged over the four oldest decades, against "
+            f"{best_old[HEADS_BASELINE]:.1f} for SSR-Net)",
+            DATASET["morph2 ages"], "0–9"]

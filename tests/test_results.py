@@ -26,8 +26,9 @@ REPORTS = {
     "table1": {"baseline": "SSR-Net (3,3,3)"},
     "lambda_grid": {"baseline": "lambda_d=1.0, lambda_local=1.0"},
     "utkface_splits": {"by_age": True},
+    "heads_utkface": {"baseline": "SSR-Net (3,3,3)", "by_age": True},
 }
-TABLES = ("results.md", "contrasts.md", "factorial.md", "pivot.md", "by_age.md")
+TABLES = ("results.md", "contrasts.md", "factorial.md", "pivot.md", "by_age.md", "rereads.md")
 # A number (digits with thousands separators and decimals), or a word with a digit in it ("MORPH2", "table1", a
 # commit, "256²"): a word must be claimed like a number, or be a name `results_claims.IDENTIFIERS` lists, or a
 # commit (which must exist: test_every_commit_results_md_cites_exists).
