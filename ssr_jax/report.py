@@ -483,6 +483,23 @@ def curve_rows(sweep_dir, frame: pd.DataFrame) -> list[dict] | None:
             for run_id in run_ids for row in workdir_lib.read_jsonl(runs / run_id / "metrics.jsonl")]
 
 
+def _rereads_display(table: pd.DataFrame) -> pd.DataFrame:
+    """`rereads.rereads_table`'s cells as text: MAE ± SD, CA(3), CA(5), ΔMAE against the runs' own rule with its
+    interval and p."""
+    own = table["own"].astype(bool)
+    return pd.DataFrame({
+        "decode": table.index.get_level_values("decode"),
+        "MAE": [_mean_std(mean, std, 2, "±") for mean, std in zip(table["mae"], table["mae_std"])],
+        "CA(3)": [f"{value:.3f}" for value in table["ca3"]],
+        "CA(5)": [f"{value:.3f}" for value in table["ca5"]],
+        "ΔMAE": ["own rule" if mine else f"{delta:+.2f}" for mine, delta in zip(own, table["delta_mae"])],
+        "95% CI": ["–" if mine else _interval(low, high, 0, "+")
+                   for mine, low, high in zip(own, table["delta_low"], table["delta_high"])],
+        "p": ["–" if mine else _p_value(p) for mine, p in zip(own, table["delta_p"])],
+        "n": table["n"].astype(str).to_numpy(),
+    }, index=pd.Index(table.index.get_level_values("config"), name="config"))
+
+
 def _emit_table(emit, name: str, shown: pd.DataFrame, note: str, formats: Sequence[str], numbers: pd.DataFrame):
     """`name`.md (the table and its note), .tex (booktabs, the note as a comment) and .csv (full precision)."""
     if "md" in formats:
@@ -543,7 +560,7 @@ def write_tables(sweep_dir, out_dir=None, *, formats: Sequence[str] = FORMATS, b
     if (reread := rereads.reread_rows(sweep_dir, frame)) is not None:
         emit(rereads.RECORD, "".join(json.dumps(row) + "\n" for row in reread))
         table_of_rereads = rereads.rereads_table(frame, reread, replicates(frame))
-        _emit_table(emit, "rereads", rereads.display(table_of_rereads), rereads.NOTE, formats, table_of_rereads)
+        _emit_table(emit, "rereads", _rereads_display(table_of_rereads), rereads.NOTE, formats, table_of_rereads)
     pivot = numeric_pivot(frame)
     if pivot is not None:
         if "md" in formats:

@@ -83,24 +83,6 @@ def _line(config: str, rule: str, runs: dict, own: dict | None) -> dict:
             "delta_high": comparison.high, "delta_p": comparison.p}
 
 
-def display(table: pd.DataFrame) -> pd.DataFrame:
-    """The table's cells as text: MAE ± SD, CA(3), CA(5), ΔMAE against the own rule with its interval and p."""
-    own = table["own"].astype(bool)
-    return pd.DataFrame({
-        "decode": table.index.get_level_values("decode"),
-        "MAE": [f"{mean:.2f} ± {std:.2f}" if np.isfinite(std) else f"{mean:.2f}"
-                for mean, std in zip(table["mae"], table["mae_std"])],
-        "CA(3)": [f"{value:.3f}" for value in table["ca3"]],
-        "CA(5)": [f"{value:.3f}" for value in table["ca5"]],
-        "ΔMAE": ["own rule" if mine else f"{delta:+.2f}" for mine, delta in zip(own, table["delta_mae"])],
-        "95% CI": ["–" if mine or not np.isfinite(low) else f"[{low:+.2f}, {high:+.2f}]"
-                   for mine, low, high in zip(own, table["delta_low"], table["delta_high"])],
-        "p": ["–" if mine or not np.isfinite(p) else (f"{p:.3f}" if p >= 0.001 else "<0.001")
-              for mine, p in zip(own, table["delta_p"])],
-        "n": table["n"].astype(str).to_numpy(),
-    }, index=pd.Index(table.index.get_level_values("config"), name="config"))
-
-
 NOTE = ("Each run re-read by another decision rule (`ssr-jax evaluate --decode RULE RUN`: the same weights, the run's "
         "own test faces); ΔMAE: that rule's MAE minus the MAE of the rule the runs were trained and reported with, "
         "paired by replicate, with its 95 % t interval.")
