@@ -81,7 +81,27 @@ COMPILE_SPEED_OPTIONS = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusio
 SHORT_RUN_IMAGES = 1_000
 
 
-class ExecutableCache:
+class LeastRecentlyUsed:
+    """Values built on first request and kept for the next, at most `capacity` of them (the least recently used are
+    dropped); `built` counts the builds (the other requests were hits)."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._values: collections.OrderedDict = collections.OrderedDict()
+        self.built = 0
+
+    def get(self, key, build: Callable):
+        if key in self._values:
+            self._values.move_to_end(key)
+            return self._values[key]
+        value = self._values[key] = build()
+        self.built += 1
+        if len(self._values) > self.capacity:
+            self._values.popitem(last=False)
+        return value
+
+
+class ExecutableCache(LeastRecentlyUsed):
     """Compiled programs of this process, keyed by the lowered program's text, the argument signature, the compiler
     options and the devices.
 
@@ -93,9 +113,12 @@ class ExecutableCache:
     """
 
     def __init__(self, capacity: int = 24):
-        self.capacity = capacity
-        self._executables: collections.OrderedDict[tuple, jax.stages.Compiled] = collections.OrderedDict()
-        self.compiled = 0  # XLA compilations this cache asked for (the others were hits)
+        super().__init__(capacity)
+
+    @property
+    def compiled(self) -> int:
+        """XLA compilations this cache asked for (the others were hits)."""
+        return self.built
 
     def compile(self, lowered: jax.stages.Lowered, signature: tuple, options: dict, mesh: jax.sharding.Mesh | None):
         """`lowered.compile(options)`, or the executable compiled before from the same text for the same argument
@@ -104,14 +127,7 @@ class ExecutableCache:
         devices = None if mesh is None else tuple(device.id for device in mesh.devices.flat)
         key = (hashlib.sha256(lowered.as_text().encode()).hexdigest(), signature, tuple(sorted(options.items())),
                devices)
-        if key in self._executables:
-            self._executables.move_to_end(key)
-            return self._executables[key]
-        executable = self._executables[key] = lowered.compile(options)
-        self.compiled += 1
-        if len(self._executables) > self.capacity:
-            self._executables.popitem(last=False)
-        return executable
+        return self.get(key, lambda: lowered.compile(options))
 
 
 EXECUTABLES = ExecutableCache()
@@ -147,7 +163,7 @@ def jit_members(pure: dict[str, Callable], together: dict[str, Callable], mesh: 
     }
 
 
-class TracedPrograms:
+class TracedPrograms(LeastRecentlyUsed):
     """The jitted programs (`jit_members`) of this process's trainers, keyed by everything their pure functions are
     a function of: the config without its value fields (`state.program_signature`, as a sweep groups runs), the
     training split's size, image shape and dtype, the convolutions and the mesh.
@@ -162,19 +178,12 @@ class TracedPrograms:
     """
 
     def __init__(self, capacity: int = 16):
-        self.capacity = capacity
-        self._jitted: collections.OrderedDict[tuple, dict[str, Callable]] = collections.OrderedDict()
-        self.traced = 0  # program sets built (the others were reused)
+        super().__init__(capacity)
 
-    def get(self, key: tuple, build: Callable[[], dict[str, Callable]]) -> dict[str, Callable]:
-        if key in self._jitted:
-            self._jitted.move_to_end(key)
-            return self._jitted[key]
-        jitted = self._jitted[key] = build()
-        self.traced += 1
-        if len(self._jitted) > self.capacity:
-            self._jitted.popitem(last=False)
-        return jitted
+    @property
+    def traced(self) -> int:
+        """Program sets built (the others were reused)."""
+        return self.built
 
 
 TRACED = TracedPrograms()
