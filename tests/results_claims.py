@@ -496,7 +496,8 @@ def inference_table() -> str:
     """The CPU milliseconds per image of each head (benchmarks/inference_by_head.py's medians), as RESULTS.md shows
     them: one row per head, in the heads table's order."""
     heads = inference_ms()["heads"]
-    lines = ["| head | params | CPU ms/image (median of 5 rounds) | rounds |", "|:--|--:|--:|:--|"]
+    rounds = len(next(iter(heads.values()))["ms_per_image_rounds"])
+    lines = [f"| head | params | CPU ms/image (median of {rounds} rounds) | rounds |", "|:--|--:|--:|:--|"]
     lines += [f"| {name} | {head['params']:,} | {head['ms_per_image']:.2f} | "
               f"{span(head['ms_per_image_rounds'], 2)} |" for name, head in heads.items()]
     return "\n".join(lines)
@@ -530,7 +531,7 @@ def heads_utkface() -> list[str]:
     # Every head trained and was tested on the same faces of each split (the fingerprint of the run's parts).
     assert len({(row["overrides"]["data.split_index"], row["environment"]["dataset"]) for row in runs}) == splits
     recorded = [e["git"]["commit"][:7] for e in environments]
-    before_fix = sorted({commit for commit in recorded if is_before(commit, LOADED_CODE_FIX)})
+    before_fix = sorted(commit for commit in set(recorded) if is_before(commit, LOADED_CODE_FIX))
     after_fix = sorted(set(recorded) - set(before_fix))
     # The schedule, from the 30-epoch learning curves of utkface_splits (decays at 10 and 20).
     thirty = curves("utkface_splits").groupby("epoch")["val_mae"].mean()
