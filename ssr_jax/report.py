@@ -530,6 +530,8 @@ def write_tables(sweep_dir, out_dir=None, *, formats: Sequence[str] = FORMATS, b
         raise ValueError(f"--by_age: no finished run in {sweep_dir} recorded MAE by age (runs trained before it "
                          "was recorded); drop --by_age, or train the sweep again in a new directory")
     effects = factorial_table(frame, factorial) if factorial else None
+    # Read before anything is written: a damaged run file refuses the report without leaving half of it.
+    curves, reread = curve_rows(sweep_dir, frame), rereads.reread_rows(sweep_dir, frame)
     out = workdir_lib.prepare(out_dir or pathlib.Path(sweep_dir) / "report", flag="--out")
     written = {}
 
@@ -555,9 +557,9 @@ def write_tables(sweep_dir, out_dir=None, *, formats: Sequence[str] = FORMATS, b
                     table[~table["baseline"]].drop(columns=["baseline"]))
     if effects is not None:
         _emit_table(emit, "factorial", _factorial_display(effects), factorial_note(effects), formats, effects)
-    if (curves := curve_rows(sweep_dir, frame)) is not None:
+    if curves is not None:
         emit("learning_curves.jsonl", "".join(json.dumps(row) + "\n" for row in curves))
-    if (reread := rereads.reread_rows(sweep_dir, frame)) is not None:
+    if reread is not None:
         emit(rereads.RECORD, "".join(json.dumps(row) + "\n" for row in reread))
         table_of_rereads = rereads.rereads_table(frame, reread, replicates(frame))
         _emit_table(emit, "rereads", _rereads_display(table_of_rereads), rereads.NOTE, formats, table_of_rereads)

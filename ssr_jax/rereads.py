@@ -32,7 +32,7 @@ def reread_rows(sweep_dir, frame: pd.DataFrame) -> list[dict] | None:
     rows = []
     for run_id, own_rule in zip(ok["run_id"], ok["decode"] if "decode" in ok else [None] * len(ok)):
         for path in sorted((sweep_dir / "runs" / run_id / "evaluations").glob("*_test_*.json")):
-            evaluation = json.loads(path.read_text())
+            evaluation = _read_evaluation(path)
             rule = evaluation.get("decode")
             if evaluation.get("split") != "test" or evaluation.get("cap") or rule in (None, own_rule):
                 continue  # another split, a capped evaluation, or the run's own reading again
@@ -43,6 +43,21 @@ def reread_rows(sweep_dir, frame: pd.DataFrame) -> list[dict] | None:
         return rows
     record = sweep_dir / RECORD
     return workdir_lib.read_jsonl(record) if record.exists() else None
+
+
+def _read_evaluation(path: pathlib.Path) -> dict:
+    """An evaluation summary; a file that is not one (cut short, edited by hand) is a ValueError naming it and the
+    command that writes it again."""
+    try:
+        evaluation = json.loads(path.read_text(errors="replace"))
+    except json.JSONDecodeError as error:
+        evaluation = error
+    if not isinstance(evaluation, dict):
+        problem = f"not JSON ({evaluation})" if isinstance(evaluation, Exception) else "not a JSON object"
+        run = path.parent.parent
+        raise ValueError(f"{path}: {problem}; write it again with `ssr-jax evaluate --decode RULE {run}` "
+                         "(RULE as in its name), or delete it to leave that re-read out of the report")
+    return evaluation
 
 
 def rereads_table(frame: pd.DataFrame, rows: list[dict], replicates: pd.Series) -> pd.DataFrame:

@@ -411,3 +411,19 @@ def test_runs_re_read_by_another_rule_are_tabulated_against_their_own_and_kept_i
     assert again["rereads.md"].read_text() == written["rereads.md"].read_text()
     (copy / "rereads.jsonl").unlink()  # no re-reads anywhere: no table, no record
     assert not {"rereads.md", "rereads.jsonl"} & set(report.write_tables(copy, tmp_path / "none", formats=["md"]))
+
+
+def test_a_damaged_re_read_is_refused_with_its_file_and_the_command_that_writes_it_again(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    (sweep_dir / "results.jsonl").write_text("".join(json.dumps({**r, "decode": "expectation"}) + "\n" for r in ROWS))
+    evaluations = sweep_dir / "runs" / "r0.00.00" / "evaluations"
+    evaluations.mkdir(parents=True)
+    damaged = evaluations / "utkface_test_median.json"
+    for text in ('{"split": "test", "decode": "med', "[1, 2]"):  # cut short; JSON but not a summary
+        damaged.write_text(text)
+        with pytest.raises(ValueError) as refused:
+            report.write_tables(sweep_dir, tmp_path / "out", formats=["md"])
+        assert str(damaged) in str(refused.value)
+        assert f"ssr-jax evaluate --decode RULE {sweep_dir / 'runs' / 'r0.00.00'}" in str(refused.value)
+    assert not (tmp_path / "out").exists()  # refused before any of the report was written
