@@ -41,6 +41,7 @@ from ssr_jax.models import (abstract_variables, architecture, count_parameters, 
 from ssr_jax.models.conv import Kernels, kernels as resolve_kernels
 from ssr_jax.state import (VALUE_FIELDS, TrainState, learning_rate_at, make_optimizer, program_signature,
                            stack_members, train_state_from_variables)
+from ssr_jax.xla_options import COMPILE_SPEED_OPTIONS
 
 Splits = tuple[dict[str, np.ndarray], ...]  # (train, test) or (train, test, val)
 # The validation split's metrics in each epoch's row (as val_mae, …), the first the one that selects the epoch.
@@ -69,12 +70,7 @@ def over_members(alone: Callable, together: Callable, in_axes=0, spmd_axis_name:
     return call
 
 
-# XLA DebugOptions (accepted by every backend; the xla_cpu_ one is read by the CPU compiler only) that trade run
-# speed for compile speed: no LLVM optimisation of the generated code, and on a CPU the loop emitters instead of the
-# MLIR fusion emitters, which take about twice as long to compile a training step (benchmarks/README.md, "Short
-# runs"). `init` runs once per run and is always compiled this way.
-COMPILE_SPEED_OPTIONS = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
-# So are a short run's training and evaluation programs: up to this many training images in all (epochs × images
+# `init` runs once per run and is always compiled for compile speed (xla_options.COMPILE_SPEED_OPTIONS). So are a short run's training and evaluation programs: up to this many training images in all (epochs × images
 # per epoch × members), XLA's seconds of optimisation cost more than the slower code they save. On a 2-core CPU
 # the two cross above this size for one member and for a vmapped group alike (benchmarks/README.md, "Short runs"):
 # pipeline checks (`:smoke`), one-step comparisons and tiny sweeps compile this way, real runs never.

@@ -18,6 +18,13 @@ def _cpu_flags() -> frozenset[str]:
     return frozenset(line.partition(":")[2].split())
 
 
+# XLA DebugOptions (accepted by every backend; the xla_cpu_ one is read by the CPU compiler only) that trade run
+# speed for compile speed: no LLVM optimisation of the generated code, and on a CPU the loop emitters instead of the
+# MLIR fusion emitters, which take about twice as long to compile a training step (benchmarks/README.md, "Short
+# runs"). For programs that run once or a few times: a model's initialisation, short runs' steps.
+COMPILE_SPEED_OPTIONS = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+
+
 def compiler_options(backend: str | None = None, cpu_flags: frozenset[str] | None = None) -> dict:
     """Options for `Lowered.compile` on `backend` (default: JAX's default backend).
 

@@ -14,7 +14,7 @@ import numpy as np
 import optax
 import pytest
 
-from ssr_jax.models import count_parameters
+from ssr_jax.models import count_parameters, init_variables
 from ssr_jax.models.baselines_keras import first_difference, flax_layers, read_keras_layers
 from ssr_jax.models.densenet import WEIGHT_DECAY, DenseNet, regularised_convs, weight_decay_penalty
 from ssr_jax.models.mobilenet import MobileNet
@@ -44,16 +44,16 @@ def faces(batch, seed=0):
 
 @pytest.fixture(scope="module")
 def initialised():
-    """Real initial variables of the two models with a saved architecture (one jitted init each).
+    """Real initial variables of the two models with a saved architecture (`init_variables`: one program each,
+    compiled for compile speed as the trainer's own initialisation is).
 
-    With an "rbg" key: XLA:CPU compiles the default (partitionable threefry) sampler slowly for rank-4 kernel
-    shapes (≈2 s per shape measured here, ≈40 s for DenseNet-19's init against ≈7 s); the initialisers' laws do
-    not depend on the generator.
+    With an "rbg" key: at XLA's default optimisation XLA:CPU compiles the default (partitionable threefry) sampler
+    slowly for rank-4 kernel shapes (≈2 s per shape measured here, ≈40 s for DenseNet-19's init against ≈7 s); the
+    initialisers' laws do not depend on the generator.
     """
     images = jnp.zeros((1, 64, 64, 3))
     return {
-        name: jax.jit(lambda key, model=REFERENCE_TOTALS[name][0]: model.init(key, images, train=False))(
-            jax.random.key(1, impl="rbg"))
+        name: init_variables(REFERENCE_TOTALS[name][0], images, jax.random.key(1, impl="rbg"))
         for name in SAVED_ARCHITECTURES
     }
 

@@ -17,8 +17,8 @@ from conftest import REPO, run_cli
 from configs import dex, ssrnet
 from ssr_jax import cli, config_lib, data, predict, report, saved_model, sweep, tensorboard_log, validation
 from ssr_jax.data import synthetic
-from ssr_jax.models import (abstract_variables, architecture, count_parameters, create_model, heads, model_input,
-                            with_head)
+from ssr_jax.models import (abstract_variables, architecture, count_parameters, create_model, heads, init_variables,
+                            model_input, with_head)
 from ssr_jax.models.heads import base, corn
 from ssr_jax.ssr import ssr_age
 from ssr_jax.train import COMPILE_SPEED_OPTIONS, train_and_evaluate
@@ -299,7 +299,7 @@ def test_every_head_on_every_backbone_trains_with_a_falling_loss(backbone):
     # One program each, compiled for compile speed: twenty small steps run in a fraction of their compile time.
     compile_fast = COMPILE_SPEED_OPTIONS
     key = jax.random.key(0)
-    variables = jax.jit(lambda key: model.init(key, images[:1], train=False)).lower(key).compile(compile_fast)(key)
+    variables = init_variables(model, images[:1], key)
     optimizer = optax.adam(3e-3 if backbone == "ssrnet" else 1e-2)
 
     def losses(params, batch_stats):

@@ -6,7 +6,8 @@ import pytest
 
 from conftest import NEEDS_ONEDNN
 from configs import dex, regression, ssrnet
-from ssr_jax.models import abstract_variables, count_parameters, create_model, predict_age
+from run_once import run_once
+from ssr_jax.models import abstract_variables, count_parameters, create_model, init_variables, predict_age
 from ssr_jax.models.ssrnet import BLOCK_POOL_FOR_TAP, TAPS_FOR_NUM_STAGES
 
 
@@ -88,8 +89,7 @@ def test_keras_batchnorm_and_initialisers():
     assert (model.bn_momentum, model.bn_epsilon) == (0.99, 1e-3)
     # An "rbg" key in these tests: XLA:CPU compiles the default threefry sampler slowly for rank-4 kernels (see
     # test_baselines.initialised); the initialisers' laws do not depend on the generator.
-    variables = jax.jit(lambda key: model.init(key, jnp.zeros((1, 64, 64, 3)), train=False))(
-        jax.random.key(0, impl="rbg"))
+    variables = init_variables(model, jnp.zeros((1, 64, 64, 3)), jax.random.key(0, impl="rbg"))
     conv = variables["params"]["x_stream"]["conv2"]
     assert float(jnp.abs(conv["bias"]).max()) == 0.0
     # Glorot uniform: |w| ≤ sqrt(6 / (fan_in + fan_out)) with fan_in = 3·3·32, fan_out = 3·3·32.
@@ -102,9 +102,10 @@ def test_keras_batchnorm_and_initialisers():
 def test_patch_convolution_matches_xla_convolution(conv):
     images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3)), jnp.float32)
     fast, reference = create_model(model_config(conv=conv)), create_model(model_config(conv="xla"))
-    variables = jax.jit(lambda key: fast.init(key, images[:1], train=False))(jax.random.key(1, impl="rbg"))
+    variables = init_variables(fast, images[:1], jax.random.key(1, impl="rbg"))
     # Compare the heads: at random initialisation 1 + Δ can be near 0, which makes ages themselves ill-conditioned.
-    heads = [jax.tree.leaves(m.apply(variables, images, train=False)) for m in (fast, reference)]
+    heads = [jax.tree.leaves(run_once(lambda v, x, m=m: m.apply(v, x, train=False), variables, images))
+             for m in (fast, reference)]
     for got, want in zip(*heads):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)
 
@@ -115,14 +116,14 @@ def test_every_convolution_choice_trains_like_lax_conv(conv):
     computation an epoch repeats, against lax.conv + flax pooling."""
     images = jnp.asarray(np.random.default_rng(5).integers(0, 256, (4, 64, 64, 3)), jnp.float32)
     models = {name: create_model(model_config(conv=name)) for name in (conv, "xla")}
-    variables = jax.jit(lambda key: models["xla"].init(key, images[:1], train=False))(jax.random.key(6, impl="rbg"))
+    variables = init_variables(models["xla"], images[:1], jax.random.key(6, impl="rbg"))
 
     def loss_and_grads(model):
         def loss(params):
             heads, _ = model.apply({**variables, "params": params}, images, train=True, mutable=["batch_stats"],
                                    rngs={"dropout": jax.random.key(7)})
             return sum(jnp.sum(leaf * (index + 1)) for index, leaf in enumerate(jax.tree.leaves(heads)))
-        return jax.jit(jax.value_and_grad(loss))(variables["params"])
+        return run_once(jax.value_and_grad(loss), variables["params"])
 
     (got_loss, got), (want_loss, want) = loss_and_grads(models[conv]), loss_and_grads(models["xla"])
     np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5)
@@ -241,19 +242,20 @@ def test_baselines_compute_the_same_with_either_convolution(backbone):
     images = jnp.asarray(np.random.default_rng(1).integers(0, 256, (2, 64, 64, 3)), jnp.float32)
     fast, reference = create_model(config), create_model(model_config((101,), backbone=backbone, head="regression",
                                                                           densenet_depth=7, conv="xla"))
-    variables = jax.jit(lambda key: reference.init(key, images[:1], train=False))(jax.random.key(2, impl="rbg"))
-    got, want = (m.apply(variables, images, train=False)["p"][0] for m in (fast, reference))
+    variables = init_variables(reference, images[:1], jax.random.key(2, impl="rbg"))
+    got, want = (run_once(lambda v, x, m=m: m.apply(v, x, train=False), variables, images)["p"][0]
+                 for m in (fast, reference))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
 
 
 def test_bfloat16_streams_keep_float32_parameters_and_heads():
     images = jnp.asarray(np.random.default_rng(3).integers(0, 256, (2, 64, 64, 3)), jnp.float32)
     mixed, full = create_model(model_config(compute_dtype="bfloat16")), create_model(model_config())
-    variables = jax.jit(lambda key: full.init(key, images[:1], train=False))(jax.random.key(4, impl="rbg"))
+    variables = init_variables(full, images[:1], jax.random.key(4, impl="rbg"))
     assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {np.dtype("float32")}
     program = str(jax.make_jaxpr(lambda v, x: mixed.apply(v, x, train=False))(variables, images))
     assert "bf16" in program  # the streams really compute in bfloat16
-    got, want = (m.apply(variables, images, train=False) for m in (mixed, full))
+    got, want = (run_once(lambda v, x, m=m: m.apply(v, x, train=False), variables, images) for m in (mixed, full))
     assert {leaf.dtype for leaf in jax.tree.leaves(got)} == {np.dtype("float32")}
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         np.testing.assert_allclose(a, b, atol=0.02)  # bfloat16 keeps ~3 significant digits

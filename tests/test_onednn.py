@@ -12,7 +12,7 @@ import pytest
 from conftest import NEEDS_ONEDNN, ONEDNN_MISSING
 from configs import ssrnet
 from ssr_jax import config_lib
-from ssr_jax.models import conv, create_model, onednn, validate_config
+from ssr_jax.models import conv, create_model, init_variables, onednn, validate_config
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -83,7 +83,7 @@ def test_evaluation_fuses_conv_batchnorm_activation_and_training_does_not():
     config = ssrnet.get_config().model
     config.conv = "onednn"
     model, images = create_model(config), jnp.zeros((2, 64, 64, 3))
-    variables = jax.jit(lambda key: model.init(key, images, train=False))(jax.random.key(0))
+    variables = init_variables(model, images, jax.random.key(0))
 
     def calls(function, *args, threads):
         """The oneDNN calls of `function`'s program by target, after checking that each runs on `threads`."""

@@ -5,7 +5,7 @@ import numpy as np
 
 from configs import ssrnet
 from ssr_jax import saved_model
-from ssr_jax.models import create_model, predict_age
+from ssr_jax.models import create_model, init_variables, predict_age
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -14,7 +14,7 @@ def test_save_and_load_round_trip(tmp_path):
     model = create_model(config.model)
     images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3)), jnp.float32)
     # An "rbg" key: XLA:CPU compiles the default threefry sampler slowly (see test_baselines.initialised).
-    variables = jax.jit(lambda key: model.init(key, images[:1], train=False))(jax.random.key(7, impl="rbg"))
+    variables = init_variables(model, images[:1], jax.random.key(7, impl="rbg"))
     saved_model.save(tmp_path / "model", config, variables, source={"kind": "test"})
 
     loaded_config, loaded = saved_model.load(tmp_path / "model")

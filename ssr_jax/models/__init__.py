@@ -31,6 +31,7 @@ from ssr_jax.models.heads import dex as dex_head
 from ssr_jax.models.heads.ssr import P_ACTIVATIONS
 from ssr_jax.models.mobilenet import MobileNet
 from ssr_jax.models.ssrnet import SSRNet
+from ssr_jax.xla_options import COMPILE_SPEED_OPTIONS
 
 BACKBONES = ("ssrnet", "mobilenet", "densenet")
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -153,6 +154,15 @@ def abstract_variables(model_config, image_size: int) -> Any:
     model = create_model(model_config, Kernels("xla", "xla"))
     images = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
     return jax.eval_shape(lambda rng, x: model.init(rng, x, train=False), jax.random.key(0), images)
+
+
+def init_variables(model, images, key) -> Any:
+    """`model.init(key, images, train=False)` as one program compiled for compile speed
+    (`xla_options.COMPILE_SPEED_OPTIONS`), as the trainer compiles its own initialisation: it runs once, and most of
+    its compile time at XLA's default optimisation goes to the random draws of the parameters, one threefry
+    expansion each (benchmarks/README.md, "Initialisation")."""
+    initialise = jax.jit(lambda key, images: model.init(key, images, train=False))
+    return initialise.lower(key, images).compile(COMPILE_SPEED_OPTIONS)(key, images)
 
 
 def count_parameters(variables) -> dict[str, int]:
