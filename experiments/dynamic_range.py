@@ -21,6 +21,11 @@ on a 2-core AMD EPYC, every oneDNN call on both cores, which `OMP_NUM_THREADS=2`
 off (ΔMAE +0.36 [−0.28, +1.01], p 0.13: worse on every seed, not significant with 3), 7.61 without Δ, 7.76 without η.
 The paper's MORPH2 gap (9.29 against 3.16) does not appear on synthetic faces.
 
+Result to expect on real faces (`data=utkface,epochs=24 --seeds 1`: UTKFace crop_part1, the benchmark's five
+splits; RESULTS.md, "Dynamic range on real faces", with its machine and command): MAE 7.72 with Δ and η on (the
+heads sweep's SSR-Net runs, bit for bit), 8.04 with both off (+0.32 [+0.05, +0.59], 0.09 after Holm); as a
+factorial η's main effect −0.23 [−0.38, −0.08] is the only one significant after Holm. Still no factor of three.
+
 Smoke result to expect (`:smoke --seeds 1`: 64 train / 40 test synthetic faces, 2 epochs, BatchNorm momentum 0.8;
 measured 2026-12-06 on a 2-core AMD EPYC; it shows that the sweep runs end to end, not a finding — the
 predict-the-mean MAE on those 40 faces is 19.07):

@@ -122,12 +122,16 @@ def curves(experiment: str) -> pd.DataFrame:
 
 
 def age_share(experiment: str, better: dict, worse: dict, group: str) -> tuple[float, float]:
-    """(the MAE difference mean(worse) − mean(better) over runs, the part of it from test faces in `group`): the
-    test MAE is Σ_g count_g · MAE_g / N, so a difference splits over the age groups by count_g / N."""
-    counts = pd.Series(next(iter(better.values()))["count_by_age"], dtype=float)
-    means = [pd.DataFrame([row["mae_by_age"] for row in runs.values()]).mean() for runs in (better, worse)]
-    parts = (means[1] - means[0]) * counts / counts.sum()
-    return float(parts.sum()), float(parts[group])
+    """(the MAE difference mean(worse) − mean(better) over runs, the part of it from test faces in `group`): a run's
+    test MAE is Σ_g count_g · MAE_g / N over its own test faces (another split's differ), so the difference of the
+    mean MAEs splits exactly over the age groups, run by run."""
+    def parts(row) -> pd.Series:
+        counts = pd.Series(row["count_by_age"], dtype=float)
+        return pd.Series(row["mae_by_age"], dtype=float).fillna(0.0) * counts / counts.sum()
+
+    means = [pd.DataFrame([parts(row) for row in runs.values()]).mean() for runs in (better, worse)]
+    difference = means[1] - means[0]
+    return float(difference.sum()), float(difference[group])
 
 
 # ------------------------------------------------------------------------------------------------ formats
@@ -230,7 +234,7 @@ def preamble() -> list[str]:
     statuses = [status("dynamic_range", "config", "seed"), status("dex_vs_ssr", "config", "seed"),
                 status("stages", "layout", "seed"), status("table1", "model", "seed"),
                 status("lambda_grid", "config", "seed"), status("utkface_splits", "config", "split"),
-                status("heads_utkface", "head", "split")]
+                status("heads_utkface", "head", "split"), status("dynamic_range_utkface", "config", "split")]
     extensions = environment["cpu"]["extensions"]
     assert any(name.startswith("avx512") for name in extensions)
     return [*statuses, f"r = {signed(dex_r)}", "2 × 2", "model.lambda_d,model.lambda_local",
@@ -631,3 +635,86 @@ def heads_by_age() -> list[str]:
             f"{best_old.idxmin()} ({best_old.min():.1f} averaged over the four oldest decades, against "
             f"{best_old[HEADS_BASELINE]:.1f} for SSR-Net)",
             DATASET["morph2 ages"], "0–9"]
+
+
+@section("Dynamic range on real faces")
+def dynamic_range_utkface() -> list[str]:
+    experiment, runs = "dynamic_range_utkface", rows("dynamic_range_utkface")
+    configs = by_config(experiment)
+    splits = len(next(iter(configs.values())))
+    assert len(configs) == 4 and len(runs) == 4 * splits  # every run finished
+    environments = [row["environment"] for row in runs]
+    assert {(e["cpu"]["model"], e["threads"]["omp_num_threads"], e["threads"]["usable_cpus"], e["conv"]["train"])
+            for e in environments} == {("AMD EPYC", "1", 1, "onednn")}
+    # The heads' schedule and test faces, split by split (the fingerprint of each split's parts).
+    heads = rows("heads_utkface")
+    recipe, epochs = utkface.get_config("split=0"), runs[0]["epochs"]
+    assert {row["epochs"] for row in runs} == {heads[0]["epochs"]}
+    decays = [round(fraction * epochs) for fraction in recipe.optim.decay_fractions]
+    faces = {row["overrides"]["data.split_index"]: row["environment"]["dataset"] for row in heads}
+    assert all(faces[row["overrides"]["data.split_index"]] == row["environment"]["dataset"] for row in runs)
+    # The both-on runs are the heads table's SSR-Net runs again: the same test MAE, bit for bit, split by split.
+    again, before = maes(experiment, BOTH_ON), maes("heads_utkface", HEADS_BASELINE)
+    assert again.keys() == before.keys()
+    identical = sum(again[key] == before[key] for key in again)
+    heads_commits = sorted({row["environment"]["git"]["commit"][:7] for row in heads if row["name"] == HEADS_BASELINE})
+    commits = sorted({e["git"]["commit"][:7] for e in environments})
+    dirty_splits = {row["overrides"]["data.split_index"] for row in runs if row["environment"]["git"]["dirty"]}
+    assert len(dirty_splits) == 1
+    off, eta_only = "lambda_d=0.0, lambda_local=0.0", "lambda_d=0.0, lambda_local=1.0"
+    resumed = {(row["overrides"]["data.split_index"], row["overrides"]["model.lambda_d"],
+                row["overrides"]["model.lambda_local"]): row["resumed_from_epoch"]
+               for row in runs if row["resumed_from_epoch"]}
+    resumed_split = {split for split, _, _ in resumed}
+    assert len(resumed_split) == 1 and set(resumed) == {(*resumed_split, 0.0, 0.0), (*resumed_split, 0.0, 1.0)}
+    split = resumed_split.pop()
+    seconds = epoch_seconds(experiment)
+    both = contrast(experiment, off, BOTH_ON)
+    differences = [maes(experiment, off)[key] - again[key] for key in again]
+    assert min(differences) > 0  # worse on every split
+    effects = report.factorial_table(frame(experiment), ["model.lambda_d", "model.lambda_local"])
+    delta, eta, interaction = (effects.iloc[i] for i in range(3))
+    assert eta["holm_p"] < 0.05 <= min(delta["holm_p"], interaction["holm_p"]) and both["holm_p"] >= 0.05
+    eta_on, eta_off = ({(key, config): row for config in configs if f"lambda_local={value}" in config
+                        for key, row in configs[config].items()} for value in ("1.0", "0.0"))
+    old = ("60-69", "70-79", "80-89", "90-100")
+    total = age_share(experiment, eta_on, eta_off, "0-9")[0]
+    assert math.isclose(total, -eta["estimate"], abs_tol=1e-4)  # the by-age split adds up to the main effect
+    from_old = sum(age_share(experiment, eta_on, eta_off, group)[1] for group in old)
+    children = age_share(experiment, eta_on, eta_off, "0-9")[1]
+    counts = runs[0]["count_by_age"]
+    assert sum(row["count_by_age"]["0-9"] for row in runs if row["overrides"] == runs[0]["overrides"]) > 0
+    counts = pd.DataFrame([row["count_by_age"] for row in configs[BOTH_ON].values()]).sum()
+    synthetic = by_config("dynamic_range")
+    synthetic_on, synthetic_off = ({(key, config): row for config in synthetic if f"lambda_local={value}" in config
+                                    for key, row in synthetic[config].items()} for value in ("1.0", "0.0"))
+    synthetic_total, synthetic_young = age_share("dynamic_range", synthetic_on, synthetic_off, "0-9")
+    assert synthetic_young > synthetic_total / 2  # "more than half of it came from ages 0–9"
+    synthetic_both = contrast("dynamic_range", off, BOTH_ON)
+    assert synthetic_both["delta_low"] < 0  # "an interval reaching past 0"
+    return [f"{PAPER['without dynamic range']} against {PAPER['ssr']}", "2 × 2",
+            f"{epochs} epochs, ×{recipe.optim.decay_factor} at epochs {decays[0]} and {decays[1]}",
+            f"data=utkface,epochs={epochs}", "for i in 0 1; do", SESSION["one thread"], "--seeds 1 --shard $i/2",
+            f'--baseline "{BOTH_ON}"', "--factorial model.lambda_d,model.lambda_local",
+            f"trained the {len(runs)} runs one after another on {commit_day(commits[0])}",
+            f"(split {split}'s both-off run from epoch {resumed[(split, 0.0, 0.0)]}, its η-only run from epoch "
+            f"{resumed[(split, 0.0, 1.0)]})",
+            f"Median epoch {seconds.median():.1f} s, {seconds.mul(epochs).sum() / 3600:.1f} core-hours",
+            f"The rows record {' and '.join(commits)}, the split-{dirty_splits.pop()} runs with a dirty tree",
+            f"(which record {', '.join(heads_commits[:-1])} and {heads_commits[-1]})",
+            f"all {identical} of the {len(again)} test MAEs",
+            f"{both['delta_mae']:.2f} years ({both['delta_pct']:.1f} %)",
+            f"({mean_mae(experiment, off):.2f} against {mean_mae(experiment, BOTH_ON):.2f})",
+            f"worse on every split (by {min(differences):.2f} to {max(differences):.2f})",
+            f"interval {interval(both['delta_low'], both['delta_high'])}, p = {both['delta_p']:.2f}",
+            f"{both['holm_p']:.2f} after Holm",
+            f"switching η on changes the MAE by {signed(eta['estimate'])} {interval(eta['low'], eta['high'])}",
+            f"significant after Holm over the three (p = {eta['holm_p']:.2f})",
+            f"switching Δ on by {signed(delta['estimate'])} {interval(delta['low'], delta['high'])}",
+            f"interaction is {signed(interaction['estimate'])} {interval(interaction['low'], interaction['high'])}",
+            f"{percent(from_old, total)} of η's {total:.2f} years come from the faces aged 60 and over "
+            f"({percent(sum(counts[group] for group in old), counts.sum())} of them)",
+            f"children (0–9) give {children:.2f}",
+            f"({synthetic_both['delta_mae']:.2f} years there", DEFINED["null"][2],
+            f"cost {both['delta_pct']:.1f} % of the MAE",
+            f"{recipe.data.image_size}×{recipe.data.image_size}"]

@@ -27,6 +27,8 @@ REPORTS = {
     "lambda_grid": {"baseline": "lambda_d=1.0, lambda_local=1.0"},
     "utkface_splits": {"by_age": True},
     "heads_utkface": {"baseline": "SSR-Net (3,3,3)", "by_age": True},
+    "dynamic_range_utkface": {"baseline": "lambda_d=1.0, lambda_local=1.0", "by_age": True,
+                              "factorial": ["model.lambda_d", "model.lambda_local"]},
 }
 TABLES = ("results.md", "contrasts.md", "factorial.md", "pivot.md", "by_age.md", "rereads.md")
 # A number (digits with thousands separators and decimals), or a word with a digit in it ("MORPH2", "table1", a
