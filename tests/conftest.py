@@ -66,16 +66,12 @@ def released_morph2(tmp_path_factory):
     directory = keras_import.convert_keras(h5, tmp_path_factory.mktemp("released") / "morph2", ssrnet.get_config())
     return directory, REFERENCE / "golden" / "morph2"
 
-# The modules in order of their measured duration, the longest first (benchmarks/README.md, "The test suite"): the
-# two xdist workers of `make test` (--dist loadscope --no-loadscope-reorder: one module per worker at a time, in this
-# order) take the next module as they run low, so the longest start first and the short ones fill the end, and both
-# workers finish within seconds of each other. (In xdist's own order, by number of tests, a long module can start
-# last and keep one worker busy while the other idles.) One exception to the order: xdist hands the first and third
-# modules to one worker and the second and fourth to the other, so test_train comes third, after test_sweep on the
-# same worker — its SIGKILLed run then finds the programs of test_sweep's SIGKILLed sweep (the same shapes) in the
-# compilation cache instead of compiling them at the same time beside it. Unlisted modules take seconds; they run
-# last.
-SLOWEST_FIRST = ("test_sweep.py", "test_parallel.py", "test_train.py", "test_models.py", "test_failures.py",
+# The modules in order of their measured duration, the longest first (`pytest --durations`; benchmarks/README.md, "Test
+# suite"): the two xdist workers of `make test` (--dist loadscope --no-loadscope-reorder: one module per worker at a
+# time, in this order) take the next module as they run low, so the longest start first and the short ones fill the
+# end, and both workers finish within seconds of each other. (In xdist's own order, by number of tests, a long module
+# can start last and keep one worker busy while the other idles.) Unlisted modules take seconds; they run last.
+SLOWEST_FIRST = ("test_sweep.py", "test_train.py", "test_parallel.py", "test_models.py", "test_failures.py",
                  "test_heads.py", "test_baselines.py", "test_bench.py", "test_cli_models.py", "test_export.py",
                  "test_folds.py", "test_data_cli.py", "test_augment.py", "test_onednn.py")
 
