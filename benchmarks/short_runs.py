@@ -1,7 +1,8 @@
 """Where a short run should stop paying for XLA's optimisation: the compile seconds that the compile-speed options
-(`ssr_jax.train.COMPILE_SPEED_OPTIONS`: backend optimisation level 0, and on a CPU the loop emitters instead of the
-fusion emitters) save against the slower training and evaluation code they give, for one member and for a vmapped
-group (`ssr_jax.train.SHORT_RUN_IMAGES` is set from these figures). Each of the two alone is measured beside them.
+(`ssr_jax.xla_options.COMPILE_SPEED_OPTIONS`: backend optimisation level 0, and on a CPU the loop emitters instead
+of the fusion emitters) save against the slower training and evaluation code they give, for one member and for a
+vmapped group (`ssr_jax.train.SHORT_RUN_IMAGES` is set from these figures). Each of the two alone is measured beside
+them.
 
   python benchmarks/short_runs.py                     # the three shapes below, all four option sets; a table
   python benchmarks/short_runs.py --json --out benchmarks/records/short_runs.json
@@ -24,7 +25,8 @@ import tempfile
 
 SHAPES = {"one": ({}, 1), "one_long": ({"data.num_train": 400, "train.batch_size": 20}, 1), "group8": ({}, 8)}
 # The names of the option sets MEASURE adds to `xla_options.compiler_options()`; their options are spelled out there,
-# in the measuring process, which imports `ssr_jax.train` for "compile_speed" (this parent process imports no JAX).
+# in the measuring process, which imports `ssr_jax.xla_options` for "compile_speed" (this parent process imports no
+# JAX).
 OPTION_SETS = ("default", "loop_emitters", "level_0", "compile_speed")
 
 MEASURE = r"""
@@ -38,7 +40,7 @@ host_memory.reuse_freed_memory()  # as the ssr-jax program runs
 overrides, members, option_set = json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 extra = {"default": {}, "loop_emitters": {"xla_cpu_use_fusion_emitters": False},
          "level_0": {"xla_backend_optimization_level": 0},
-         "compile_speed": train.COMPILE_SPEED_OPTIONS}[option_set]
+         "compile_speed": xla_options.COMPILE_SPEED_OPTIONS}[option_set]
 default = xla_options.compiler_options
 train.xla_options.compiler_options = lambda *a, **k: {**default(*a, **k), **extra}
 train.SHORT_RUN_IMAGES = -1  # the options asked for, whatever the run's length

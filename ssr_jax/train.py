@@ -70,8 +70,9 @@ def over_members(alone: Callable, together: Callable, in_axes=0, spmd_axis_name:
     return call
 
 
-# `init` runs once per run and is always compiled for compile speed (xla_options.COMPILE_SPEED_OPTIONS). So are a short run's training and evaluation programs: up to this many training images in all (epochs × images
-# per epoch × members), XLA's seconds of optimisation cost more than the slower code they save. On a 2-core CPU
+# `init` runs once per run and is always compiled for compile speed (xla_options.COMPILE_SPEED_OPTIONS). So are a
+# short run's training and evaluation programs: up to this many training images in all (epochs × images per epoch ×
+# members), XLA's seconds of optimisation cost more than the slower code they save. On a 2-core CPU
 # the two cross above this size for one member and for a vmapped group alike (benchmarks/README.md, "Short runs"):
 # pipeline checks (`:smoke`), one-step comparisons and tiny sweeps compile this way, real runs never.
 SHORT_RUN_IMAGES = 1_000

@@ -66,8 +66,8 @@ def released_morph2(tmp_path_factory):
     directory = keras_import.convert_keras(h5, tmp_path_factory.mktemp("released") / "morph2", ssrnet.get_config())
     return directory, REFERENCE / "golden" / "morph2"
 
-# The modules in order of their measured duration, the longest first (`pytest --durations`; benchmarks/README.md, "Test
-# suite"): the two xdist workers of `make test` (--dist loadscope --no-loadscope-reorder: one module per worker at a
+# The modules in order of their measured duration, the longest first (`pytest --durations`; benchmarks/README.md, "The
+# test suite"): the two xdist workers of `make test` (--dist loadscope --no-loadscope-reorder: one module per worker at a
 # time, in this order) take the next module as they run low, so the longest start first and the short ones fill the
 # end, and both workers finish within seconds of each other. (In xdist's own order, by number of tests, a long module
 # can start last and keep one worker busy while the other idles.) Unlisted modules take seconds; they run last.

@@ -121,17 +121,23 @@ def curves(experiment: str) -> pd.DataFrame:
     return pd.read_json(RESULTS / experiment / "learning_curves.jsonl", lines=True)
 
 
-def age_share(experiment: str, better: dict, worse: dict, group: str) -> tuple[float, float]:
-    """(the MAE difference mean(worse) − mean(better) over runs, the part of it from test faces in `group`): a run's
-    test MAE is Σ_g count_g · MAE_g / N over its own test faces (another split's differ), so the difference of the
-    mean MAEs splits exactly over the age groups, run by run."""
+def at_level(experiment: str, key: str, value) -> dict:
+    """{(replicate, config): row} of the finished runs whose override `key` is `value`: one level of a factor,
+    pooled over the others (η on: `at_level(experiment, "model.lambda_local", 1.0)`)."""
+    return {(replicate, config): row for config, runs in by_config(experiment).items()
+            for replicate, row in runs.items() if row["overrides"][key] == value}
+
+
+def age_parts(better: dict, worse: dict) -> pd.Series:
+    """Per age group, its part of the MAE difference mean(worse) − mean(better) over runs (the parts sum to it): a
+    run's test MAE is Σ_g count_g · MAE_g / N over its own test faces (another split's differ), so the difference
+    splits exactly over the age groups, run by run."""
     def parts(row) -> pd.Series:
         counts = pd.Series(row["count_by_age"], dtype=float)
         return pd.Series(row["mae_by_age"], dtype=float).fillna(0.0) * counts / counts.sum()
 
     means = [pd.DataFrame([parts(row) for row in runs.values()]).mean() for runs in (better, worse)]
-    difference = means[1] - means[0]
-    return float(difference.sum()), float(difference[group])
+    return means[1] - means[0]
 
 
 # ------------------------------------------------------------------------------------------------ formats
@@ -262,10 +268,8 @@ def dynamic_range() -> list[str]:
     resumed = sorted(row["resumed_from_epoch"] for row in runs if row["resumed_from_epoch"])
     effects = report.factorial_table(frame(experiment), ["model.lambda_d", "model.lambda_local"])
     delta, eta, interaction = (effects.iloc[i] for i in range(3))
-    configs = by_config(experiment)
-    eta_on, eta_off = ({(key, config): row for config in configs if f"lambda_local={value}" in config
-                        for key, row in configs[config].items()} for value in ("1.0", "0.0"))
-    total, young = age_share(experiment, eta_on, eta_off, "0-9")
+    parts = age_parts(*(at_level(experiment, "model.lambda_local", value) for value in (1.0, 0.0)))
+    total, young = parts.sum(), parts["0-9"]
     assert math.isclose(total, -eta["estimate"], abs_tol=1e-4)  # the by-age split adds up to the main effect
     counts = runs[0]["count_by_age"]
     ages = pd.DataFrame([row["mae_by_age"] for row in runs], index=frame(experiment)["config"])
@@ -305,7 +309,8 @@ def dex_vs_ssr() -> list[str]:
     wall = {name: np.mean([row["wall_s"] for row in runs if row["name"] == name]) for name in by_config(experiment)}
     params = {row["name"]: row["params"] for row in runs}
     configs = by_config(experiment)
-    gap, young = age_share(experiment, configs["DEX"], configs[baseline], "0-9")
+    parts = age_parts(configs["DEX"], configs[baseline])
+    gap, young = parts.sum(), parts["0-9"]
     ages = pd.DataFrame([row["mae_by_age"] for row in runs], index=[row["name"] for row in runs])
     ages = ages.groupby(level=0).mean()
     counts = runs[0]["count_by_age"]
@@ -405,9 +410,8 @@ def lambda_grid() -> list[str]:
     cost = grid.loc[0.0] - grid.loc[1.0, 1.0]
     wall = sorted(row["wall_s"] for row in runs)
     stages_reference = rows("stages")[0]["wall_s"]
-    eta_on, eta_off = ({index: row for index, row in enumerate(runs) if row["overrides"]["model.lambda_local"] == value}
-                       for value in (1.0, 0.0))
-    total, young = age_share(experiment, eta_on, eta_off, "0-9")
+    parts = age_parts(*(at_level(experiment, "model.lambda_local", value) for value in (1.0, 0.0)))
+    total, young = parts.sum(), parts["0-9"]
     assert math.isclose(total, beats.mean(), abs_tol=1e-4)
     best = data.loc[data["mae"].idxmin()]
     dynamic = [contrast("dynamic_range", label, BOTH_ON)["delta_mae"] for label in
@@ -613,13 +617,8 @@ def heads_by_age() -> list[str]:
     counts = ages.loc["examples"]
     old = ("60-69", "70-79", "80-89", "90-100")
 
-    def parts(head: str) -> tuple[float, dict]:
-        """SSR-Net's MAE minus `head`'s, and its parts from the age groups (`age_share`)."""
-        gap = age_share(experiment, configs[head], configs[HEADS_BASELINE], "0-9")[0]
-        return gap, {group: age_share(experiment, configs[head], configs[HEADS_BASELINE], group)[1]
-                     for group in counts.index}
-
-    gap, share = parts("DEX")
+    share = age_parts(configs["DEX"], configs[HEADS_BASELINE])  # SSR-Net's MAE minus DEX's, by age group
+    gap = share.sum()
     from_old = sum(share[group] for group in old)
     ssr, dex, regression = (ages.loc[name] for name in (HEADS_BASELINE, "DEX", "regression"))
     best_old = ages.drop(index="examples")[list(old)].mean(axis=1)
@@ -661,7 +660,7 @@ def dynamic_range_utkface() -> list[str]:
     commits = sorted({e["git"]["commit"][:7] for e in environments})
     dirty_splits = {row["overrides"]["data.split_index"] for row in runs if row["environment"]["git"]["dirty"]}
     assert len(dirty_splits) == 1
-    off, eta_only = "lambda_d=0.0, lambda_local=0.0", "lambda_d=0.0, lambda_local=1.0"
+    off = "lambda_d=0.0, lambda_local=0.0"
     resumed = {(row["overrides"]["data.split_index"], row["overrides"]["model.lambda_d"],
                 row["overrides"]["model.lambda_local"]): row["resumed_from_epoch"]
                for row in runs if row["resumed_from_epoch"]}
@@ -675,21 +674,13 @@ def dynamic_range_utkface() -> list[str]:
     effects = report.factorial_table(frame(experiment), ["model.lambda_d", "model.lambda_local"])
     delta, eta, interaction = (effects.iloc[i] for i in range(3))
     assert eta["holm_p"] < 0.05 <= min(delta["holm_p"], interaction["holm_p"]) and both["holm_p"] >= 0.05
-    eta_on, eta_off = ({(key, config): row for config in configs if f"lambda_local={value}" in config
-                        for key, row in configs[config].items()} for value in ("1.0", "0.0"))
-    old = ("60-69", "70-79", "80-89", "90-100")
-    total = age_share(experiment, eta_on, eta_off, "0-9")[0]
+    old = ["60-69", "70-79", "80-89", "90-100"]
+    parts = age_parts(*(at_level(experiment, "model.lambda_local", value) for value in (1.0, 0.0)))
+    total, from_old, children = parts.sum(), parts[old].sum(), parts["0-9"]
     assert math.isclose(total, -eta["estimate"], abs_tol=1e-4)  # the by-age split adds up to the main effect
-    from_old = sum(age_share(experiment, eta_on, eta_off, group)[1] for group in old)
-    children = age_share(experiment, eta_on, eta_off, "0-9")[1]
-    counts = runs[0]["count_by_age"]
-    assert sum(row["count_by_age"]["0-9"] for row in runs if row["overrides"] == runs[0]["overrides"]) > 0
-    counts = pd.DataFrame([row["count_by_age"] for row in configs[BOTH_ON].values()]).sum()
-    synthetic = by_config("dynamic_range")
-    synthetic_on, synthetic_off = ({(key, config): row for config in synthetic if f"lambda_local={value}" in config
-                                    for key, row in synthetic[config].items()} for value in ("1.0", "0.0"))
-    synthetic_total, synthetic_young = age_share("dynamic_range", synthetic_on, synthetic_off, "0-9")
-    assert synthetic_young > synthetic_total / 2  # "more than half of it came from ages 0–9"
+    counts = pd.DataFrame([row["count_by_age"] for row in configs[BOTH_ON].values()]).sum()  # the five test parts
+    synthetic = age_parts(*(at_level("dynamic_range", "model.lambda_local", value) for value in (1.0, 0.0)))
+    assert synthetic["0-9"] > synthetic.sum() / 2  # "more than half of it came from ages 0–9"
     synthetic_both = contrast("dynamic_range", off, BOTH_ON)
     assert synthetic_both["delta_low"] < 0  # "an interval reaching past 0"
     return [f"{PAPER['without dynamic range']} against {PAPER['ssr']}", "2 × 2",

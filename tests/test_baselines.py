@@ -18,7 +18,7 @@ from ssr_jax.models import count_parameters, init_variables
 from ssr_jax.models.baselines_keras import first_difference, flax_layers, read_keras_layers
 from ssr_jax.models.densenet import WEIGHT_DECAY, DenseNet, regularised_convs, weight_decay_penalty
 from ssr_jax.models.mobilenet import MobileNet
-from ssr_jax.train import COMPILE_SPEED_OPTIONS
+from ssr_jax.xla_options import COMPILE_SPEED_OPTIONS
 
 BASELINES = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference" / "baselines"
 

@@ -15,13 +15,14 @@ from absl import flags
 
 from conftest import REPO, run_cli
 from configs import dex, ssrnet
+from run_once import run_once
 from ssr_jax import cli, config_lib, data, predict, report, saved_model, sweep, tensorboard_log, validation
 from ssr_jax.data import synthetic
 from ssr_jax.models import (abstract_variables, architecture, count_parameters, create_model, heads, init_variables,
                             model_input, with_head)
 from ssr_jax.models.heads import base, corn
 from ssr_jax.ssr import ssr_age
-from ssr_jax.train import COMPILE_SPEED_OPTIONS, train_and_evaluate
+from ssr_jax.train import train_and_evaluate
 
 LN3 = math.log(3.0)
 
@@ -297,9 +298,7 @@ def test_every_head_on_every_backbone_trains_with_a_falling_loss(backbone):
     images = model_input(jnp.asarray(data["image"]), config.data)
     ages = jnp.asarray(data["age"], jnp.float32).at[:2].set(jnp.array([0.0, 100.0]))
     # One program each, compiled for compile speed: twenty small steps run in a fraction of their compile time.
-    compile_fast = COMPILE_SPEED_OPTIONS
-    key = jax.random.key(0)
-    variables = init_variables(model, images[:1], key)
+    variables = init_variables(model, images[:1], jax.random.key(0))
     optimizer = optax.adam(3e-3 if backbone == "ssrnet" else 1e-2)
 
     def losses(params, batch_stats):
@@ -317,13 +316,11 @@ def test_every_head_on_every_backbone_trains_with_a_falling_loss(backbone):
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), batch_stats, opt_state), each
 
-    @jax.jit
     def train(params, batch_stats):
         _, each = jax.lax.scan(step, (params, batch_stats, optimizer.init(params)), None, length=20)
         return each
 
-    arguments = (variables["params"], variables["batch_stats"])
-    each = np.asarray(train.lower(*arguments).compile(compile_fast)(*arguments))  # [steps, heads]
+    each = np.asarray(run_once(train, variables["params"], variables["batch_stats"]))  # [steps, heads]
     assert np.all(np.isfinite(each))
     falling = {name: (float(each[0, i]), float(each[-1, i])) for i, (name, _) in enumerate(members)}
     assert all(last < first for first, last in falling.values()), falling

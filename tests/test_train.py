@@ -92,7 +92,7 @@ def test_a_short_run_compiles_for_compile_speed_and_a_long_one_for_run_speed(mon
     keys, hparams = stack_members([smoke])
     state = trainer.init(keys, hparams)
     trainer.compile(state, keys, hparams)
-    fast_compile = train.COMPILE_SPEED_OPTIONS
+    fast_compile = xla_options.COMPILE_SPEED_OPTIONS
     assert compiled[-3:] == [fast_compile, {**xla_options.compiler_options(), **fast_compile},
                              {**xla_options.compiler_options(), **fast_compile}]
     # The same run as a group just past the bound, and one member of a run just past it: optimised as always.
