@@ -12,6 +12,13 @@ host copies on every process (one collective, in the same place on each) and pro
 on every process and lays each leaf out as the target's sharding. The checkpoint directory must be on a file system
 all hosts share, as the run directories are.
 
+A step is written packed: every leaf of one dtype raveled into one array, and in the step's metadata the list of
+the leaves' paths, dtypes and shapes. Orbax spends milliseconds of Python on each array it saves or restores (a
+TensorStore spec, futures and an event loop per array), and a training state has hundreds of small leaves (every
+parameter, BatchNorm statistic and Adam moment); packed, a save or restore costs about a tenth
+(benchmarks/README.md, "Checkpoints"), whatever the number of members. A run saves its group's state every epoch
+and each member's weights at its end. Steps of the earlier layout (one array per leaf) are still read.
+
 A step that cannot be read (a truncated file, emptied metadata) is skipped by `restore` with one warning naming it,
 in favour of the newest intact step; when none is intact, `DamagedCheckpointError` names the directory to delete.
 """
@@ -25,6 +32,8 @@ import sys
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging as absl_logging
 
@@ -40,9 +49,13 @@ class _UnreadableStep(Exception):
         super().__init__(f"step {step} is unreadable ({type(error).__name__}: {reason[:160]})")
 
 
-# Orbax's name for the single unnamed item (checkpoint_manager.DEFAULT_ITEM_NAME). Registering its handler up front
-# lets a fresh manager read a step's metadata before any restore; without it the metadata is None.
+# Orbax's name for the single unnamed item (checkpoint_manager.DEFAULT_ITEM_NAME): the packed arrays, or in a step of
+# the earlier layout every leaf. Registering the handlers up front lets a fresh manager read a step's metadata before
+# any restore; without it the metadata is None.
 _ITEM = "default"
+# The packed step's leaves, [{"path", "dtype", "shape", "key"}] in the order they were packed: in the step's custom
+# metadata (its _CHECKPOINT_METADATA file), which Orbax writes and renames into place with the arrays.
+_LAYOUT = "ssr_jax_packed_leaves"
 
 
 def _manager(directory, *, keep: int | None = None) -> ocp.CheckpointManager:
@@ -87,10 +100,11 @@ def save(directory: str | os.PathLike, step: int, state: Any, *, keep: int = 2) 
         state = parallel.fetch(state)  # every process takes part in the gather ...
         if not parallel.is_writer():  # ... and process 0 alone writes
             return
+    packed, layout = _pack(state)
     try:
         with _manager(directory, keep=keep) as manager, _quiet_worker_logs():
             # force: bypass the save-interval policy, which would silently skip steps; the caller decides when to save.
-            manager.save(step, args=ocp.args.StandardSave(state), force=True)
+            manager.save(step, args=ocp.args.StandardSave(packed), custom_metadata={_LAYOUT: layout}, force=True)
     except OSError as error:
         raise workdir_lib.write_error(os.path.join(directory, str(step)), error) from None
     except ValueError as error:  # TensorStore reports a full disk as a ValueError ("RESOURCE_EXHAUSTED ...")
@@ -98,6 +112,52 @@ def save(directory: str | os.PathLike, step: int, state: Any, *, keep: int = 2) 
             raise
         full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         raise workdir_lib.write_error(f"checkpoint {os.path.join(directory, str(step))}", full) from None
+
+
+def _flat(tree: Any) -> tuple[dict[str, Any], Any]:
+    """({"a/b/c": leaf}, tree structure): paths named as Orbax names them in a step of the earlier layout."""
+    with_paths, structure = jax.tree_util.tree_flatten_with_path(tree)
+    return {"/".join(_key_name(key) for key in path): leaf for path, leaf in with_paths}, structure
+
+
+def _key_name(key: Any) -> str:
+    for attribute in ("key", "name", "idx"):  # DictKey / FlattenedIndexKey, GetAttrKey, SequenceKey
+        if hasattr(key, attribute):
+            return str(getattr(key, attribute))
+    return str(key)
+
+
+def _is_key(leaf: Any) -> bool:
+    return jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def _pack(state: Any) -> tuple[dict[str, np.ndarray], list[dict]]:
+    """({dtype name: every leaf of that dtype raveled and concatenated}, the layout that unpacks them). A typed PRNG
+    key is stored as its key data, with its implementation's name."""
+    flat = _flat(state)[0]
+    keys = {path: str(jax.random.key_impl(leaf)) for path, leaf in flat.items() if _is_key(leaf)}
+    hosts = jax.device_get([jax.random.key_data(leaf) if path in keys else leaf for path, leaf in flat.items()])
+    layout, by_dtype = [], {}
+    for path, host in zip(flat, map(np.asarray, hosts)):
+        layout.append({"path": path, "dtype": host.dtype.name, "shape": list(host.shape), "key": keys.get(path)})
+        by_dtype.setdefault(host.dtype.name, []).append(host.ravel())
+    return {name: np.concatenate(parts) for name, parts in by_dtype.items()}, layout
+
+
+def _unpack(packed: dict[str, np.ndarray], layout: list[dict]) -> dict[str, tuple[np.ndarray, str | None]]:
+    """{path: (host array, PRNG implementation or None)} from `_pack`'s output; `ValueError` when the arrays do not
+    hold what the layout lists."""
+    offsets = dict.fromkeys(packed, 0)
+    unpacked = {}
+    for leaf in layout:
+        name, shape = leaf["dtype"], tuple(leaf["shape"])
+        start, size = offsets[name], int(np.prod(shape, dtype=np.int64))
+        unpacked[leaf["path"]] = packed[name][start:start + size].reshape(shape), leaf["key"]
+        offsets[name] = start + size
+    short = {name: (offset, packed[name].size) for name, offset in offsets.items() if offset != packed[name].size}
+    if short:
+        raise ValueError(f"the packed arrays do not hold the leaves their layout lists ({short})")
+    return unpacked
 
 
 @contextlib.contextmanager
@@ -146,12 +206,13 @@ def _stored_shape(leaf: jax.ShapeDtypeStruct) -> tuple[int, ...]:
 
 
 def _mismatch(saved: dict, wanted: dict) -> str | None:
-    """First difference between two {"a/b/c": leaf} dicts, in the target's leaf order; None if they agree."""
+    """First difference between the saved {"a/b/c": shape} and the target's {"a/b/c": leaf}, in the target's leaf
+    order; None if they agree."""
     for path, leaf in wanted.items():
         if path not in saved:
             return f"{path}: missing from the checkpoint"
-        if tuple(saved[path].shape) != _stored_shape(leaf):
-            return f"{path}: checkpoint has shape {tuple(saved[path].shape)}, model expects {_stored_shape(leaf)}"
+        if saved[path] != _stored_shape(leaf):
+            return f"{path}: checkpoint has shape {saved[path]}, model expects {_stored_shape(leaf)}"
     extra = sorted(saved.keys() - wanted.keys())
     return f"{extra[0]}: in the checkpoint but not in the model" if extra else None
 
@@ -164,11 +225,28 @@ def _steps(directory) -> list[int]:
         return sorted(manager.all_steps(), reverse=True)
 
 
-def _saved_leaves(manager: ocp.CheckpointManager, step: int) -> dict:
-    """{"a/b/c": leaf metadata} of `step`; `_UnreadableStep` when its metadata cannot be read."""
+def _layout(manager: ocp.CheckpointManager, step: int) -> list[dict] | None:
+    """The packed leaves of `step` (`_pack`), None for a step of the earlier layout (one saved array per leaf);
+    `_UnreadableStep` when the step's metadata cannot be read."""
     try:
-        return ocp.tree.to_flat_dict(manager.metadata(step).item_metadata.tree, sep="/")
+        metadata = manager.metadata(step)
+        layout = (metadata.custom_metadata or {}).get(_LAYOUT)
+        if layout is None and metadata.item_metadata is None:
+            raise ValueError("no metadata")
+        return layout
     except Exception as error:  # noqa: BLE001 — Orbax raises JSON, key and plain errors for damaged files
+        raise _UnreadableStep(step, error) from None
+
+
+def _saved_shapes(manager: ocp.CheckpointManager, step: int, layout: list[dict] | None) -> dict[str, tuple[int, ...]]:
+    """{"a/b/c": stored shape} of `step` (`layout`: its `_layout`), from its metadata (no array is read);
+    `_UnreadableStep` when that cannot be read."""
+    try:
+        if layout is not None:
+            return {leaf["path"]: tuple(leaf["shape"]) for leaf in layout}
+        metadata = ocp.tree.to_flat_dict(manager.metadata(step).item_metadata.tree, sep="/")
+        return {path: tuple(leaf.shape) for path, leaf in metadata.items()}
+    except Exception as error:  # noqa: BLE001 — a malformed layout or tree
         raise _UnreadableStep(step, error) from None
 
 
@@ -180,7 +258,7 @@ def stored_shapes(directory: str | os.PathLike, step: int | None = None) -> dict
         # A fresh manager per step: one that failed on a damaged step can fail on the next, intact one.
         with _manager(directory) as manager:
             try:
-                return {path: tuple(leaf.shape) for path, leaf in _saved_leaves(manager, candidate).items()}
+                return _saved_shapes(manager, candidate, _layout(manager, candidate))
             except _UnreadableStep as problem:
                 problems.append(str(problem))
     if problems:
@@ -194,11 +272,40 @@ def _damaged(directory, problems: list[str]) -> DamagedCheckpointError:
 
 
 def _restore_step(manager: ocp.CheckpointManager, directory, step: int, target: Any) -> Any:
-    abstract = jax.tree.map(_abstract, target)
+    flat, structure = _flat(target)
+    layout = _layout(manager, step)
     # Compare first: Orbax's own shape error comes wrapped in TensorStore specs and asyncio tracebacks.
-    problem = _mismatch(_saved_leaves(manager, step), ocp.tree.to_flat_dict(abstract, sep="/"))
+    problem = _mismatch(_saved_shapes(manager, step, layout), {path: _abstract(leaf) for path, leaf in flat.items()})
     if problem:
         raise ValueError(f"checkpoint {step} in {os.fspath(directory)} does not fit the target: {problem}")
+    if layout is None:
+        return _restore_unpacked(manager, step, target)
+    sizes: dict[str, int] = {}
+    for leaf in layout:
+        sizes[leaf["dtype"]] = sizes.get(leaf["dtype"], 0) + int(np.prod(leaf["shape"], dtype=np.int64))
+    here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = {name: jax.ShapeDtypeStruct((size,), jnp.dtype(name), sharding=here) for name, size in sizes.items()}
+    try:
+        packed = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        saved = _unpack({name: np.asarray(array) for name, array in packed.items()}, layout)
+    except Exception as error:  # noqa: BLE001 — a truncated array file surfaces as a bare TensorStore Exception
+        raise _UnreadableStep(step, error) from None
+    return jax.tree.unflatten(structure, [_placed(*saved[path], leaf) for path, leaf in flat.items()])
+
+
+def _placed(host: np.ndarray, key: str | None, target: Any) -> jax.Array:
+    """A saved leaf in the target leaf's dtype and layout (a typed PRNG key from its key data)."""
+    sharding = getattr(target, "sharding", None) or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    if _is_key(target):
+        data = _placed(host, None, jax.ShapeDtypeStruct(host.shape, host.dtype, sharding=sharding))
+        return jax.random.wrap_key_data(data, impl=key) if key else jax.random.wrap_key_data(data)
+    host = host.astype(target.dtype, copy=False)
+    return jax.device_put(host, sharding) if sharding.is_fully_addressable else parallel.place(host, sharding)
+
+
+def _restore_unpacked(manager: ocp.CheckpointManager, step: int, target: Any) -> Any:
+    """A step of the earlier layout, one saved array per leaf."""
+    abstract = jax.tree.map(_abstract, target)
     try:
         restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
     except Exception as error:  # noqa: BLE001 — a truncated array file surfaces as a bare TensorStore Exception
@@ -214,7 +321,7 @@ def restore(directory: str | os.PathLike, target: Any, step: int | None = None) 
     (161, 1), model expects (91, 1)") when the checkpoint does not match the target structure/shape.
 
     A newer step that cannot be read is skipped with one warning on stderr naming it; `DamagedCheckpointError` when
-    no step (or the requested one) can be read. Dtypes are not checked: Orbax casts each leaf to the target's dtype.
+    no step (or the requested one) can be read. Dtypes are not checked: each leaf is cast to the target's dtype.
     """
     steps, problems = _steps(directory), []
     for candidate in steps if step is None else [step] if step in steps else []:

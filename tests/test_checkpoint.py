@@ -175,3 +175,39 @@ def test_restore_on_another_device_topology(tmp_path):
     restored = checkpoint.restore(tmp_path, {"w": jax.ShapeDtypeStruct((3,), jnp.float32)})
     assert restored["w"].devices() == {jax.devices()[0]}
     np.testing.assert_array_equal(restored["w"], np.ones(3))
+
+
+def test_a_step_holds_one_array_per_dtype_and_the_leaves_layout(tmp_path):
+    """Orbax spends milliseconds of Python per saved array, so a step packs every leaf of a dtype into one array;
+    the step's metadata lists the leaves, which is what `stored_shapes` reads."""
+    import orbax.checkpoint as ocp
+
+    state = make_state(seed=4)
+    checkpoint.save(tmp_path, 1, state)
+    with ocp.CheckpointManager(tmp_path, item_handlers=ocp.StandardCheckpointHandler()) as manager:
+        arrays = manager.metadata(1).item_metadata.tree
+    leaves = jax.tree_util.tree_leaves_with_path(state)
+    dtypes = {str(np.asarray(leaf).dtype) for _, leaf in leaves}
+    assert sorted(arrays) == sorted(dtypes) == ["bfloat16", "float32", "int32", "uint32"]
+    assert sum(int(np.prod(array.shape)) for array in arrays.values()) == sum(np.size(leaf) for _, leaf in leaves)
+    shapes = checkpoint.stored_shapes(tmp_path)
+    assert len(shapes) == len(leaves) and shapes["opt_state/0/nu/stage_1/delta/kernel"] == (2, 161, 1)
+    assert shapes["step"] == (2,) and shapes["key"] == (2, 2)
+
+
+def test_a_step_of_the_earlier_layout_one_array_per_leaf_is_still_read(tmp_path):
+    """Run directories written before the packed layout resume: their steps hold one Orbax array per leaf."""
+    import orbax.checkpoint as ocp
+
+    state = make_state(seed=5)
+    with ocp.CheckpointManager(tmp_path) as manager:
+        manager.save(3, args=ocp.args.StandardSave(state))
+    assert checkpoint.latest_step(tmp_path) == 3
+    assert checkpoint.stored_shapes(tmp_path)["params/stage_1/delta/kernel"] == (2, 161, 1)
+    assert_same(checkpoint.restore(tmp_path, jax.eval_shape(make_state)), state)
+    with pytest.raises(ValueError, match=r"params/stage_1/delta/kernel: checkpoint has shape \(2, 161, 1\), "
+                                         r"model expects \(2, 91, 1\)"):
+        checkpoint.restore(tmp_path, jax.eval_shape(lambda: make_state(width=91)))
+    checkpoint.save(tmp_path, 4, make_state(seed=6))  # the next step of that run is packed
+    assert_same(checkpoint.restore(tmp_path, jax.eval_shape(make_state)), make_state(seed=6))
+    assert_same(checkpoint.restore(tmp_path, jax.eval_shape(make_state), step=3), state)
