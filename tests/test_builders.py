@@ -239,6 +239,18 @@ def test_get_builder_names_the_valid_choices(tmp_path):
     assert {name: cls.name for name, cls in BUILDERS.items()} == {name: name for name in BUILDERS}
 
 
+def test_a_builder_of_an_unprepared_dataset_leaves_no_temporary_directory(tmp_path, monkeypatch):
+    """TFDS's look-up of GCS metadata makes a temporary directory per builder and never removes it."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    for name in ("morph2", "utkface", "synthetic_faces"):
+        builder = get_builder(name, tmp_path / "data")
+        assert not builder.is_prepared() and builder.info.features is not None
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
 def test_default_data_dir_reads_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("SSR_JAX_DATA_DIR", str(tmp_path / "d"))
     assert prepared.default_data_dir() == tmp_path / "d"

@@ -50,6 +50,16 @@ class ImageFile:
     gender: int | None = None
 
 
+class _OfflineDatasetInfo(tfds.core.DatasetInfo):
+    """TFDS's DatasetInfo without the look-up of a dataset's metadata on TFDS's GCS bucket, which a builder of a
+    dataset not prepared yet does first: these datasets are not there, GCS is off (nothing is downloaded at run
+    time), and the look-up makes a temporary directory before finding that out and never removes it — one left in
+    /tmp by every such builder."""
+
+    def initialize_from_bucket(self) -> None:
+        return None
+
+
 class FaceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """A face-age dataset prepared offline. Subclasses set the class constants and implement `_sources` (find the
     inputs, raise ManualFilesError) and `_examples_by_split`, which returns
@@ -81,12 +91,14 @@ class FaceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return self.dataset_info_from_configs(
-            description=self.DESCRIPTION,
+        metadata = self.get_metadata()  # as `dataset_info_from_configs`: a builder's metadata files prevail
+        return _OfflineDatasetInfo(
+            builder=self,
+            description=metadata.description or self.DESCRIPTION,
             features=common.features(with_gender=self.HAS_GENDER),
             supervised_keys=("image", "age"),
             homepage=self.HOMEPAGE or None,
-            citation=self.CITATION or None,
+            citation=metadata.citation or self.CITATION or None,
         )
 
     def prepare(self, *, progress: bool = True) -> common.PrepareReport:
