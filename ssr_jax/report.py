@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import sys
 from typing import Sequence
 
 import numpy as np
@@ -525,7 +526,11 @@ def write_tables(sweep_dir, out_dir=None, *, formats: Sequence[str] = FORMATS, b
     except ValueError:
         if by_age:
             raise
-        ages = None  # configs tested on different faces so far: no by-age figure, as nothing asked for its table
+        ages = None  # configs tested on different faces so far: nothing asked for the table; the figure says why
+        if plot:
+            print("report: mae_by_age.png not drawn: the configs' finished runs were tested on different faces so "
+                  "far (different age counts); report again once every config has run on the same splits",
+                  file=sys.stderr)
     if by_age and ages is None:
         raise ValueError(f"--by_age: no finished run in {sweep_dir} recorded MAE by age (runs trained before it "
                          "was recorded); drop --by_age, or train the sweep again in a new directory")

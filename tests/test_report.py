@@ -242,7 +242,7 @@ def test_mae_by_age_is_the_mean_over_seeds_per_config_and_group(tmp_path):
     assert not (tmp_path / "other").exists()  # refused before anything is written
 
 
-def test_benchmark_splits_are_replicates_with_validation_columns_and_pooled_age_counts(tmp_path):
+def test_benchmark_splits_are_replicates_with_validation_columns_and_pooled_age_counts(tmp_path, capfd):
     """Five benchmark splits of one config: one row, n = 5, its validation MAE and selected epochs; by age, the
     examples of the five test parts add up (each example is tested once)."""
     groups = ["0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80-89", "90-100"]
@@ -270,6 +270,8 @@ def test_benchmark_splits_are_replicates_with_validation_columns_and_pooled_age_
     written = report.write_tables(tmp_path, tmp_path / "running", formats=["md"], plot=True)
     assert set(markdown_cells(written["results.md"].read_text())) == {"base", "other"}
     assert "by_age.md" not in written and "mae_by_age.png" not in written
+    assert "mae_by_age.png not drawn: the configs' finished runs were tested on different faces" in \
+        capfd.readouterr().err
     with pytest.raises(ValueError, match="tested on different faces .* a sweep still running"):
         report.write_tables(tmp_path, tmp_path / "refused", formats=["md"], by_age=True)
 
