@@ -114,19 +114,6 @@ def save(directory: str | os.PathLike, step: int, state: Any, *, keep: int = 2) 
         raise workdir_lib.write_error(f"checkpoint {os.path.join(directory, str(step))}", full) from None
 
 
-def _flat(tree: Any) -> tuple[dict[str, Any], Any]:
-    """({"a/b/c": leaf}, tree structure): paths named as Orbax names them in a step of the earlier layout."""
-    with_paths, structure = jax.tree_util.tree_flatten_with_path(tree)
-    return {"/".join(_key_name(key) for key in path): leaf for path, leaf in with_paths}, structure
-
-
-def _key_name(key: Any) -> str:
-    for attribute in ("key", "name", "idx"):  # DictKey / FlattenedIndexKey, GetAttrKey, SequenceKey
-        if hasattr(key, attribute):
-            return str(getattr(key, attribute))
-    return str(key)
-
-
 def _is_key(leaf: Any) -> bool:
     return jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
 
@@ -134,7 +121,7 @@ def _is_key(leaf: Any) -> bool:
 def _pack(state: Any) -> tuple[dict[str, np.ndarray], list[dict]]:
     """({dtype name: every leaf of that dtype raveled and concatenated}, the layout that unpacks them). A typed PRNG
     key is stored as its key data, with its implementation's name."""
-    flat = _flat(state)[0]
+    flat = ocp.tree.to_flat_dict(state, sep="/")
     keys = {path: str(jax.random.key_impl(leaf)) for path, leaf in flat.items() if _is_key(leaf)}
     hosts = jax.device_get([jax.random.key_data(leaf) if path in keys else leaf for path, leaf in flat.items()])
     layout, by_dtype = [], {}
@@ -225,27 +212,31 @@ def _steps(directory) -> list[int]:
         return sorted(manager.all_steps(), reverse=True)
 
 
-def _layout(manager: ocp.CheckpointManager, step: int) -> list[dict] | None:
-    """The packed leaves of `step` (`_pack`), None for a step of the earlier layout (one saved array per leaf);
-    `_UnreadableStep` when the step's metadata cannot be read."""
+def _step_metadata(manager: ocp.CheckpointManager, step: int):
+    """Orbax's metadata of `step`; `_UnreadableStep` when it cannot be read."""
     try:
         metadata = manager.metadata(step)
-        layout = (metadata.custom_metadata or {}).get(_LAYOUT)
-        if layout is None and metadata.item_metadata is None:
-            raise ValueError("no metadata")
-        return layout
     except Exception as error:  # noqa: BLE001 — Orbax raises JSON, key and plain errors for damaged files
         raise _UnreadableStep(step, error) from None
+    if _layout(metadata) is None and metadata.item_metadata is None:
+        raise _UnreadableStep(step, ValueError("no metadata"))
+    return metadata
 
 
-def _saved_shapes(manager: ocp.CheckpointManager, step: int, layout: list[dict] | None) -> dict[str, tuple[int, ...]]:
-    """{"a/b/c": stored shape} of `step` (`layout`: its `_layout`), from its metadata (no array is read);
-    `_UnreadableStep` when that cannot be read."""
+def _layout(metadata) -> list[dict] | None:
+    """The packed leaves of a step (`_pack`), None for a step of the earlier layout (one saved array per leaf)."""
+    return (metadata.custom_metadata or {}).get(_LAYOUT)
+
+
+def _saved_shapes(step: int, metadata) -> dict[str, tuple[int, ...]]:
+    """{"a/b/c": stored shape} of `step`, from its metadata (no array is read); `_UnreadableStep` when that cannot
+    be read."""
     try:
+        layout = _layout(metadata)
         if layout is not None:
             return {leaf["path"]: tuple(leaf["shape"]) for leaf in layout}
-        metadata = ocp.tree.to_flat_dict(manager.metadata(step).item_metadata.tree, sep="/")
-        return {path: tuple(leaf.shape) for path, leaf in metadata.items()}
+        tree = ocp.tree.to_flat_dict(metadata.item_metadata.tree, sep="/")
+        return {path: tuple(leaf.shape) for path, leaf in tree.items()}
     except Exception as error:  # noqa: BLE001 — a malformed layout or tree
         raise _UnreadableStep(step, error) from None
 
@@ -258,7 +249,7 @@ def stored_shapes(directory: str | os.PathLike, step: int | None = None) -> dict
         # A fresh manager per step: one that failed on a damaged step can fail on the next, intact one.
         with _manager(directory) as manager:
             try:
-                return _saved_shapes(manager, candidate, _layout(manager, candidate))
+                return _saved_shapes(candidate, _step_metadata(manager, candidate))
             except _UnreadableStep as problem:
                 problems.append(str(problem))
     if problems:
@@ -272,12 +263,13 @@ def _damaged(directory, problems: list[str]) -> DamagedCheckpointError:
 
 
 def _restore_step(manager: ocp.CheckpointManager, directory, step: int, target: Any) -> Any:
-    flat, structure = _flat(target)
-    layout = _layout(manager, step)
+    flat = ocp.tree.to_flat_dict(target, sep="/")
+    metadata = _step_metadata(manager, step)
     # Compare first: Orbax's own shape error comes wrapped in TensorStore specs and asyncio tracebacks.
-    problem = _mismatch(_saved_shapes(manager, step, layout), {path: _abstract(leaf) for path, leaf in flat.items()})
+    problem = _mismatch(_saved_shapes(step, metadata), {path: _abstract(leaf) for path, leaf in flat.items()})
     if problem:
         raise ValueError(f"checkpoint {step} in {os.fspath(directory)} does not fit the target: {problem}")
+    layout = _layout(metadata)
     if layout is None:
         return _restore_unpacked(manager, step, target)
     sizes: dict[str, int] = {}
@@ -290,7 +282,8 @@ def _restore_step(manager: ocp.CheckpointManager, directory, step: int, target: 
         saved = _unpack({name: np.asarray(array) for name, array in packed.items()}, layout)
     except Exception as error:  # noqa: BLE001 — a truncated array file surfaces as a bare TensorStore Exception
         raise _UnreadableStep(step, error) from None
-    return jax.tree.unflatten(structure, [_placed(*saved[path], leaf) for path, leaf in flat.items()])
+    # to_flat_dict lists the leaves in jax.tree's order (tree_flatten_with_path), so they unflatten into the target.
+    return jax.tree.unflatten(jax.tree.structure(target), [_placed(*saved[path], leaf) for path, leaf in flat.items()])
 
 
 def _placed(host: np.ndarray, key: str | None, target: Any) -> jax.Array:
