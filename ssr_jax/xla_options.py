@@ -25,6 +25,13 @@ def _cpu_flags() -> frozenset[str]:
 COMPILE_SPEED_OPTIONS = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 
 
+def run_once(function, *args):
+    """`function(*args)` as one program compiled with `COMPILE_SPEED_OPTIONS`: for what runs once (a model's
+    initialisation, a forward pass or gradient a test compares), where XLA's default optimisation, or eager
+    execution's compile per primitive and shape, costs more than the slower code saves."""
+    return jax.jit(function).lower(*args).compile(COMPILE_SPEED_OPTIONS)(*args)
+
+
 def compiler_options(backend: str | None = None, cpu_flags: frozenset[str] | None = None) -> dict:
     """Options for `Lowered.compile` on `backend` (default: JAX's default backend).
 

@@ -15,7 +15,6 @@ from absl import flags
 
 from conftest import REPO, run_cli
 from configs import dex, ssrnet
-from run_once import run_once
 from ssr_jax import cli, config_lib, data, predict, report, saved_model, sweep, tensorboard_log, validation
 from ssr_jax.data import synthetic
 from ssr_jax.models import (abstract_variables, architecture, count_parameters, create_model, heads, init_variables,
@@ -23,6 +22,7 @@ from ssr_jax.models import (abstract_variables, architecture, count_parameters, 
 from ssr_jax.models.heads import base, corn
 from ssr_jax.ssr import ssr_age
 from ssr_jax.train import train_and_evaluate
+from ssr_jax.xla_options import run_once
 
 LN3 = math.log(3.0)
 

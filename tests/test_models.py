@@ -6,9 +6,9 @@ import pytest
 
 from conftest import NEEDS_ONEDNN
 from configs import dex, regression, ssrnet
-from run_once import run_once
 from ssr_jax.models import abstract_variables, count_parameters, create_model, init_variables, predict_age
 from ssr_jax.models.ssrnet import BLOCK_POOL_FOR_TAP, TAPS_FOR_NUM_STAGES
+from ssr_jax.xla_options import run_once
 
 
 def model_config(stages=(3, 3, 3), **changes):

@@ -31,7 +31,7 @@ from ssr_jax.models.heads import dex as dex_head
 from ssr_jax.models.heads.ssr import P_ACTIVATIONS
 from ssr_jax.models.mobilenet import MobileNet
 from ssr_jax.models.ssrnet import SSRNet
-from ssr_jax.xla_options import COMPILE_SPEED_OPTIONS
+from ssr_jax.xla_options import run_once
 
 BACKBONES = ("ssrnet", "mobilenet", "densenet")
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -158,11 +158,10 @@ def abstract_variables(model_config, image_size: int) -> Any:
 
 def init_variables(model, images, key) -> Any:
     """`model.init(key, images, train=False)` as one program compiled for compile speed
-    (`xla_options.COMPILE_SPEED_OPTIONS`), as the trainer compiles its own initialisation: it runs once, and most of
+    (`xla_options.run_once`), as the trainer compiles its own initialisation: it runs once, and most of
     its compile time at XLA's default optimisation goes to the random draws of the parameters, one threefry
     expansion each (benchmarks/README.md, "Initialisation")."""
-    initialise = jax.jit(lambda key, images: model.init(key, images, train=False))
-    return initialise.lower(key, images).compile(COMPILE_SPEED_OPTIONS)(key, images)
+    return run_once(lambda key, images: model.init(key, images, train=False), key, images)
 
 
 def count_parameters(variables) -> dict[str, int]:
