@@ -123,9 +123,14 @@ def curves(experiment: str) -> pd.DataFrame:
 
 def at_level(experiment: str, key: str, value) -> dict:
     """{(replicate, config): row} of the finished runs whose override `key` is `value`: one level of a factor,
-    pooled over the others (η on: `at_level(experiment, "model.lambda_local", 1.0)`)."""
+    pooled over the others (η on: `at_level(experiment, "model.lambda_local", 1.0)`, as `eta_age_parts` does)."""
     return {(replicate, config): row for config, runs in by_config(experiment).items()
             for replicate, row in runs.items() if row["overrides"][key] == value}
+
+
+def eta_age_parts(experiment: str) -> pd.Series:
+    """Per age group, its part of what switching η off (λ_local 1 → 0) costs, pooled over the other factor."""
+    return age_parts(at_level(experiment, "model.lambda_local", 1.0), at_level(experiment, "model.lambda_local", 0.0))
 
 
 def age_parts(better: dict, worse: dict) -> pd.Series:
@@ -268,7 +273,7 @@ def dynamic_range() -> list[str]:
     resumed = sorted(row["resumed_from_epoch"] for row in runs if row["resumed_from_epoch"])
     effects = report.factorial_table(frame(experiment), ["model.lambda_d", "model.lambda_local"])
     delta, eta, interaction = (effects.iloc[i] for i in range(3))
-    parts = age_parts(*(at_level(experiment, "model.lambda_local", value) for value in (1.0, 0.0)))
+    parts = eta_age_parts(experiment)
     total, young = parts.sum(), parts["0-9"]
     assert math.isclose(total, -eta["estimate"], abs_tol=1e-4)  # the by-age split adds up to the main effect
     counts = runs[0]["count_by_age"]
@@ -410,7 +415,7 @@ def lambda_grid() -> list[str]:
     cost = grid.loc[0.0] - grid.loc[1.0, 1.0]
     wall = sorted(row["wall_s"] for row in runs)
     stages_reference = rows("stages")[0]["wall_s"]
-    parts = age_parts(*(at_level(experiment, "model.lambda_local", value) for value in (1.0, 0.0)))
+    parts = eta_age_parts(experiment)
     total, young = parts.sum(), parts["0-9"]
     assert math.isclose(total, beats.mean(), abs_tol=1e-4)
     best = data.loc[data["mae"].idxmin()]
@@ -675,11 +680,11 @@ def dynamic_range_utkface() -> list[str]:
     delta, eta, interaction = (effects.iloc[i] for i in range(3))
     assert eta["holm_p"] < 0.05 <= min(delta["holm_p"], interaction["holm_p"]) and both["holm_p"] >= 0.05
     old = ["60-69", "70-79", "80-89", "90-100"]
-    parts = age_parts(*(at_level(experiment, "model.lambda_local", value) for value in (1.0, 0.0)))
+    parts = eta_age_parts(experiment)
     total, from_old, children = parts.sum(), parts[old].sum(), parts["0-9"]
     assert math.isclose(total, -eta["estimate"], abs_tol=1e-4)  # the by-age split adds up to the main effect
     counts = pd.DataFrame([row["count_by_age"] for row in configs[BOTH_ON].values()]).sum()  # the five test parts
-    synthetic = age_parts(*(at_level("dynamic_range", "model.lambda_local", value) for value in (1.0, 0.0)))
+    synthetic = eta_age_parts("dynamic_range")
     assert synthetic["0-9"] > synthetic.sum() / 2  # "more than half of it came from ages 0–9"
     synthetic_both = contrast("dynamic_range", off, BOTH_ON)
     assert synthetic_both["delta_low"] < 0  # "an interval reaching past 0"
